@@ -1,0 +1,3 @@
+"""attest stage of ccai (see docs/architecture.md)."""
+
+__all__: list[str] = []

@@ -1,0 +1,27 @@
+"""The ``ccai`` Typer application: the command groups, registered in data-flow order.
+
+Each group lives in its own module and keeps heavy imports (pynvml, torch, transformers) inside
+the commands that need them, so ``ccai --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    name="ccai",
+    help="Confidential AI inference on NVIDIA GPUs: CC control, attestation, verification, sealed models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """ccai: confidential AI inference on NVIDIA GPUs."""
+
+
+# Command groups, one module each (add new groups here, in data-flow order).

@@ -1,0 +1,3 @@
+"""device stage of ccai (see docs/architecture.md)."""
+
+__all__: list[str] = []
