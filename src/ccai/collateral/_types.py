@@ -1,0 +1,50 @@
+"""What the verifier consumes from the collateral layer, and the interface sources implement.
+
+``verify/`` does no I/O: callers first gather a :class:`GpuCollateral` (RIM documents and OCSP
+responses as raw bytes) from a :class:`CollateralSource` — the RIM service, a RIM directory, an
+OCSP responder, an offline bundle or a cache — then pass it to the verifier with ``now``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from cryptography import x509
+
+__all__ = ["CollateralSource", "GpuCollateral", "ocsp_key"]
+
+
+def ocsp_key(cert: x509.Certificate) -> str:
+    """The key under which a certificate's OCSP response is stored: issuer DN + serial (hex)."""
+    return f"{cert.issuer.rfc4514_string()}#{cert.serial_number:x}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GpuCollateral:
+    """Collateral for GPU evidence, as raw signed documents (the verifier checks every signature).
+
+    Attributes:
+        rims: RIM id (e.g. ``NV_GPU_DRIVER_GH100_550.144.03``) → RIM XML bytes.
+        ocsp: :func:`ocsp_key` of a certificate → DER OCSP response for it.
+        ocsp_checked: False when revocation was deliberately not fetched (offline without a
+            bundle); the verifier then reports revocation status as "not checked", never "good".
+    """
+
+    rims: Mapping[str, bytes] = field(default_factory=dict)
+    ocsp: Mapping[str, bytes] = field(default_factory=dict)
+    ocsp_checked: bool = True
+
+
+@runtime_checkable
+class CollateralSource(Protocol):
+    """Somewhere collateral can be fetched from. Implementations raise ``CollateralUnavailable``."""
+
+    def rim(self, rim_id: str) -> bytes:
+        """The RIM XML for ``rim_id``."""
+        ...
+
+    def ocsp(self, cert: x509.Certificate, issuer: x509.Certificate, *, nonce: bytes | None) -> bytes:
+        """A DER OCSP response for ``cert`` issued by ``issuer``."""
+        ...
