@@ -75,7 +75,7 @@ def _convert(into: Path) -> None:
     config = AutoConfig.from_pretrained(str(pkg), gguf_file=_GGUF_FILE)
     if hasattr(config, "quantization_config"):
         delattr(config, "quantization_config")
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)  # type: ignore[no-untyped-call]
     model.load_state_dict(gguf_model.state_dict())
     model.generation_config = gguf_model.generation_config
     model.eval()
