@@ -17,6 +17,8 @@ from ccai.device._backend import (
     MultiGpuMode,
 )
 from ccai.device._nvml import NvmlBackend
+from ccai.device._virtual import VirtualFault, VirtualGpuBackend, VirtualTrustAnchors
+from ccai.device._virtual_pki import PkiCredential, VirtualPki, VirtualRevocation
 
 __all__ = [
     "Architecture",
@@ -27,6 +29,12 @@ __all__ = [
     "GpuInfo",
     "MultiGpuMode",
     "NvmlBackend",
+    "PkiCredential",
+    "VirtualFault",
+    "VirtualGpuBackend",
+    "VirtualPki",
+    "VirtualRevocation",
+    "VirtualTrustAnchors",
     "open_backend",
 ]
 
@@ -45,7 +53,5 @@ def open_backend(*, simulate: bool) -> GpuBackend:
         An open backend. An :class:`NvmlBackend` should be closed (it is a context manager).
     """
     if simulate:
-        from ccai.device._virtual import VirtualGpuBackend
-
         return VirtualGpuBackend.open()
     return NvmlBackend.open()
