@@ -18,7 +18,7 @@ from signxml.exceptions import InvalidSignature as XmlInvalidSignature
 from signxml.verifier import XMLVerifier
 
 from ccai.device import Architecture, CcMode, MultiGpuMode, VirtualFault, VirtualGpuBackend
-from ccai.errors import CollateralUnavailable
+from ccai.errors import CollateralUnavailable, MalformedEvidence
 from ccai.evidence import (
     AttestationReport,
     driver_rim_id,
@@ -384,3 +384,31 @@ def test_cache_is_reused_and_damage_tolerated(ccai_home: Path) -> None:
     assert VirtualGpuBackend.open().certificate_chain(1) == chain
     caches[0].write_text("garbage")
     assert VirtualGpuBackend.open().certificate_chain(1) == chain
+
+
+@pytest.mark.parametrize(
+    "offset",
+    [
+        4,  # request nonce
+        36,  # request SlotIDParam
+        41,  # response NumberOfBlocks
+        45 + 7,  # first measurement value
+        45 + 55 * 63 + 3,  # last block's MeasurementSize
+        3565,  # responder nonce
+        3597,  # OpaqueLength
+        3599 + 4,  # first opaque value (VBIOS_VERSION)
+        -97,  # last opaque byte (FEATURE_FLAG)
+    ],
+)
+def test_every_signed_region_is_covered(offset: int) -> None:
+    backend = VirtualGpuBackend.create()
+    raw = bytearray(backend.attestation_report(0, NONCE))
+    leaf = _chain(backend)[0]
+    _verify_report(parse_attestation_report(bytes(raw)), leaf)
+    raw[offset] ^= 0x01
+    try:
+        report = parse_attestation_report(bytes(raw))
+    except MalformedEvidence:
+        return  # a flipped length or count breaks the framing instead, which is also a rejection
+    with pytest.raises(InvalidSignature):
+        _verify_report(report, leaf)

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ccai._home import ccai_home
@@ -429,7 +430,7 @@ class VirtualGpuBackend:
     def _fwid(self) -> bytes:
         return fwid_for(self.model, self._state.vbios_version)
 
-    def _chain(self, pki: VirtualPki, index: int) -> tuple[Any, ...]:
+    def _chain(self, pki: VirtualPki, index: int) -> tuple[x509.Certificate, ...]:
         return pki.device_chain(
             self.model,
             index,
@@ -494,8 +495,7 @@ class VirtualGpuBackend:
         request_nonce = bytes(nonce)
         if fault is VirtualFault.WRONG_NONCE:
             request_nonce = hashlib.sha256(b"ccai virtual gpu wrong nonce\x00" + request_nonce).digest()
-        pki = self.pki
-        leaf = pki.leaf(
+        leaf = self.pki.leaf(
             self.model,
             index,
             boot=self._state.boot,
