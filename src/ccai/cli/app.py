@@ -25,3 +25,6 @@ def _root() -> None:
 
 
 # Command groups, one module each (add new groups here, in data-flow order).
+from ccai.cli import evidence  # noqa: E402
+
+app.add_typer(evidence.app, name="evidence")

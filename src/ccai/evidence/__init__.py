@@ -1,3 +1,45 @@
-"""evidence stage of ccai (see docs/architecture.md)."""
+"""Evidence stage of ccai: pure parsers — bytes in, frozen dataclasses out; nothing is verified here.
 
-__all__: list[str] = []
+* NVIDIA GPU / NVSwitch: the SPDM attestation report and its opaque data, PEM certificate chains,
+  NVIDIA's evidence JSON, RIM XML and the RIM ids derived from a report
+  (docs/gpu-evidence-format.md).
+* CPU TEEs: Intel TDX quotes and event logs, AMD SEV-SNP reports (their own modules below).
+
+Every parser reads through :class:`ccai._binary.Reader` (or a hardened XML/JSON parser) and raises
+:class:`~ccai.errors.MalformedEvidence` on bad input; verification lives in :mod:`ccai.verify`.
+"""
+
+from ccai.evidence._certs import parse_cert_chain
+from ccai.evidence._nvidia_json import GpuEvidence, dump_evidence_json, parse_evidence_json
+from ccai.evidence._opaque import OpaqueData, OpaqueField
+from ccai.evidence._rim import Rim, RimMeasurement, parse_rim
+from ccai.evidence._rim_ids import device_arch, driver_rim_id, vbios_rim_id
+from ccai.evidence._spdm import (
+    AttestationReport,
+    MeasurementBlock,
+    SpdmRequest,
+    SpdmResponse,
+    load_report,
+    parse_attestation_report,
+)
+
+__all__ = [
+    "AttestationReport",
+    "GpuEvidence",
+    "MeasurementBlock",
+    "OpaqueData",
+    "OpaqueField",
+    "Rim",
+    "RimMeasurement",
+    "SpdmRequest",
+    "SpdmResponse",
+    "device_arch",
+    "driver_rim_id",
+    "dump_evidence_json",
+    "load_report",
+    "parse_attestation_report",
+    "parse_cert_chain",
+    "parse_evidence_json",
+    "parse_rim",
+    "vbios_rim_id",
+]
