@@ -14,6 +14,17 @@ from ccai.evidence._nvidia_json import GpuEvidence, dump_evidence_json, parse_ev
 from ccai.evidence._opaque import OpaqueData, OpaqueField
 from ccai.evidence._rim import Rim, RimMeasurement, parse_rim
 from ccai.evidence._rim_ids import device_arch, driver_rim_id, vbios_rim_id
+from ccai.evidence._snp import (
+    SnpGuestPolicy,
+    SnpPlatformInfo,
+    SnpProduct,
+    SnpReport,
+    SnpSigningKey,
+    SnpTcbVersion,
+    VcekExtensions,
+    parse_snp_report,
+    parse_vcek_extensions,
+)
 from ccai.evidence._spdm import (
     AttestationReport,
     MeasurementBlock,
@@ -22,24 +33,63 @@ from ccai.evidence._spdm import (
     load_report,
     parse_attestation_report,
 )
+from ccai.evidence._tdx import (
+    PckExtensions,
+    QeReport,
+    TdAttributes,
+    TdReportBody,
+    TdxQuote,
+    TdxQuoteHeader,
+    parse_pck_extensions,
+    parse_tdx_quote,
+)
+from ccai.evidence._tdx_eventlog import (
+    CcelTable,
+    TdxEvent,
+    parse_ccel,
+    parse_ccel_table,
+    parse_json_event_log,
+)
 
 __all__ = [
     "AttestationReport",
+    "CcelTable",
     "GpuEvidence",
     "MeasurementBlock",
     "OpaqueData",
     "OpaqueField",
+    "PckExtensions",
+    "QeReport",
     "Rim",
     "RimMeasurement",
+    "SnpGuestPolicy",
+    "SnpPlatformInfo",
+    "SnpProduct",
+    "SnpReport",
+    "SnpSigningKey",
+    "SnpTcbVersion",
     "SpdmRequest",
     "SpdmResponse",
+    "TdAttributes",
+    "TdReportBody",
+    "TdxEvent",
+    "TdxQuote",
+    "TdxQuoteHeader",
+    "VcekExtensions",
     "device_arch",
     "driver_rim_id",
     "dump_evidence_json",
     "load_report",
     "parse_attestation_report",
+    "parse_ccel",
+    "parse_ccel_table",
     "parse_cert_chain",
     "parse_evidence_json",
+    "parse_json_event_log",
+    "parse_pck_extensions",
     "parse_rim",
+    "parse_snp_report",
+    "parse_tdx_quote",
+    "parse_vcek_extensions",
     "vbios_rim_id",
 ]

@@ -1,0 +1,432 @@
+"""Verify an AMD SEV-SNP attestation report against AMD's pinned roots (no I/O).
+
+The checklist (:data:`SNP_STEPS`) follows go-sev-guest ``verify.SnpAttestation`` +
+``validate.SnpAttestation`` and virtee ``(&chain, &report).verify()``:
+
+ (1) parse the report (1184 bytes, version >= 2, MBZ fields, ECDSA P-384)
+ (2) product and signing key: CPUID (v3+) or the certificate's productName; VCEK or VLEK present
+ (3) certificate chain: pinned ARK → ASK (VCEK) or ASVK (VLEK) → VCEK/VLEK, RSA-PSS/SHA-384, each
+     link with ``verify_directly_issued_by`` (``x509.verification`` refuses PSS); validity at
+     ``now``; CNs; the ARK CRL when bundled
+ (4) report signature: ECDSA P-384/SHA-384 over bytes 0x000..0x29F, r and s little-endian
+ (5) TCB and identity binding: REPORTED_TCB equals the certificate's SPLs; CHIP_ID equals hwID
+     (VCEK), or is zero (VLEK)
+ (6) policy: debug, migration agent, SMT, VMPL, measurements, HOST_DATA, REPORT_DATA, minimum TCB
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from ccai.collateral import SnpCollateral, load_certificates
+from ccai.errors import (
+    BindingError,
+    ChainError,
+    CollateralUnavailable,
+    MalformedEvidence,
+    MeasurementMismatch,
+    PolicyViolation,
+    TcbError,
+    UnsupportedEvidence,
+    UsageError,
+)
+from ccai.evidence import (
+    SnpGuestPolicy,
+    SnpProduct,
+    SnpReport,
+    SnpSigningKey,
+    SnpTcbVersion,
+    VcekExtensions,
+    parse_snp_report,
+    parse_vcek_extensions,
+)
+from ccai.verify._anchors_cpu import amd_roots
+from ccai.verify._cpu_chain import check_crl, check_validity, cn_of, same_cert, verify_ecdsa_raw, verify_link
+from ccai.verify._cpu_policy import SnpPolicy
+from ccai.verify._result import _CAPABILITY, _VerifierCapability
+
+__all__ = ["SNP_STEPS", "SnpVerified", "verify_snp_report"]
+
+SNP_STEPS = (
+    "(1) parse report",
+    "(2) product and signing key",
+    "(3) certificate chain",
+    "(4) report signature",
+    "(5) TCB and chip binding",
+    "(6) policy",
+)
+S_PARSE, S_PRODUCT, S_CHAIN, S_SIG, S_BIND, S_POLICY = SNP_STEPS
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnpVerified:
+    """An SEV-SNP report that passed every step. Only :func:`verify_snp_report` creates it.
+
+    Attributes:
+        report: The parsed report.
+        claims: Claims named after the ABI spec fields (``measurement``, ``host_data``,
+            ``report_data``, ``reported_tcb``…) plus ``x-ccai-*`` extras.
+        product: The EPYC generation the report was verified for.
+        signing_key: ``"VCEK"`` or ``"VLEK"``.
+        extensions: The VCEK/VLEK extensions (SPLs, hwID, csp_id).
+        verified_at: The ``now`` every check used.
+        steps: (step, outcome) for each checklist step.
+    """
+
+    report: SnpReport
+    claims: Mapping[str, Any]
+    product: SnpProduct
+    signing_key: str
+    extensions: VcekExtensions
+    verified_at: datetime
+    steps: tuple[tuple[str, str], ...]
+    _capability: _VerifierCapability = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self._capability is not _CAPABILITY:
+            raise UsageError("SnpVerified can only be created by ccai.verify")
+
+
+def _one(der: bytes | None, what: str) -> x509.Certificate | None:
+    if der is None:
+        return None
+    certs = load_certificates(der)
+    if len(certs) != 1:
+        raise MalformedEvidence(f"{what} must be one certificate", step=S_CHAIN, actual=len(certs))
+    return certs[0]
+
+
+def _tcb_dict(tcb: SnpTcbVersion) -> dict[str, int]:
+    return tcb.as_dict()
+
+
+def _claims(report: SnpReport, product: SnpProduct, key: str, ext: VcekExtensions) -> dict[str, Any]:
+    claims: dict[str, Any] = {
+        "x-ccai-tee": "sev-snp",
+        "version": report.version,
+        "guest_svn": report.guest_svn,
+        "policy": f"0x{report.policy:x}",
+        "policy_abi_major": report.policy_abi_major,
+        "policy_abi_minor": report.policy_abi_minor,
+        "policy_smt": bool(report.policy & SnpGuestPolicy.SMT),
+        "policy_migrate_ma": bool(report.policy & SnpGuestPolicy.MIGRATE_MA),
+        "policy_debug": report.debug,
+        "policy_single_socket": bool(report.policy & SnpGuestPolicy.SINGLE_SOCKET),
+        "family_id": report.family_id.hex(),
+        "image_id": report.image_id.hex(),
+        "vmpl": report.vmpl,
+        "signature_algo": report.signature_algo,
+        "current_tcb": _tcb_dict(report.tcb("current", product)),
+        "platform_info": f"0x{report.platform_info:x}",
+        "platform_info_flags": [f.name for f in report.platform_info_flags if f.name],
+        "signing_key": key,
+        "author_key_en": report.author_key_en,
+        "mask_chip_key": report.mask_chip_key,
+        "report_data": report.report_data.hex(),
+        "measurement": report.measurement.hex(),
+        "host_data": report.host_data.hex(),
+        "id_key_digest": report.id_key_digest.hex(),
+        "author_key_digest": report.author_key_digest.hex(),
+        "report_id": report.report_id.hex(),
+        "report_id_ma": report.report_id_ma.hex(),
+        "reported_tcb": _tcb_dict(report.tcb("reported", product)),
+        "chip_id": report.chip_id.hex(),
+        "committed_tcb": _tcb_dict(report.tcb("committed", product)),
+        "current_version": f"{report.current_major}.{report.current_minor}.{report.current_build}",
+        "committed_version": f"{report.committed_major}.{report.committed_minor}.{report.committed_build}",
+        "launch_tcb": _tcb_dict(report.tcb("launch", product)),
+        "x-ccai-product": product.value,
+        "x-ccai-product-name": ext.product_name,
+        "x-ccai-committed-equals-current": report.committed_tcb_raw == report.current_tcb_raw,
+    }
+    if report.cpuid_fam_id is not None:
+        claims["cpuid_fam_id"] = report.cpuid_fam_id
+        claims["cpuid_mod_id"] = report.cpuid_mod_id
+        claims["cpuid_step"] = report.cpuid_step
+    if report.launch_mit_vector is not None:
+        claims["launch_mit_vector"] = f"0x{report.launch_mit_vector:x}"
+        claims["current_mit_vector"] = f"0x{report.current_mit_vector:x}"
+    if ext.csp_id is not None:
+        claims["csp_id"] = ext.csp_id
+    return claims
+
+
+def verify_snp_report(
+    report: SnpReport | bytes,
+    collateral: SnpCollateral,
+    *,
+    now: datetime,
+    policy: SnpPolicy | None = None,
+    trace: list[tuple[str, str]] | None = None,
+) -> SnpVerified:
+    """Verify an SEV-SNP report and appraise it with ``policy``.
+
+    Args:
+        report: The report, raw (1184 bytes) or parsed.
+        collateral: The VCEK or VLEK (and optionally ASK/ASVK, ARK, CRL) for the report.
+        now: The verification time (timezone-aware), captured once by the caller.
+        policy: The appraisal policy; the default rejects a debuggable guest.
+        trace: If given, (step, outcome) pairs are appended as steps complete.
+
+    Returns:
+        The verified report with its claims.
+
+    Raises:
+        MalformedEvidence, UnsupportedEvidence: step 1, or an unknown product (step 2).
+        CollateralUnavailable: the VCEK/VLEK the report needs is not in ``collateral``.
+        ChainError, CertificateExpired, CertificateRevoked: step 3.
+        SignatureError: step 4.
+        TcbError: step 5 (reported TCB differs from the certificate) or a TCB below the policy's minimum.
+        BindingError: CHIP_ID differs from hwID, or REPORT_DATA differs from the policy's.
+        MeasurementMismatch, PolicyViolation: step 6.
+    """
+    if now.tzinfo is None:
+        raise UsageError("now must be timezone-aware")
+    policy = policy or SnpPolicy()
+    steps: list[tuple[str, str]] = trace if trace is not None else []
+
+    # (1) parse
+    if not isinstance(report, SnpReport):
+        report = parse_snp_report(report)
+    steps.append((S_PARSE, "ok"))
+
+    # (2) product and signing key
+    signing_key = report.signing_key
+    if signing_key not in (SnpSigningKey.VCEK, SnpSigningKey.VLEK):
+        raise UnsupportedEvidence(
+            "report is not signed by a VCEK or VLEK",
+            step=S_PRODUCT,
+            expected="VCEK | VLEK",
+            actual=signing_key,
+        )
+    key_name = "VCEK" if signing_key == SnpSigningKey.VCEK else "VLEK"
+    leaf = _one(collateral.vcek if key_name == "VCEK" else collateral.vlek, key_name)
+    if leaf is None:
+        raise CollateralUnavailable(
+            f"the report is {key_name}-signed but no {key_name} certificate was given",
+            step=S_PRODUCT,
+            hint="pass --vcek with the VCEK/VLEK certificate (KDS or the host's certificate table)",
+        )
+    try:
+        ext = parse_vcek_extensions(leaf)
+    except MalformedEvidence as exc:
+        raise MalformedEvidence(exc.message, step=S_PRODUCT) from None
+    product = report.product or ext.product
+    if product is None:
+        raise UnsupportedEvidence(
+            "cannot tell the EPYC product from the report or the certificate",
+            step=S_PRODUCT,
+            actual=f"cpuid {report.cpuid_fam_id}/{report.cpuid_mod_id}, productName {ext.product_name!r}",
+        )
+    if ext.product is not None and ext.product is not product:
+        raise ChainError(
+            f"{key_name} is for another product",
+            step=S_PRODUCT,
+            expected=product.value,
+            actual=ext.product_name,
+        )
+    steps.append((S_PRODUCT, f"{product.value}, {key_name}"))
+
+    # (3) chain: pinned ARK -> ASK/ASVK -> VCEK/VLEK
+    roots = amd_roots(product)
+    supplied_ark = _one(collateral.ark, "ARK")
+    if supplied_ark is not None and not same_cert(supplied_ark, roots.ark):
+        raise ChainError(
+            "supplied ARK is not AMD's pinned ARK",
+            step=S_CHAIN,
+            index="ARK",
+            expected=f"ARK-{product.value}",
+            actual=supplied_ark.subject.rfc4514_string(),
+        )
+    intermediate = _one(collateral.ask if key_name == "VCEK" else collateral.asvk, "ASK/ASVK")
+    if intermediate is None:
+        intermediate = roots.ask if key_name == "VCEK" else roots.asvk
+    expected_cn = f"SEV-{product.value}" if key_name == "VCEK" else f"SEV-VLEK-{product.value}"
+    if cn_of(intermediate) != expected_cn:
+        raise ChainError(
+            "intermediate certificate has the wrong name",
+            step=S_CHAIN,
+            index=1,
+            expected=expected_cn,
+            actual=cn_of(intermediate),
+        )
+    if cn_of(leaf) != f"SEV-{key_name}":
+        raise ChainError(
+            "leaf certificate has the wrong name",
+            step=S_CHAIN,
+            index=0,
+            expected=f"SEV-{key_name}",
+            actual=cn_of(leaf),
+        )
+    check_validity(roots.ark, now, step=S_CHAIN, index="ARK")
+    verify_link(roots.ark, roots.ark, step=S_CHAIN, index="ARK")
+    check_validity(intermediate, now, step=S_CHAIN, index=1)
+    verify_link(intermediate, roots.ark, step=S_CHAIN, index=1)
+    check_validity(leaf, now, step=S_CHAIN, index=0)
+    verify_link(leaf, intermediate, step=S_CHAIN, index=0)
+    leaf_key = leaf.public_key()
+    if not isinstance(leaf_key, ec.EllipticCurvePublicKey) or leaf_key.curve.name != "secp384r1":
+        raise ChainError(f"{key_name} key is not ECDSA P-384", step=S_CHAIN, index=0)
+    if collateral.crl is not None:
+        try:
+            crl = x509.load_der_x509_crl(collateral.crl)
+        except ValueError:
+            raise MalformedEvidence("AMD CRL is not DER", step=S_CHAIN) from None
+        check_crl(crl, roots.ark, now, [intermediate], step=S_CHAIN, what=f"ARK-{product.value} CRL")
+        steps.append((S_CHAIN, "ok (CRL checked)"))
+    else:
+        steps.append((S_CHAIN, "ok (no CRL bundled: ASK revocation not checked)"))
+
+    # (4) report signature over 0x000..0x29F
+    verify_ecdsa_raw(
+        leaf_key,
+        report.signature_r,
+        report.signature_s,
+        report.signed_bytes,
+        hashes.SHA384(),
+        step=S_SIG,
+        what="report signature",
+    )
+    steps.append((S_SIG, "ok"))
+
+    # (5) REPORTED_TCB == certificate SPLs; CHIP_ID == hwID
+    reported = report.tcb("reported", product)
+    cert_tcb = {"blSPL": ext.bl_spl, "teeSPL": ext.tee_spl, "snpSPL": ext.snp_spl, "ucodeSPL": ext.ucode_spl}
+    if product is SnpProduct.TURIN:
+        cert_tcb["fmcSPL"] = ext.fmc_spl if ext.fmc_spl is not None else -1
+    if reported.as_dict() != cert_tcb:
+        raise TcbError(
+            f"REPORTED_TCB differs from the {key_name}'s TCB",
+            step=S_BIND,
+            expected=cert_tcb,
+            actual=reported.as_dict(),
+        )
+    if key_name == "VCEK":
+        if not report.mask_chip_key:
+            hw_id = ext.hw_id or b""
+            width = 8 if product is SnpProduct.TURIN else 64
+            if len(hw_id) != width or not hmac.compare_digest(report.chip_id[:width], hw_id):
+                raise BindingError(
+                    "CHIP_ID differs from the VCEK's hwID",
+                    step=S_BIND,
+                    expected=hw_id.hex(),
+                    actual=report.chip_id[:width].hex(),
+                )
+    elif any(report.chip_id):
+        raise BindingError(
+            "a VLEK-signed report must have a zero CHIP_ID", step=S_BIND, actual=report.chip_id.hex()
+        )
+    steps.append((S_BIND, "ok"))
+
+    # (6) policy
+    _apply_policy(report, product, key_name, policy)
+    steps.append((S_POLICY, "ok"))
+
+    return SnpVerified(
+        report=report,
+        claims=_claims(report, product, key_name, ext),
+        product=product,
+        signing_key=key_name,
+        extensions=ext,
+        verified_at=now,
+        steps=tuple(steps),
+        _capability=_CAPABILITY,
+    )
+
+
+def _allowed(name: str, value: bytes, allowed: frozenset[bytes] | None) -> None:
+    if allowed is not None and not any(hmac.compare_digest(value, a) for a in allowed):
+        raise MeasurementMismatch(
+            f"{name} is not an allowed value",
+            step=S_POLICY,
+            expected=" | ".join(sorted(a.hex() for a in allowed)) or "(empty allow-list)",
+            actual=value.hex(),
+        )
+
+
+def _apply_policy(report: SnpReport, product: SnpProduct, key_name: str, policy: SnpPolicy) -> None:
+    flags = report.policy_flags
+    if flags & SnpGuestPolicy.DEBUG and not policy.allow_debug:
+        raise PolicyViolation(
+            "guest policy allows debugging (POLICY.DEBUG set)",
+            step=S_POLICY,
+            expected="DEBUG clear",
+            actual=f"POLICY 0x{report.policy:x}",
+        )
+    if flags & SnpGuestPolicy.MIGRATE_MA and not policy.allow_migrate_ma:
+        raise PolicyViolation(
+            "guest policy allows a migration agent", step=S_POLICY, actual=f"POLICY 0x{report.policy:x}"
+        )
+    if flags & SnpGuestPolicy.SMT and not policy.allow_smt:
+        raise PolicyViolation("guest policy allows SMT", step=S_POLICY, actual=f"POLICY 0x{report.policy:x}")
+    if key_name not in policy.allowed_signing_keys:
+        raise PolicyViolation(
+            f"{key_name}-signed reports are not accepted",
+            step=S_POLICY,
+            expected=sorted(policy.allowed_signing_keys),
+            actual=key_name,
+        )
+    if policy.allowed_vmpls is not None and report.vmpl not in policy.allowed_vmpls:
+        raise PolicyViolation(
+            "VMPL is not allowed", step=S_POLICY, expected=sorted(policy.allowed_vmpls), actual=report.vmpl
+        )
+    if policy.min_guest_svn is not None and report.guest_svn < policy.min_guest_svn:
+        raise PolicyViolation(
+            "GUEST_SVN below the minimum",
+            step=S_POLICY,
+            expected=f">= {policy.min_guest_svn}",
+            actual=report.guest_svn,
+        )
+    _allowed("MEASUREMENT", report.measurement, policy.measurement)
+    _allowed("HOST_DATA", report.host_data, policy.host_data)
+    _allowed("ID_KEY_DIGEST", report.id_key_digest, policy.id_key_digest)
+    _allowed("AUTHOR_KEY_DIGEST", report.author_key_digest, policy.author_key_digest)
+    if policy.min_tcb is not None:
+        reported = report.tcb("reported", product).as_dict()
+        below = {k: f"{reported.get(k)} < {v}" for k, v in policy.min_tcb.items() if reported.get(k, -1) < v}
+        if below:
+            raise TcbError(
+                "REPORTED_TCB is below the policy minimum",
+                step=S_POLICY,
+                expected=dict(policy.min_tcb),
+                actual=below,
+            )
+    if policy.require_committed_tcb and report.committed_tcb_raw != report.current_tcb_raw:
+        raise TcbError(
+            "COMMITTED_TCB differs from CURRENT_TCB (provisional firmware)",
+            step=S_POLICY,
+            expected=report.current_tcb_raw.hex(),
+            actual=report.committed_tcb_raw.hex(),
+        )
+    if policy.min_firmware is not None and (report.current_major, report.current_minor) < policy.min_firmware:
+        raise TcbError(
+            "firmware version below the minimum",
+            step=S_POLICY,
+            expected=">= {}.{}".format(*policy.min_firmware),
+            actual=f"{report.current_major}.{report.current_minor}",
+        )
+    missing = policy.required_platform_info & ~report.platform_info
+    if missing:
+        raise PolicyViolation(
+            "required PLATFORM_INFO bits are clear", step=S_POLICY, actual=f"missing 0x{missing:x}"
+        )
+    present = policy.forbidden_platform_info & report.platform_info
+    if present:
+        raise PolicyViolation(
+            "forbidden PLATFORM_INFO bits are set", step=S_POLICY, actual=f"set 0x{present:x}"
+        )
+    if policy.report_data is not None and not hmac.compare_digest(report.report_data, policy.report_data):
+        raise BindingError(
+            "REPORT_DATA differs from the expected value",
+            step=S_POLICY,
+            expected=policy.report_data.hex(),
+            actual=report.report_data.hex(),
+        )
