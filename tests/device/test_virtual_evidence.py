@@ -412,3 +412,15 @@ def test_every_signed_region_is_covered(offset: int) -> None:
         return  # a flipped length or count breaks the framing instead, which is also a rejection
     with pytest.raises(InvalidSignature):
         _verify_report(report, leaf)
+
+
+def test_cache_holds_no_per_boot_leaves(ccai_home: Path) -> None:
+    backend = VirtualGpuBackend.create()
+    backend.certificate_chain(0)
+    cache = next(ccai_home.glob("virtual-pki-*.json"))
+    before = cache.read_bytes()
+    for _ in range(3):
+        backend.set_cc_mode(CcMode.ON)  # each switch is a new boot with a new leaf
+        VirtualGpuBackend.open().certificate_chain(0)
+    assert cache.read_bytes() == before
+    assert b"leaf:" not in before

@@ -247,6 +247,8 @@ class VirtualPki:
                 "cert": c.certificate_pem.decode(),
             }
             for label, c in sorted(self._creds.items())
+            # Per-boot leaves are cheap and change with every boot: caching them would only grow the file.
+            if not label.startswith("leaf:")
         }
         payload = json.dumps({"format": _CACHE_FORMAT, "seed_id": self.seed_id, "credentials": creds})
         write_private_file(self._cache_path, payload.encode())
@@ -312,7 +314,7 @@ class VirtualPki:
         cert = builder.sign(signer_key, hashes.SHA384(), ecdsa_deterministic=True)
         cred = PkiCredential(certificate=cert, private_key=key)
         self._creds[label] = cred
-        self._dirty = True
+        self._dirty = self._dirty or not label.startswith("leaf:")
         return cred
 
     @staticmethod
