@@ -1,3 +1,98 @@
-"""collateral stage of ccai (see docs/architecture.md)."""
+"""collateral stage of ccai: the only network/disk edge (see docs/collateral.md).
 
-__all__: list[str] = []
+Sources of GPU collateral all implement :class:`CollateralSource` (``rim`` / ``ocsp``) and raise
+:class:`~ccai.errors.CollateralUnavailable` when they cannot answer:
+
+* :class:`RimServiceClient` — NVIDIA's RIM service (``GET <base>/v1/rim/<id>``);
+* :class:`OcspClient` — an OCSP responder (POST, SHA-384 CertID, nonce);
+* :class:`RimDirectory` — ``<dir>/<id>.xml``;
+* :class:`BundleSource` — an offline :class:`CollateralBundle`;
+* :class:`CachedSource` — a :class:`CollateralCache` in front of another source;
+* :class:`SourceChain` — several sources tried in order.
+
+:func:`gather_gpu_collateral` turns evidence plus a source into the :class:`GpuCollateral` the
+verifier takes; :func:`default_gpu_source` builds the usual chain.
+
+CPU TEE collateral: :class:`IntelPcsClient` (Intel PCS v4 or a PCCS) fills a :class:`TdxCollateral`,
+:class:`AmdKdsClient` (AMD KDS) an :class:`SnpCollateral`; both are plain frozen dataclasses of raw
+signed documents, loadable from the vectors' JSON layout (:func:`tdx_collateral_from_json`).
+"""
+
+from __future__ import annotations
+
+from ccai.collateral._bundle import (
+    BUNDLE_VERSION,
+    BundleSource,
+    CollateralBundle,
+    dump_bundle,
+    load_bundle,
+    read_bundle,
+    write_bundle,
+)
+from ccai.collateral._amd import (
+    AMD_KDS_URL,
+    AmdKdsClient,
+    SnpCollateral,
+    load_certificates,
+    snp_collateral_from_certificates,
+    snp_collateral_from_json,
+)
+from ccai.collateral._cache import CachedSource, CollateralCache
+from ccai.collateral._chain import SourceChain
+from ccai.collateral._gather import gather_gpu_collateral, ocsp_targets, rim_ids_for
+from ccai.collateral._inspect import inspect_bundle
+from ccai.collateral._intel import (
+    INTEL_PCS_URL,
+    INTEL_ROOT_CA_CRL_URL,
+    IntelPcsClient,
+    TdxCollateral,
+    raw_json_member,
+    tdx_collateral_from_json,
+)
+from ccai.collateral._ocsp import DEFAULT_OCSP_URL, OcspClient, build_ocsp_request, new_ocsp_nonce
+from ccai.collateral._rim_dir import RimDirectory
+from ccai.collateral._rim_service import DEFAULT_RIM_SERVICE_URL, RimServiceClient
+from ccai.collateral._sources import default_gpu_source
+from ccai.collateral._types import CollateralSource, GpuCollateral, ocsp_key
+
+__all__ = [
+    # CPU TEE collateral (Intel PCS / AMD KDS)
+    "AMD_KDS_URL",
+    "INTEL_PCS_URL",
+    "INTEL_ROOT_CA_CRL_URL",
+    "AmdKdsClient",
+    "IntelPcsClient",
+    "SnpCollateral",
+    "TdxCollateral",
+    "load_certificates",
+    "raw_json_member",
+    "snp_collateral_from_certificates",
+    "snp_collateral_from_json",
+    "tdx_collateral_from_json",
+    # GPU collateral
+    "BUNDLE_VERSION",
+    "DEFAULT_OCSP_URL",
+    "DEFAULT_RIM_SERVICE_URL",
+    "BundleSource",
+    "CachedSource",
+    "CollateralBundle",
+    "CollateralCache",
+    "CollateralSource",
+    "GpuCollateral",
+    "OcspClient",
+    "RimDirectory",
+    "RimServiceClient",
+    "SourceChain",
+    "build_ocsp_request",
+    "default_gpu_source",
+    "dump_bundle",
+    "gather_gpu_collateral",
+    "inspect_bundle",
+    "load_bundle",
+    "new_ocsp_nonce",
+    "ocsp_key",
+    "ocsp_targets",
+    "read_bundle",
+    "rim_ids_for",
+    "write_bundle",
+]

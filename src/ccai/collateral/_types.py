@@ -30,11 +30,15 @@ class GpuCollateral:
         ocsp: :func:`ocsp_key` of a certificate → DER OCSP response for it.
         ocsp_checked: False when revocation was deliberately not fetched (offline without a
             bundle); the verifier then reports revocation status as "not checked", never "good".
+        ocsp_nonces: :func:`ocsp_key` → the nonce sent in the OCSP request, for the responses
+            that were fetched fresh and echo it. Responses from a cache or a bundle have no
+            entry: the verifier checks their validity window only (and may require a nonce).
     """
 
     rims: Mapping[str, bytes] = field(default_factory=dict)
     ocsp: Mapping[str, bytes] = field(default_factory=dict)
     ocsp_checked: bool = True
+    ocsp_nonces: Mapping[str, bytes] = field(default_factory=dict)
 
 
 @runtime_checkable

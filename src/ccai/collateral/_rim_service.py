@@ -1,0 +1,162 @@
+"""Client for NVIDIA's RIM service: ``GET <base>/v1/rim/<id>`` (gpu-evidence.md §7.3).
+
+The service answers JSON ``{"id", "rim": base64(XML), "sha256", "last_updated", "rim_format",
+"request_id"}``; a missing RIM is HTTP 404 ``{"message": "RIM_NOT_FOUND"}``. The client checks that
+the answer names the id it asked for (as NVAT does) and returns the XML bytes unchecked — the RIM's
+XMLDSig and chain are the verifier's job.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from urllib.parse import quote
+
+import httpx
+from cryptography import x509
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ccai.collateral._http import DEFAULT_TIMEOUT, http_client, send
+from ccai.errors import CollateralUnavailable, UsageError
+
+__all__ = ["DEFAULT_RIM_SERVICE_URL", "RimServiceClient", "check_rim_id"]
+
+#: NVIDIA's RIM service base URL (``/v1/rim/<id>`` is appended).
+DEFAULT_RIM_SERVICE_URL = "https://rim.attestation.nvidia.com"
+# RIM ids seen in the wild: NV_GPU_DRIVER_GH100_550.144.03, NV_GPU_VBIOS_1010_0200_882_96009F0001,
+# NV_NIC_FIRMWARE_CX7_28.39.4082-LTS_MCX713104AC-ADA. Nothing else may reach a URL or a file name.
+_RIM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}")
+
+
+def check_rim_id(rim_id: str) -> str:
+    """Return ``rim_id`` if it is a plausible RIM id (letters, digits, ``_ . -``), else raise.
+
+    Raises:
+        UsageError: the id could escape a URL path or a directory.
+    """
+    if not _RIM_ID.fullmatch(rim_id) or ".." in rim_id:
+        raise UsageError(f"not a valid RIM id: {rim_id!r}")
+    return rim_id
+
+
+class _RimServiceAnswer(BaseModel):
+    """The RIM service's JSON body (extra fields such as ``last_updated`` are tolerated)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str
+    rim: str
+    sha256: str | None = None
+    rim_format: str | None = None
+    request_id: str | None = None
+
+
+class RimServiceClient:
+    """Fetches RIMs from NVIDIA's RIM service, or any server with the same API.
+
+    Implements the ``rim`` half of :class:`~ccai.collateral.CollateralSource`; ``ocsp`` raises
+    :class:`CollateralUnavailable`.
+
+    Args:
+        base_url: Service base URL (``/v1/rim/<id>`` is appended).
+        service_key: Optional NVIDIA service key, sent as ``Authorization: Bearer``.
+        timeout: Seconds per request.
+        client: An httpx client to reuse (its lifetime stays with the caller).
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_RIM_SERVICE_URL,
+        *,
+        service_key: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        client: httpx.Client | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._service_key = service_key
+        self._client = client or http_client(timeout=timeout)
+        self._owns_client = client is None
+
+    def __repr__(self) -> str:
+        return f"RimServiceClient({self.base_url!r})"
+
+    def close(self) -> None:
+        """Close the HTTP client if this object created it."""
+        if self._owns_client:
+            self._client.close()
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if self._service_key:
+            headers["Authorization"] = f"Bearer {self._service_key}"
+        return headers
+
+    def rim(self, rim_id: str) -> bytes:
+        """Fetch the RIM XML for ``rim_id``.
+
+        Returns:
+            The RIM document bytes, as the service stores them.
+
+        Raises:
+            UsageError: ``rim_id`` is not a valid RIM id.
+            CollateralUnavailable: network error, RIM not found, or a malformed answer.
+        """
+        check_rim_id(rim_id)
+        url = f"{self.base_url}/v1/rim/{quote(rim_id, safe='')}"
+        what = f"RIM {rim_id} from {self.base_url}"
+        response = send(
+            self._client, self._client.build_request("GET", url, headers=self._headers()), what=what
+        )
+        if response.status_code == 404:
+            raise CollateralUnavailable(
+                f"{what}: not found",
+                actual=response.text[:200],
+                hint="the service may not cover this driver/VBIOS yet; use --rim-dir or a collateral bundle",
+            )
+        if response.status_code in (401, 403):
+            raise CollateralUnavailable(
+                f"{what}: forbidden (HTTP {response.status_code})", hint="check the service key"
+            )
+        if response.status_code != 200:
+            raise CollateralUnavailable(f"{what}: HTTP {response.status_code}", actual=response.text[:200])
+        try:
+            answer = _RimServiceAnswer.model_validate_json(response.content)
+            xml = base64.b64decode(answer.rim, validate=True)
+        except (ValidationError, binascii.Error, ValueError):
+            raise CollateralUnavailable(f"{what}: the answer is not a RIM service response") from None
+        if answer.id != rim_id:
+            raise CollateralUnavailable(
+                f"{what}: the service answered for another id", expected=rim_id, actual=answer.id
+            )
+        if not xml:
+            raise CollateralUnavailable(f"{what}: empty RIM")
+        return xml
+
+    def ids(self) -> list[str]:
+        """All RIM ids the service holds (``GET <base>/v1/rim/ids``), for coverage checks.
+
+        Raises:
+            CollateralUnavailable: network error or malformed answer.
+        """
+        url = f"{self.base_url}/v1/rim/ids"
+        response = send(
+            self._client, self._client.build_request("GET", url, headers=self._headers()), what="RIM ids"
+        )
+        if response.status_code != 200:
+            raise CollateralUnavailable(f"RIM ids from {self.base_url}: HTTP {response.status_code}")
+        try:
+            ids = response.json()["ids"]
+        except (ValueError, KeyError, TypeError):
+            raise CollateralUnavailable(f"RIM ids from {self.base_url}: malformed answer") from None
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise CollateralUnavailable(f"RIM ids from {self.base_url}: malformed answer")
+        return ids
+
+    def ocsp(self, cert: x509.Certificate, issuer: x509.Certificate, *, nonce: bytes | None) -> bytes:
+        """A RIM service serves no OCSP responses.
+
+        Raises:
+            CollateralUnavailable: always.
+        """
+        raise CollateralUnavailable("OCSP responses are not available from a RIM service")

@@ -1,0 +1,391 @@
+"""Pure validation of an OCSP response (RFC 6960) for one certificate: no I/O, ``now`` injected.
+
+The collateral layer fetches DER responses; the verifier calls :func:`check_ocsp` for each
+certificate of a chain it has already validated. The checks, in order:
+
+(1) the response parses and its ``responseStatus`` is ``successful``;
+(2) it holds a SingleResponse whose CertID (issuer name hash, issuer key hash, serial) matches the
+    certificate and its issuer, computed with the hash the response uses (NVIDIA's Python verifier
+    asks with SHA-384, NVAT with SHA-1; both are accepted);
+(3) the responder is authorised: the issuer itself, a delegated responder certificate issued
+    directly by the issuer with the ``id-kp-OCSPSigning`` extended key usage (RFC 6960 §4.2.2.2),
+    or a certificate with that usage which chains to one of ``trusted_roots`` (the locally
+    configured responder of §4.2.2.2 — how NVIDIA's own verifier accepts its responder);
+(4) the response signature verifies with the responder's key;
+(5) ``thisUpdate`` is not in the future and ``nextUpdate`` not in the past (with a small clock skew);
+(6) when a request nonce is given, the response echoes it (constant-time compare);
+(7) the certificate status: ``good`` passes; ``revoked`` raises :class:`CertificateRevoked`
+    unless its reason is explicitly allowed; ``unknown`` raises :class:`ChainError` unless allowed.
+
+A response that cannot be used (malformed, unsuccessful, for another certificate, stale, or with a
+foreign nonce) raises :class:`CollateralError`: it says nothing about the evidence. A response
+whose signature or responder is wrong raises :class:`SignatureError`.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from ccai.errors import CertificateRevoked, ChainError, CollateralError, SignatureError
+
+__all__ = [
+    "DEFAULT_CLOCK_SKEW",
+    "DEFAULT_MAX_AGE_WITHOUT_NEXT_UPDATE",
+    "OcspCertStatus",
+    "OcspStatus",
+    "check_ocsp",
+    "describe_certificate",
+]
+
+#: Tolerance for clock differences between the responder and the verifier.
+DEFAULT_CLOCK_SKEW = timedelta(minutes=5)
+#: How long a response without ``nextUpdate`` is taken as current (NVAT uses a default TTL too).
+DEFAULT_MAX_AGE_WITHOUT_NEXT_UPDATE = timedelta(hours=1)
+_MAX_RESPONDER_CHAIN = 5
+_STEP = "OCSP"
+
+
+class OcspCertStatus(enum.StrEnum):
+    """The certificate status an OCSP response states (claims-3.0 ``x-nvidia-cert-ocsp-status``)."""
+
+    GOOD = "good"
+    REVOKED = "revoked"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OcspStatus:
+    """The outcome of a successful :func:`check_ocsp` call.
+
+    Attributes:
+        status: good, or revoked/unknown when the caller allowed it.
+        revocation_reason: RFC 5280 reason name (``certificateHold``, ``keyCompromise``, …) when revoked.
+        revocation_time: When the certificate was revoked.
+        this_update: The response's ``thisUpdate``.
+        next_update: The response's ``nextUpdate`` (None when the responder gives none).
+        produced_at: The response's ``producedAt``.
+        nonce_checked: True when a request nonce was given and the response echoed it.
+        responder: Subject of the certificate that signed the response.
+        serial_number: Serial of the certificate the status is about.
+    """
+
+    status: OcspCertStatus
+    revocation_reason: str | None
+    revocation_time: datetime | None
+    this_update: datetime
+    next_update: datetime | None
+    produced_at: datetime
+    nonce_checked: bool
+    responder: str
+    serial_number: int
+
+
+def describe_certificate(cert: x509.Certificate) -> str:
+    """A short human name for a certificate: its subject CN (or full subject) and serial."""
+    cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    name = str(cns[0].value) if cns else cert.subject.rfc4514_string()
+    return f"{name!r} (serial {cert.serial_number:x})"
+
+
+def check_ocsp(
+    response_der: bytes,
+    cert: x509.Certificate,
+    issuer: x509.Certificate,
+    *,
+    now: datetime,
+    nonce: bytes | None = None,
+    trusted_roots: Sequence[x509.Certificate] = (),
+    allow_revocation_reasons: Collection[str] = (),
+    allow_unknown: bool = False,
+    clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
+    max_age_without_next_update: timedelta = DEFAULT_MAX_AGE_WITHOUT_NEXT_UPDATE,
+) -> OcspStatus:
+    """Validate a DER OCSP response for ``cert`` (issued by ``issuer``) at time ``now``.
+
+    Args:
+        response_der: The DER-encoded OCSPResponse.
+        cert: The certificate whose status is asked.
+        issuer: Its issuer (already validated as part of the chain).
+        now: The verification time (timezone-aware).
+        nonce: The nonce sent in the request; when given, the response must echo it.
+        trusted_roots: Roots under which a locally trusted responder certificate may chain.
+        allow_revocation_reasons: Revocation reasons to accept instead of failing
+            (e.g. ``{"certificateHold"}``, NVIDIA's ``--allow_hold_cert``). Empty by default.
+        allow_unknown: Return ``unknown`` instead of failing.
+        clock_skew: Tolerance for clock differences.
+        max_age_without_next_update: How old a response without ``nextUpdate`` may be.
+
+    Returns:
+        The status with its times and revocation reason.
+
+    Raises:
+        CollateralError: the response is malformed, unsuccessful, about another certificate,
+            outside its validity window, or does not echo ``nonce``.
+        SignatureError: the responder is not authorised or its signature does not verify.
+        CertificateRevoked: the certificate is revoked for a reason not allowed.
+        ChainError: the responder does not know the certificate and ``allow_unknown`` is false.
+    """
+    subject = describe_certificate(cert)
+    # (1) parse and responseStatus
+    try:
+        response = ocsp.load_der_ocsp_response(response_der)
+    except ValueError as exc:
+        raise CollateralError(f"OCSP response for {subject} is not valid DER: {exc}", step=_STEP) from None
+    if response.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
+        raise CollateralError(
+            f"OCSP responder gave no status for {subject}",
+            step=_STEP,
+            expected="successful",
+            actual=response.response_status.name.lower(),
+        )
+
+    # (2) the SingleResponse for this certificate
+    single = _matching_single_response(response.responses, cert, issuer)
+    if single is None:
+        raise CollateralError(
+            f"OCSP response does not cover {subject} (CertID mismatch: another certificate or issuer)",
+            step=_STEP,
+        )
+
+    # (3) authorised responder, (4) its signature
+    responder = _authorised_responder(response, issuer, now=now, trusted_roots=trusted_roots)
+    _verify_response_signature(response, responder)
+
+    # (5) validity window of the response
+    this_update = single.this_update_utc
+    next_update = single.next_update_utc
+    if this_update > now + clock_skew:
+        raise CollateralError(
+            f"OCSP response for {subject} is not yet valid",
+            step=_STEP,
+            expected=f"thisUpdate <= {now.isoformat()}",
+            actual=this_update.isoformat(),
+        )
+    expires = next_update if next_update is not None else this_update + max_age_without_next_update
+    if now - clock_skew > expires:
+        raise CollateralError(
+            f"OCSP response for {subject} is stale",
+            step=_STEP,
+            expected=f"nextUpdate >= {now.isoformat()}",
+            actual=expires.isoformat(),
+            hint="fetch a fresh response (or refresh the offline collateral bundle)",
+        )
+
+    # (6) nonce
+    nonce_checked = False
+    if nonce is not None:
+        echoed = _response_nonce(response)
+        if echoed is None or not hmac.compare_digest(echoed, nonce):
+            raise CollateralError(
+                f"OCSP response for {subject} does not echo the request nonce (replayed or cached response)",
+                step=_STEP,
+                expected=nonce.hex(),
+                actual=echoed.hex() if echoed is not None else "no nonce",
+            )
+        nonce_checked = True
+
+    # (7) certificate status
+    reason: str | None = None
+    revoked_at: datetime | None = None
+    if single.certificate_status is ocsp.OCSPCertStatus.GOOD:
+        status = OcspCertStatus.GOOD
+    elif single.certificate_status is ocsp.OCSPCertStatus.REVOKED:
+        status = OcspCertStatus.REVOKED
+        flag = single.revocation_reason
+        reason = flag.value if flag is not None else x509.ReasonFlags.unspecified.value
+        revoked_at = single.revocation_time_utc
+        if reason not in allow_revocation_reasons:
+            raise CertificateRevoked(
+                f"certificate {subject} is revoked ({reason})",
+                step=_STEP,
+                expected="good",
+                actual=f"revoked: {reason}",
+                hint=f"revoked at {revoked_at.isoformat()}" if revoked_at else None,
+            )
+    else:
+        status = OcspCertStatus.UNKNOWN
+        if not allow_unknown:
+            raise ChainError(
+                f"OCSP responder does not know certificate {subject}",
+                step=_STEP,
+                expected="good",
+                actual="unknown",
+            )
+    return OcspStatus(
+        status=status,
+        revocation_reason=reason,
+        revocation_time=revoked_at,
+        this_update=this_update,
+        next_update=next_update,
+        produced_at=response.produced_at_utc,
+        nonce_checked=nonce_checked,
+        responder=responder.subject.rfc4514_string(),
+        serial_number=cert.serial_number,
+    )
+
+
+def _matching_single_response(
+    responses: Iterable[ocsp.OCSPSingleResponse], cert: x509.Certificate, issuer: x509.Certificate
+) -> ocsp.OCSPSingleResponse | None:
+    """The SingleResponse whose CertID names ``cert`` under ``issuer`` (any supported hash)."""
+    for single in responses:
+        if single.serial_number != cert.serial_number:
+            continue
+        algorithm = single.hash_algorithm
+        if not isinstance(algorithm, hashes.SHA1 | hashes.SHA256 | hashes.SHA384 | hashes.SHA512):
+            continue
+        # cryptography computes the CertID hashes exactly as RFC 6960 §4.1.1 defines them
+        # (hash of the issuer's DER name, hash of its subjectPublicKey BIT STRING value).
+        expected = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, algorithm).build()
+        if hmac.compare_digest(single.issuer_name_hash, expected.issuer_name_hash) and hmac.compare_digest(
+            single.issuer_key_hash, expected.issuer_key_hash
+        ):
+            return single
+    return None
+
+
+def _responder_matches(response: ocsp.OCSPResponse, candidate: x509.Certificate) -> bool:
+    """Whether ``candidate`` is the certificate the ResponderID names (byName or byKey)."""
+    if response.responder_name is not None:
+        return candidate.subject == response.responder_name
+    key_hash = response.responder_key_hash
+    if key_hash is None:
+        return False
+    # byKey is the SHA-1 of the responder's subjectPublicKey bits, which is exactly RFC 5280's
+    # method (1) key identifier.
+    digest = x509.SubjectKeyIdentifier.from_public_key(candidate.public_key()).digest
+    return hmac.compare_digest(digest, key_hash)
+
+
+def _within(cert: x509.Certificate, now: datetime) -> bool:
+    return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
+
+
+def _has_ocsp_signing(cert: x509.Certificate) -> bool:
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+    return ExtendedKeyUsageOID.OCSP_SIGNING in eku
+
+
+def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
+    try:
+        child.verify_directly_issued_by(parent)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def _authorised_responder(
+    response: ocsp.OCSPResponse,
+    issuer: x509.Certificate,
+    *,
+    now: datetime,
+    trusted_roots: Sequence[x509.Certificate],
+) -> x509.Certificate:
+    """Find the certificate that signed the response and check it may speak for ``issuer``."""
+    if _responder_matches(response, issuer):
+        return issuer
+    supplied = list(response.certificates)
+    for candidate in supplied:
+        if not _responder_matches(response, candidate):
+            continue
+        if not _has_ocsp_signing(candidate):
+            raise SignatureError(
+                "OCSP responder certificate lacks the id-kp-OCSPSigning extended key usage",
+                step=_STEP,
+                actual=candidate.subject.rfc4514_string(),
+            )
+        if not _within(candidate, now):
+            raise SignatureError(
+                "OCSP responder certificate is outside its validity period",
+                step=_STEP,
+                actual=f"until {candidate.not_valid_after_utc.isoformat()}",
+            )
+        # RFC 6960 §4.2.2.2: a delegated responder is issued directly by the CA that issued the cert.
+        if _issued_by(candidate, issuer):
+            return candidate
+        # Locally configured responder: chains to a trusted root through supplied certificates.
+        if trusted_roots and _chains_to_root(candidate, [*supplied, issuer], trusted_roots, now=now):
+            return candidate
+        raise SignatureError(
+            "OCSP responder certificate is not issued by the certificate's issuer nor by a trusted root",
+            step=_STEP,
+            expected=issuer.subject.rfc4514_string(),
+            actual=candidate.issuer.rfc4514_string(),
+        )
+    raise SignatureError(
+        "OCSP response is signed by an unknown responder (not the issuer, no delegated certificate)",
+        step=_STEP,
+        expected=issuer.subject.rfc4514_string(),
+        actual=response.responder_name.rfc4514_string()
+        if response.responder_name is not None
+        else (response.responder_key_hash or b"").hex(),
+    )
+
+
+def _chains_to_root(
+    cert: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+    *,
+    now: datetime,
+) -> bool:
+    current = cert
+    for _ in range(_MAX_RESPONDER_CHAIN):
+        for root in roots:
+            if current.issuer == root.subject and _issued_by(current, root):
+                return True
+        parent = next(
+            (
+                c
+                for c in intermediates
+                if c.subject == current.issuer and c != current and _issued_by(current, c)
+            ),
+            None,
+        )
+        if parent is None or not _within(parent, now):
+            return False
+        current = parent
+    return False
+
+
+def _verify_response_signature(response: ocsp.OCSPResponse, responder: x509.Certificate) -> None:
+    key = responder.public_key()
+    data = response.tbs_response_bytes
+    signature = response.signature
+    algorithm = response.signature_hash_algorithm
+    try:
+        if isinstance(key, ec.EllipticCurvePublicKey) and algorithm is not None:
+            key.verify(signature, data, ec.ECDSA(algorithm))
+        elif isinstance(key, rsa.RSAPublicKey) and algorithm is not None:
+            key.verify(signature, data, padding.PKCS1v15(), algorithm)
+        elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+            key.verify(signature, data)
+        else:
+            raise SignatureError("OCSP response uses an unsupported signature algorithm", step=_STEP)
+    except InvalidSignature:
+        raise SignatureError(
+            "OCSP response signature does not verify with the responder's key",
+            step=_STEP,
+            actual=responder.subject.rfc4514_string(),
+        ) from None
+
+
+def _response_nonce(response: ocsp.OCSPResponse) -> bytes | None:
+    try:
+        return response.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
+    except x509.ExtensionNotFound:
+        return None
