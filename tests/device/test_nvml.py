@@ -208,7 +208,8 @@ def test_map_nvml_error(code: int, expected: type[Exception]) -> None:
     assert type(exc) is not pynvml.NVMLError  # pynvml hands out its per-code subclass
     mapped = map_nvml_error(exc, operation="read something", nvml=pynvml)
     assert type(mapped) is expected
-    assert str(code) in str(mapped.actual)
+    if code != pynvml.NVML_ERROR_LIBRARY_NOT_FOUND:  # that one is a single line on purpose
+        assert str(code) in str(mapped.actual)
 
 
 def test_map_no_permission_hints_at_root() -> None:

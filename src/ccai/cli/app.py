@@ -25,6 +25,12 @@ def _root() -> None:
 
 
 # Command groups, one module each (add new groups here, in data-flow order).
+from ccai.cli import gpu  # noqa: E402
+
+app.add_typer(gpu.app, name="gpu")
 from ccai.cli import evidence  # noqa: E402
 
 app.add_typer(evidence.app, name="evidence")
+from ccai.cli import demo  # noqa: E402
+
+app.command("demo")(demo.demo)

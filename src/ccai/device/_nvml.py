@@ -142,7 +142,8 @@ def map_nvml_error(exc: BaseException, *, operation: str, nvml: Any = None) -> E
     code = _error_name(nvml, value) if nvml is not None else f"NVML error {value}"
     detail = f"{code} ({value}): {exc}"
     if value == _ERR_LIBRARY_NOT_FOUND:
-        return DriverNotFound(NO_DRIVER_MESSAGE, actual=detail)
+        # The common case on machines without a GPU: one line, no NVML detail (it adds nothing).
+        return DriverNotFound(NO_DRIVER_MESSAGE)
     if value == _ERR_DRIVER_NOT_LOADED:
         return DriverNotFound(
             "the NVIDIA kernel driver is not loaded; use --simulate for the virtual CC GPU",

@@ -1,0 +1,275 @@
+"""``ccai demo``: the whole flow on the embedded default, on virtual hardware, end to end.
+
+The demo is a numbered list of small steps, each a function that takes what the previous steps
+produced and records what it did. Today: create virtual Hopper GPUs in CC mode, show their status,
+draw a fresh nonce, collect evidence, parse it, check each report's signature with its leaf
+certificate's key and its nonce, and show the RIM ids and opaque fields. Later issues add steps
+(verification against a collateral server, the CPU TEE, a sealed model) to :func:`run_demo`.
+
+Everything runs on the virtual CC GPU and is labelled SIMULATED: the test PKI proves nothing about
+real hardware.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ccai.cli._output import console, print_json, write_output
+from ccai.cli.gpu import SIMULATED_LABEL, ArchChoice, collect_evidence, print_status, status_to_dict
+from ccai.errors import NonceMismatch, SignatureError
+
+if TYPE_CHECKING:
+    from ccai.device import GpuBackend
+    from ccai.evidence import AttestationReport, GpuEvidence
+
+__all__ = ["DemoRun", "demo", "run_demo"]
+
+_SIGNATURE_HALF = 48  # ECDSA P-384: r and s are 48 bytes each, big-endian (gpu-evidence.md §4.2)
+
+
+@dataclass(slots=True)
+class DemoRun:
+    """What the demo did: one record per step, and whether to print for people as it goes.
+
+    Attributes:
+        verbose: Print each step for people (False for ``--json``).
+        steps: ``{"step": n, "title": ..., **facts}`` per finished step.
+    """
+
+    verbose: bool
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    def record(self, title: str, **facts: Any) -> None:
+        """Record a finished step (and announce it when verbose)."""
+        self.steps.append({"step": len(self.steps) + 1, "title": title, **facts})
+        if self.verbose:
+            console.print(f"\n[bold cyan]({len(self.steps)}) {escape(title)}[/]")
+
+
+# -- the steps -----------------------------------------------------------------------------------
+
+
+def step_create_gpus(
+    run: DemoRun, *, home: Path, gpus: int, arch: ArchChoice, seed: str | None
+) -> GpuBackend:
+    """(1) Create virtual GPUs in CC mode under ``home`` (deterministic test PKI from ``seed``)."""
+    from ccai.device import Architecture, CcMode, VirtualGpuBackend
+
+    options: dict[str, Any] = {"seed": seed} if seed is not None else {}
+    backend = VirtualGpuBackend.create(
+        home=home, gpus=gpus, architecture=Architecture(arch.value), mode=CcMode.ON, **options
+    )
+    run.record("create virtual CC GPUs", home=str(home), gpus=gpus, architecture=arch.value)
+    return backend
+
+
+def step_status(run: DemoRun, backend: GpuBackend) -> None:
+    """(2) Show the CC state, as ``ccai gpu status --simulate`` does."""
+    status = backend.status()
+    run.record("GPU CC status", status=status_to_dict(status))
+    if run.verbose:
+        print_status(status, label=False)
+
+
+def step_nonce(run: DemoRun, token_bytes: Callable[[int], bytes]) -> bytes:
+    """(3) Draw a fresh 32-byte nonce, as a verifier would."""
+    nonce = token_bytes(32)
+    run.record("draw a fresh verifier nonce", nonce=nonce.hex())
+    if run.verbose:
+        console.print(f"nonce {nonce.hex()}")
+    return nonce
+
+
+def step_collect(run: DemoRun, backend: GpuBackend, nonce: bytes, output: Path) -> bytes:
+    """(4) Collect every GPU's report and certificate chain as NVIDIA's evidence JSON."""
+    from ccai.evidence import dump_evidence_json
+
+    data = dump_evidence_json(collect_evidence(backend, nonce))
+    write_output(output, data)
+    run.record("collect evidence (NVIDIA evidence JSON)", output=str(output), size=len(data))
+    if run.verbose:
+        console.print(f"wrote {len(data)} bytes to {escape(str(output))}")
+    return data
+
+
+def step_parse(run: DemoRun, data: bytes) -> list[tuple[GpuEvidence, AttestationReport]]:
+    """(5) Parse the evidence JSON, each report and each certificate chain."""
+    from ccai.evidence import parse_evidence_json
+
+    parsed = []
+    facts: list[dict[str, Any]] = []
+    for item in parse_evidence_json(data):
+        report = item.parse_report()
+        certs = item.certificates()
+        parsed.append((item, report))
+        facts.append(
+            {
+                "arch": item.arch,
+                "report_size": len(report.raw),
+                "measurements": len(report.measurements),
+                "opaque_fields": len(report.opaque_data),
+                "certificates": [cert.subject.rfc4514_string() for cert in certs],
+            }
+        )
+    run.record("parse evidence", gpus=facts)
+    if run.verbose:
+        for i, fact in enumerate(facts):
+            console.print(
+                f"GPU {i}: {fact['arch']} report of {fact['report_size']} bytes, "
+                f"{fact['measurements']} measurement blocks, {fact['opaque_fields']} opaque fields, "
+                f"chain of {len(fact['certificates'])} certificates (leaf "
+                f"{escape(fact['certificates'][0])})"
+            )
+    return parsed
+
+
+def check_report(item: GpuEvidence, report: AttestationReport, nonce: bytes) -> None:
+    """Check one report's signature with its leaf certificate's key, and its nonce.
+
+    This is the demo's quick look, not the verifier: the chain, RIMs and measurements are checked
+    by ``ccai.verify``.
+
+    Raises:
+        SignatureError: the leaf key is not P-384, or the signature over the signed bytes is invalid.
+        NonceMismatch: the report's request nonce is not ``nonce``.
+    """
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    leaf = item.certificates()[0].public_key()
+    if not isinstance(leaf, ec.EllipticCurvePublicKey) or not isinstance(leaf.curve, ec.SECP384R1):
+        raise SignatureError("the leaf certificate's key is not ECDSA P-384", step="report signature")
+    r = int.from_bytes(report.signature[:_SIGNATURE_HALF], "big")
+    s = int.from_bytes(report.signature[_SIGNATURE_HALF:], "big")
+    try:
+        leaf.verify(encode_dss_signature(r, s), report.signed_bytes, ec.ECDSA(hashes.SHA384()))
+    except InvalidSignature:
+        raise SignatureError(
+            "the report signature does not verify with the leaf certificate's key", step="report signature"
+        ) from None
+    if not hmac.compare_digest(report.nonce, nonce):
+        raise NonceMismatch(
+            "the report is not bound to the verifier's nonce",
+            step="nonce",
+            expected=nonce.hex(),
+            actual=report.nonce.hex(),
+        )
+
+
+def step_check(run: DemoRun, parsed: list[tuple[GpuEvidence, AttestationReport]], nonce: bytes) -> None:
+    """(6) Check each report's signature (leaf key, ECDSA P-384/SHA-384) and nonce."""
+    for item, report in parsed:
+        check_report(item, report, nonce)
+    run.record("check report signatures and nonces", gpus=len(parsed), signature="valid", nonce="matches")
+    if run.verbose:
+        console.print(f"{len(parsed)} report signature(s) valid with the leaf key; nonce matches")
+
+
+def _show_value(value: str | int | list[int] | list[str]) -> str:
+    """A decoded opaque value for a table cell: status bytes in hex, long values shortened."""
+    if isinstance(value, list):
+        text = " ".join(str(v) for v in value)
+    elif isinstance(value, int):
+        text = f"{value} ({value:#x})"
+    else:
+        text = value
+    return text if len(text) <= 64 else f"{text[:61]}…"
+
+
+def step_show(run: DemoRun, parsed: list[tuple[GpuEvidence, AttestationReport]]) -> None:
+    """(7) Show the RIM ids a verifier would fetch and every opaque field."""
+    from ccai.evidence import driver_rim_id, vbios_rim_id
+
+    facts: list[dict[str, Any]] = []
+    for _, report in parsed:
+        facts.append(
+            {
+                "driver_rim_id": driver_rim_id(report),
+                "vbios_rim_id": vbios_rim_id(report),
+                "driver_version": report.opaque_data.driver_version,
+                "vbios_version": report.opaque_data.vbios_version,
+                "opaque": {f.name: report.opaque_data.json_value(f) for f in report.opaque_data},
+            }
+        )
+    run.record("RIM ids and opaque fields", gpus=facts)
+    if not run.verbose:
+        return
+    for i, fact in enumerate(facts):
+        table = Table(title=f"GPU {i}: driver RIM {fact['driver_rim_id']}, VBIOS RIM {fact['vbios_rim_id']}")
+        table.add_column("opaque field")
+        table.add_column("value")
+        for name, value in fact["opaque"].items():
+            table.add_row(name, escape(_show_value(value)))
+        console.print(table)
+
+
+def run_demo(
+    *,
+    home: Path,
+    gpus: int = 1,
+    arch: ArchChoice = ArchChoice.HOPPER,
+    seed: str | None = None,
+    token_bytes: Callable[[int], bytes] = secrets.token_bytes,
+    verbose: bool = True,
+) -> DemoRun:
+    """Run every demo step in order; the first failing step raises its ccai error.
+
+    Args:
+        home: Where the virtual GPU state and the evidence file go.
+        gpus: Number of virtual GPUs.
+        arch: Their architecture.
+        seed: Seed of the test PKI (default: the public default seed).
+        token_bytes: Source of the nonce (injected so tests can pin it).
+        verbose: Print for people as the steps run.
+
+    Returns:
+        The record of the steps.
+    """
+    run = DemoRun(verbose=verbose)
+    if verbose:
+        console.print(f"[bold yellow]{SIMULATED_LABEL}[/]")
+    backend = step_create_gpus(run, home=home, gpus=gpus, arch=arch, seed=seed)
+    step_status(run, backend)
+    nonce = step_nonce(run, token_bytes)
+    data = step_collect(run, backend, nonce, home / "demo-evidence.json")
+    parsed = step_parse(run, data)
+    step_check(run, parsed, nonce)
+    step_show(run, parsed)
+    if verbose:
+        console.print(
+            f"\n[bold green]demo finished:[/] {len(run.steps)} steps ok [bold yellow](SIMULATED)[/]"
+        )
+    return run
+
+
+def demo(
+    *,
+    home: Annotated[
+        Path | None,
+        typer.Option("--home", help="Keep the virtual GPU state here (default: a throw-away directory)."),
+    ] = None,
+    gpus: Annotated[int, typer.Option("--gpus", min=1, max=8, help="Number of virtual GPUs.")] = 1,
+    arch: Annotated[ArchChoice, typer.Option("--arch", help="Virtual GPU architecture.")] = ArchChoice.HOPPER,
+    seed: Annotated[str | None, typer.Option("--seed", help="Seed of the test PKI (text).")] = None,
+    json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Run the confidential-computing flow end to end on a virtual CC GPU (SIMULATED)."""
+    if home is not None:
+        run = run_demo(home=home, gpus=gpus, arch=arch, seed=seed, verbose=not json)
+    else:
+        with tempfile.TemporaryDirectory(prefix="ccai-demo-") as tmp:
+            run = run_demo(home=Path(tmp), gpus=gpus, arch=arch, seed=seed, verbose=not json)
+    if json:
+        print_json({"simulated": True, "result": "ok", "steps": run.steps})
