@@ -1,3 +1,41 @@
-"""token stage of ccai (see docs/architecture.md)."""
+"""token stage of ccai: verified evidence → signed detached EAT; token verification; JWKS.
 
-__all__: list[str] = []
+See docs/tokens.md. Tokens are ES384 only: ccai never signs with HS256 or ``alg: none`` and
+refuses both (and every other algorithm) when verifying.
+"""
+
+from __future__ import annotations
+
+from ccai.token._eat import (
+    DEFAULT_ISSUER,
+    DEFAULT_LIFETIME,
+    DetachedEat,
+    VerifiedToken,
+    issue_token,
+    parse_detached_eat,
+    submod_digest,
+    verify_submod_digests,
+    verify_token,
+)
+from ccai.token._jws import sign_es384, unverified_header, verify_es384
+from ccai.token._keys import TokenSigner, jwk_thumbprint, jwks, keys_from_jwks, public_jwk
+
+__all__ = [
+    "DEFAULT_ISSUER",
+    "DEFAULT_LIFETIME",
+    "DetachedEat",
+    "TokenSigner",
+    "VerifiedToken",
+    "issue_token",
+    "jwk_thumbprint",
+    "jwks",
+    "keys_from_jwks",
+    "parse_detached_eat",
+    "public_jwk",
+    "sign_es384",
+    "submod_digest",
+    "unverified_header",
+    "verify_es384",
+    "verify_submod_digests",
+    "verify_token",
+]
