@@ -1,0 +1,183 @@
+"""Keys of a sealed model: the key-encryption key (KEK), the per-model data key, and the envelope.
+
+A sealed model is encrypted under a random 256-bit **data key** made for that model alone. The
+data key is stored in the sealed header only **wrapped** by a **KEK** that has a key id: AES-256-GCM
+with a random 96-bit nonce and associated data that binds the format version, the model id and the
+KEK id. A key broker therefore releases either the KEK or just the small data key, and the KEK
+can be rotated (:func:`ccai.sealed.rewrap`) without touching the encrypted weights.
+
+A KEK file is a JSON Web Key of type ``oct`` (RFC 7517 §4, RFC 7518 §6.4) with ``kid``, written
+with mode 0600.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ccai._types import KeyId
+from ccai.errors import UnsealError, UsageError
+
+__all__ = ["DataKey", "Kek", "new_kek", "read_kek", "unwrap_data_key", "wrap_data_key", "write_kek"]
+
+_KEY_BYTES = 32
+_NONCE_BYTES = 12
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Kek:
+    """A key-encryption key: 32 secret bytes and the id they are known by.
+
+    Args:
+        kid: Key id, stored next to the wrapped data key so the right KEK can be found.
+        key: The 256-bit AES key.
+    """
+
+    kid: KeyId
+    key: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.key) != _KEY_BYTES:
+            raise UsageError(f"a KEK is {_KEY_BYTES} bytes, got {len(self.key)}")
+        if not self.kid or len(self.kid) > 256:
+            raise UsageError("a KEK needs a key id of 1 to 256 characters")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataKey:
+    """The per-model data key, as a key broker releases it after unwrapping.
+
+    Args:
+        key: The 256-bit data key.
+    """
+
+    key: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.key) != _KEY_BYTES:
+            raise UsageError(f"a data key is {_KEY_BYTES} bytes, got {len(self.key)}")
+
+
+def new_kek(*, kid: str | None = None) -> Kek:
+    """Generate a fresh random KEK.
+
+    Args:
+        kid: Key id; default ``kek-`` followed by 16 random hex digits.
+
+    Returns:
+        The new KEK.
+    """
+    return Kek(kid=KeyId(kid or f"kek-{secrets.token_hex(8)}"), key=secrets.token_bytes(_KEY_BYTES))
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def write_kek(kek: Kek, path: Path, *, overwrite: bool = False) -> None:
+    """Write ``kek`` as an ``oct`` JWK file readable only by its owner (mode 0600).
+
+    Args:
+        kek: The key to write.
+        path: Destination file.
+        overwrite: Replace an existing file (refused by default: losing a KEK loses the models).
+
+    Raises:
+        UsageError: the file exists (without ``overwrite``) or cannot be written.
+    """
+    doc = {"kty": "oct", "kid": kek.kid, "alg": "A256GCMKW", "use": "enc", "k": _b64url(kek.key)}
+    data = (json.dumps(doc, indent=2) + "\n").encode()
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise UsageError(f"key file exists: {path}", hint="choose another path") from None
+    except OSError as exc:
+        raise UsageError(f"cannot write key file {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "wb") as fh:
+        os.fchmod(fh.fileno(), 0o600)
+        fh.write(data)
+
+
+def read_kek(path: Path) -> Kek:
+    """Read a KEK file written by :func:`write_kek` (an ``oct`` JWK with ``kid``).
+
+    Args:
+        path: The key file.
+
+    Returns:
+        The KEK.
+
+    Raises:
+        UsageError: the file is missing, unreadable or not a 256-bit ``oct`` JWK with a ``kid``.
+    """
+    try:
+        doc = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise UsageError(f"key file not found: {path}") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read key file {path}: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("kty") != "oct":
+        raise UsageError(f"{path} is not an oct JWK key file")
+    kid, k = doc.get("kid"), doc.get("k")
+    if not isinstance(kid, str) or not isinstance(k, str):
+        raise UsageError(f"{path}: key file needs string 'kid' and 'k'")
+    try:
+        key = base64.urlsafe_b64decode(k + "=" * (-len(k) % 4))
+    except (binascii.Error, ValueError):
+        raise UsageError(f"{path}: 'k' is not base64url") from None
+    return Kek(kid=KeyId(kid), key=key)
+
+
+def _wrap_aad(prefix: bytes, kid: str) -> bytes:
+    # prefix = MAGIC || version || model_id (see _format.header_binding); the kid is bound so that
+    # a header cannot be edited to name another KEK without the unwrap failing.
+    return prefix + b"data-key" + kid.encode()
+
+
+def wrap_data_key(data_key: DataKey, kek: Kek, *, binding: bytes) -> tuple[bytes, bytes]:
+    """Wrap ``data_key`` under ``kek`` with AES-256-GCM.
+
+    Args:
+        data_key: The key to wrap.
+        kek: The wrapping key.
+        binding: The header binding (magic, version, model id) the wrapped key is tied to.
+
+    Returns:
+        ``(nonce, wrapped)``: a fresh random 12-byte nonce and the 48-byte ciphertext with tag.
+    """
+    nonce = secrets.token_bytes(_NONCE_BYTES)
+    wrapped = AESGCM(kek.key).encrypt(nonce, data_key.key, _wrap_aad(binding, kek.kid))
+    return nonce, wrapped
+
+
+def unwrap_data_key(nonce: bytes, wrapped: bytes, kek: Kek, *, binding: bytes) -> DataKey:
+    """Unwrap a data key wrapped by :func:`wrap_data_key`.
+
+    Args:
+        nonce: The wrap nonce from the header.
+        wrapped: The wrapped key from the header.
+        kek: The KEK named in the header.
+        binding: The header binding (magic, version, model id).
+
+    Returns:
+        The data key.
+
+    Raises:
+        UnsealError: wrong KEK, or the header was altered.
+    """
+    try:
+        key = AESGCM(kek.key).decrypt(nonce, wrapped, _wrap_aad(binding, kek.kid))
+    except (InvalidTag, ValueError):
+        raise UnsealError() from None
+    if len(key) != _KEY_BYTES:
+        raise UnsealError()
+    return DataKey(key=key)
