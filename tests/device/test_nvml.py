@@ -14,7 +14,16 @@ from typing import Any
 import pynvml
 import pytest
 
-from ccai.device import Architecture, CcMode, CpuCcCapability, GpuBackend, MultiGpuMode, NvmlBackend
+from ccai.device import (
+    Architecture,
+    CcMode,
+    CpuCcCapability,
+    GpuBackend,
+    MultiGpuMode,
+    NvmlBackend,
+    VirtualGpuBackend,
+    open_backend,
+)
 from ccai.device._nvml import NO_DRIVER_MESSAGE, map_nvml_error, normalize_pem_chain
 from ccai.errors import (
     DeviceError,
@@ -182,6 +191,15 @@ def test_open_without_driver_raises_driver_not_found() -> None:
         NvmlBackend.open()
     assert info.value.message == NO_DRIVER_MESSAGE
     assert "--simulate" in str(info.value)
+
+
+def test_open_backend_picks_the_implementation() -> None:
+    with pytest.raises(DriverNotFound):
+        open_backend(simulate=False)
+    backend = open_backend(simulate=True)
+    assert isinstance(backend, VirtualGpuBackend)
+    assert isinstance(backend, GpuBackend)
+    assert backend.status().simulated is True
 
 
 # -- error mapping with pynvml's real error classes --------------------------------------------

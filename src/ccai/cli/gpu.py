@@ -392,7 +392,13 @@ def set_key_rotation_cmd(
 
 @app.command("inject-fault")
 def inject_fault_cmd(
-    fault: Annotated[str, typer.Argument(help="A fault name (see --help of the virtual GPU), or 'none'.")],
+    fault: Annotated[
+        str,
+        typer.Argument(
+            help="wrong-nonce, corrupt-signature, expired-certificate, revoked-certificate, "
+            "measurement-drift, or 'none' to clear."
+        ),
+    ],
     simulate: SimulateOpt = False,
     json: JsonOpt = False,
 ) -> None:
