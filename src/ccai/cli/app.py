@@ -34,3 +34,9 @@ app.add_typer(evidence.app, name="evidence")
 from ccai.cli import demo  # noqa: E402
 
 app.command("demo")(demo.demo)
+from ccai.cli import collateral  # noqa: E402
+
+app.add_typer(collateral.app, name="collateral")
+from ccai.cli import dev  # noqa: E402
+
+app.add_typer(dev.app, name="dev")
