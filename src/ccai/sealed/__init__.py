@@ -25,6 +25,7 @@ from ccai.sealed._seal import (
     seal,
     unseal_to_directory,
 )
+from ccai.sealed._transformers import load_model, load_tokenizer
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -37,7 +38,9 @@ __all__ = [
     "TensorEntry",
     "is_ram_backed",
     "load_into",
+    "load_model",
     "load_plaintext",
+    "load_tokenizer",
     "new_kek",
     "read_file",
     "read_header",
