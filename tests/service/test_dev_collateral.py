@@ -25,7 +25,7 @@ from ccai.service._dev_collateral import (
     run_in_background,
     settings_for_virtual_gpu,
 )
-from ccai.verify._ocsp_check import OcspCertStatus, check_ocsp
+from ccai.verify._ocsp_check import OcspCertStatus, check_chain_ocsp, check_ocsp
 
 
 def _evidence(backend: VirtualGpuBackend, index: int = 0) -> GpuEvidence:
@@ -73,12 +73,9 @@ def test_gather_online_then_all_good(backend: VirtualGpuBackend, server: str) ->
     assert set(collateral.ocsp) == expected
     assert set(collateral.ocsp_nonces) == expected  # all fetched fresh, all echoed their nonce
     for chain in [*device_chains, rim_chain]:
-        for cert, issuer in ocsp_targets(chain, skip_leaf=chain is not rim_chain):
-            key = ocsp_key(cert)
-            status = check_ocsp(
-                collateral.ocsp[key], cert, issuer, now=now, nonce=collateral.ocsp_nonces[key]
-            )
-            assert status.status is OcspCertStatus.GOOD
+        statuses = check_chain_ocsp(chain, collateral, now=now, skip_leaf=chain is not rim_chain)
+        assert len(statuses) == 3
+        assert all(s.status is OcspCertStatus.GOOD and s.nonce_checked for s in statuses)
 
 
 def test_revoked_certificate_fault_via_real_responder(backend: VirtualGpuBackend) -> None:
@@ -94,6 +91,13 @@ def test_revoked_certificate_fault_via_real_responder(backend: VirtualGpuBackend
     brom, provisioner = chain[1], chain[2]
     with pytest.raises(CertificateRevoked, match="keyCompromise"):
         check_ocsp(collateral.ocsp[ocsp_key(brom)], brom, provisioner, now=now)
+    with pytest.raises(CertificateRevoked) as info:
+        check_chain_ocsp(chain, collateral, now=now, skip_leaf=True)
+    assert info.value.actual == "revoked: keyCompromise"
+    # Missing responses are "unavailable", not a verification failure.
+    empty = type(collateral)(rims=collateral.rims, ocsp={})
+    with pytest.raises(CollateralUnavailable, match="no OCSP response"):
+        check_chain_ocsp(chain, empty, now=now, skip_leaf=True)
 
 
 def test_offline_with_nothing_is_unavailable(backend: VirtualGpuBackend) -> None:

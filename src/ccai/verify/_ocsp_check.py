@@ -37,13 +37,15 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from ccai.errors import CertificateRevoked, ChainError, CollateralError, SignatureError
+from ccai.collateral._types import GpuCollateral, ocsp_key
+from ccai.errors import CertificateRevoked, ChainError, CollateralError, CollateralUnavailable, SignatureError
 
 __all__ = [
     "DEFAULT_CLOCK_SKEW",
     "DEFAULT_MAX_AGE_WITHOUT_NEXT_UPDATE",
     "OcspCertStatus",
     "OcspStatus",
+    "check_chain_ocsp",
     "check_ocsp",
     "describe_certificate",
 ]
@@ -389,3 +391,57 @@ def _response_nonce(response: ocsp.OCSPResponse) -> bytes | None:
         return response.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
     except x509.ExtensionNotFound:
         return None
+
+
+def check_chain_ocsp(
+    chain: Sequence[x509.Certificate],
+    collateral: GpuCollateral,
+    *,
+    now: datetime,
+    skip_leaf: bool,
+    trusted_roots: Sequence[x509.Certificate] = (),
+    allow_revocation_reasons: Collection[str] = (),
+    allow_unknown: bool = False,
+) -> tuple[OcspStatus, ...]:
+    """Check the OCSP responses in ``collateral`` for every certificate of a leaf-first ``chain``
+    that NVIDIA checks: indices 1 … n−2 of a device chain (``skip_leaf=True``), 0 … n−2 of a RIM
+    chain. Each response's nonce is checked when ``collateral.ocsp_nonces`` records one.
+
+    Args:
+        chain: Certificates, leaf first, root last (already validated by the caller).
+        collateral: Gathered collateral (``collateral.ocsp_checked`` must be True).
+        now: Verification time.
+        skip_leaf: True for device chains.
+        trusted_roots: See :func:`check_ocsp`.
+        allow_revocation_reasons: See :func:`check_ocsp`.
+        allow_unknown: See :func:`check_ocsp`.
+
+    Returns:
+        One status per checked certificate, in chain order (leaf side first).
+
+    Raises:
+        CollateralUnavailable: a response is missing.
+        CollateralError, SignatureError, CertificateRevoked, ChainError: see :func:`check_ocsp`.
+    """
+    statuses: list[OcspStatus] = []
+    for i in range(1 if skip_leaf else 0, len(chain) - 1):
+        cert, issuer = chain[i], chain[i + 1]
+        key = ocsp_key(cert)
+        response = collateral.ocsp.get(key)
+        if response is None:
+            raise CollateralUnavailable(
+                f"no OCSP response for {describe_certificate(cert)}", step=_STEP, index=i
+            )
+        statuses.append(
+            check_ocsp(
+                response,
+                cert,
+                issuer,
+                now=now,
+                nonce=collateral.ocsp_nonces.get(key),
+                trusted_roots=trusted_roots,
+                allow_revocation_reasons=allow_revocation_reasons,
+                allow_unknown=allow_unknown,
+            )
+        )
+    return tuple(statuses)
