@@ -1,0 +1,22 @@
+"""``ccai verify …``: verify evidence and appraise it with a policy.
+
+One sub-command per evidence kind; each lives in its own module and is mounted here.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from ccai.cli import verify_cpu
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    name="verify",
+    help="Verify attestation evidence against pinned roots, collateral and a policy.",
+    no_args_is_help=True,
+)
+
+# Raw CPU TEE evidence (docs/cpu-evidence.md).
+app.command("tdx")(verify_cpu.tdx_command)
+app.command("snp")(verify_cpu.snp_command)
