@@ -34,9 +34,21 @@ app.add_typer(evidence.app, name="evidence")
 from ccai.cli import demo  # noqa: E402
 
 app.command("demo")(demo.demo)
+from ccai.cli import bench  # noqa: E402
+
+app.add_typer(bench.app, name="bench")
+from ccai.cli import verify  # noqa: E402
+
+app.add_typer(verify.app, name="verify")
 from ccai.cli import collateral  # noqa: E402
 
 app.add_typer(collateral.app, name="collateral")
 from ccai.cli import dev  # noqa: E402
 
 app.add_typer(dev.app, name="dev")
+from ccai.cli import seal  # noqa: E402
+
+app.command("seal")(seal.seal_cmd)
+app.command("unseal")(seal.unseal_cmd)
+app.add_typer(seal.keys_app, name="keys")
+app.add_typer(seal.sealed_app, name="sealed")

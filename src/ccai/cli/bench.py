@@ -1,0 +1,186 @@
+"""``ccai bench …``: benchmarks; ``serve`` is the serving sweep between two arms (see docs)."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ccai.cli._output import console, err_console, print_json
+
+__all__ = ["app", "serve"]
+
+app = typer.Typer(
+    name="bench", help="Benchmarks: the serving sweep (Δ% between two arms).", no_args_is_help=True
+)
+
+
+class ApiChoice(enum.StrEnum):
+    """Which OpenAI endpoint to load."""
+
+    COMPLETIONS = "completions"
+    CHAT = "chat"
+
+
+class OutputControlChoice(enum.StrEnum):
+    """How to force the output length."""
+
+    AUTO = "auto"
+    IGNORE_EOS = "ignore_eos"
+    GENERATION_CONFIG = "generation_config"
+    NONE = "none"
+
+
+class _Bars:
+    """rich progress bars behind the library's :class:`~ccai.bench.SweepProgress` protocol."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._task = progress.add_task("starting", total=1)
+
+    def start(self, description: str, total: int) -> None:
+        self._progress.reset(self._task, total=total, description=description)
+
+    def advance(self) -> None:
+        self._progress.advance(self._task)
+
+
+@app.command("serve")
+def serve(
+    *,
+    url: Annotated[str, typer.Option("--url", help="Arm A: the server under test (base URL).")],
+    model: Annotated[
+        str, typer.Option("--model", help="The request 'model' field (transformers serve: its path).")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Results directory.")],
+    baseline_url: Annotated[
+        str | None, typer.Option("--baseline-url", help="Arm B: the baseline. Same as --url for an A/A run.")
+    ] = None,
+    baseline_model: Annotated[str | None, typer.Option("--baseline-model", help="'model' for arm B.")] = None,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option("--tokenizer", help="Local tokenizer directory (default: --model if a directory)."),
+    ] = None,
+    concurrency: Annotated[
+        str, typer.Option("--concurrency", help="Rows: in-flight caps.")
+    ] = "4,8,16,32,64,128,256",
+    io_lengths: Annotated[
+        str, typer.Option("--io", help="Column groups: input/output tokens.")
+    ] = "1024/1024,8192/1024",
+    repeats: Annotated[int, typer.Option("--repeats", help="Timed runs per arm and cell.")] = 3,
+    num_prompts: Annotated[
+        int | None, typer.Option("--num-prompts", help="Requests per run (default 4 × concurrency, ≥ 8).")
+    ] = None,
+    warmup_requests: Annotated[
+        int | None,
+        typer.Option("--warmup-requests", help="Untimed requests per arm and cell (default: concurrency)."),
+    ] = None,
+    gpus: Annotated[int, typer.Option("--gpus", help="GPUs per arm, for throughput per GPU.")] = 1,
+    api: Annotated[ApiChoice, typer.Option("--api", help="Endpoint to load.")] = ApiChoice.COMPLETIONS,
+    request_rate: Annotated[
+        float | None, typer.Option("--request-rate", help="Open loop: Poisson arrivals at this rate (req/s).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of prompts and arrivals.")] = 0,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per request.")] = 600.0,
+    prompt_ids: Annotated[
+        bool, typer.Option("--prompt-ids", help="Send token-id prompts (vLLM, SGLang).")
+    ] = False,
+    vocab_size: Annotated[
+        int | None, typer.Option("--vocab-size", help="For --prompt-ids without a tokenizer.")
+    ] = None,
+    output_control: Annotated[
+        OutputControlChoice, typer.Option("--output-control", help="Force the output length (auto = probe).")
+    ] = OutputControlChoice.AUTO,
+    check_prompts: Annotated[
+        int, typer.Option("--check-prompts", help="Greedy correctness prompts (0 = skip).")
+    ] = 4,
+    allow_mismatch: Annotated[
+        bool, typer.Option("--allow-mismatch", help="Time the arms even if their greedy outputs differ.")
+    ] = False,
+    plots: Annotated[
+        bool, typer.Option("--plots/--no-plots", help="Write PNG plots (needs matplotlib).")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+) -> None:
+    """Sweep concurrency × input/output length against one or two OpenAI-compatible servers.
+
+    Prints the NVIDIA-layout Δ% table (throughput/GPU, median TPOT, median TTFT, 95 % CIs) and
+    writes JSON, CSV, plots and a manifest to the results directory.
+    """
+    from ccai.bench import (
+        SweepConfig,
+        collect_manifest,
+        delta_table,
+        load_tokenizer,
+        parse_int_list,
+        parse_io,
+        run_sweep,
+        value_table,
+        write_results,
+    )
+    from ccai.bench._report import cell_record
+
+    config = SweepConfig(
+        url=url,
+        model=model,
+        baseline_url=baseline_url,
+        baseline_model=baseline_model,
+        api=api.value,
+        concurrencies=parse_int_list(concurrency),
+        ios=parse_io(io_lengths),
+        repeats=repeats,
+        num_prompts=num_prompts,
+        warmup_requests=warmup_requests,
+        gpus=gpus,
+        seed=seed,
+        request_rate=request_rate,
+        timeout=timeout,
+        prompt_ids=prompt_ids,
+        vocab_size=vocab_size,
+        output_control=output_control.value,
+        check_prompts=check_prompts,
+        allow_mismatch=allow_mismatch,
+    )
+    tok_path = tokenizer or (model if Path(model).is_dir() else None)
+    tok = load_tokenizer(tok_path) if tok_path else None
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=as_json,
+    ) as progress:
+        result = asyncio.run(run_sweep(config, tokenizer=tok, progress=_Bars(progress)))
+    manifest = collect_manifest(result, argv=sys.argv)
+    written, note = write_results(result, output, manifest=manifest, plots=plots)
+    if as_json:
+        print_json(
+            {
+                "mode": config.mode,
+                "output": str(output),
+                "correctness_check": manifest["correctness_check"],
+                "cells": [cell_record(result, cell) for cell in result.cells],
+                "warnings": list(result.warnings) + ([note] if note else []),
+            }
+        )
+        return
+    if result.check is not None and result.check.outputs_b:
+        ok = result.check.ok
+        console.print(
+            f"correctness pre-check: greedy outputs {'[green]match' if ok else '[bold red]DIFFER'}[/] "
+            f"({result.check.matches}/{len(result.check.prompts)} prompts)"
+        )
+    if config.baseline_url is not None:
+        console.print(delta_table(result))
+    console.print(value_table(result))
+    for warning in [*result.warnings, *([note] if note else [])]:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}")
+    console.print(f"{len(written)} files written to {escape(str(output))}")
