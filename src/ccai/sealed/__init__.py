@@ -24,6 +24,7 @@ from ccai.sealed._seal import (
     rewrap,
     seal,
     unseal_to_directory,
+    unwrap_key,
 )
 from ccai.sealed._transformers import load_model, load_tokenizer
 
@@ -49,5 +50,6 @@ __all__ = [
     "rewrap",
     "seal",
     "unseal_to_directory",
+    "unwrap_key",
     "write_kek",
 ]

@@ -51,6 +51,7 @@ __all__ = [
     "rewrap",
     "seal",
     "unseal_to_directory",
+    "unwrap_key",
 ]
 
 #: Default plaintext chunk size: 16 MiB (the measured sweet spot for the decrypt-and-copy pipeline).
@@ -282,6 +283,22 @@ def rewrap(sealed: Path, old: Kek | DataKey, new: Kek) -> Header:
     return updated
 
 
+def unwrap_key(sealed: Path, kek: Kek) -> DataKey:
+    """Unwrap a sealed model's data key with its KEK (what a key broker releases to a workload).
+
+    Args:
+        sealed: The sealed model directory (only its public header is read).
+        kek: The KEK named in the header.
+
+    Returns:
+        The data key, usable in place of the KEK by every unsealing function.
+
+    Raises:
+        UnsealError: wrong KEK or altered header.
+    """
+    return resolve_data_key(read_header(Path(sealed)), kek)
+
+
 def read_manifest(sealed: Path, key: Kek | DataKey) -> Manifest:
     """Decrypt and authenticate the manifest of a sealed model.
 
@@ -337,10 +354,12 @@ def is_ram_backed(path: Path, *, mounts: str | None = None) -> bool:
     Returns:
         ``True`` when the mount holding ``path`` is RAM-backed.
     """
-    probe = Path(os.path.abspath(path))
+    # Resolve symlinks in the part that exists; the part still to be created stays as written.
+    probe, rest = Path(os.path.abspath(path)), []
     while not probe.exists() and probe != probe.parent:
+        rest.append(probe.name)
         probe = probe.parent
-    probe = probe.resolve()
+    probe = probe.resolve().joinpath(*reversed(rest))
     if mounts is None:
         try:
             mounts = Path("/proc/mounts").read_text()
