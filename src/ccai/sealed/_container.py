@@ -115,23 +115,21 @@ class OpenedModel:
 
         aead = AESGCM(self.content_key)
         out = bytearray(entry.size)
-        view = memoryview(out)
         prefix = self.aad_prefix(entry)
         mm = self.map_data(entry)
         try:
-            with memoryview(mm) as src:
-                for i in range(entry.chunks):
-                    start, n, cstart = self.chunk_span(entry, i)
+            for i in range(entry.chunks):
+                start, n, cstart = self.chunk_span(entry, i)
+                with (
+                    memoryview(mm)[cstart : cstart + n + TAG_BYTES] as src,
+                    memoryview(out)[start : start + n] as dst,
+                ):
                     aead.decrypt_into(
-                        chunk_nonce(entry.index, i),
-                        src[cstart : cstart + n + TAG_BYTES],
-                        chunk_aad(prefix, i, entry.chunks),
-                        view[start : start + n],
+                        chunk_nonce(entry.index, i), src, chunk_aad(prefix, i, entry.chunks), dst
                     )
         except (InvalidTag, ValueError):
             raise UnsealError() from None
         finally:
-            view.release()
             mm.close()
         if not hmac.compare_digest(hashlib.sha256(out).digest(), entry.sha256):
             raise UnsealError()

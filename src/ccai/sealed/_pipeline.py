@@ -153,16 +153,16 @@ def _run(
                     host = staging[b][: job.length]
                 else:
                     host = dests[job.slot][job.dest_offset : job.dest_offset + job.length]
+                # Slices taken inside `with` are released even when decryption fails, so the
+                # memory maps can be closed afterwards.
                 with (
-                    memoryview(sources[job.slot]) as whole,
+                    memoryview(sources[job.slot])[job.src_offset : job.src_offset + job.src_length] as src,
                     memoryview(host.numpy()) as out,  # type: ignore[arg-type]
                 ):
-                    src = whole[job.src_offset : job.src_offset + job.src_length]
                     if aead is None:
                         np.copyto(np.frombuffer(out, dtype=np.uint8), np.frombuffer(src, dtype=np.uint8))
                     else:  # encrypted jobs always carry nonce and aad; b"" would fail authentication
                         aead.decrypt_into(job.nonce or b"", src, job.aad or b"", out)
-                    src.release()
                 if cuda and job.length:
                     with torch.cuda.stream(stream):
                         dest = dests[job.slot][job.dest_offset : job.dest_offset + job.length]

@@ -129,11 +129,9 @@ def _seal_file(
         def work(i: int, n: int, slot: tuple[bytearray, bytearray]) -> None:
             plain, cipher = slot
             try:
-                with memoryview(plain) as pv, memoryview(cipher) as cv:
-                    out = cv[: n + TAG_BYTES]
-                    aead.encrypt_into(chunk_nonce(index, i), pv[:n], chunk_aad(prefix, i, count), out)
-                    os.pwrite(out_fd, out, i * (chunk_size + TAG_BYTES))
-                    out.release()
+                with memoryview(plain)[:n] as pv, memoryview(cipher)[: n + TAG_BYTES] as cv:
+                    aead.encrypt_into(chunk_nonce(index, i), pv, chunk_aad(prefix, i, count), cv)
+                    os.pwrite(out_fd, cv, i * (chunk_size + TAG_BYTES))
             finally:
                 slots.put(slot)
             counter.add(n)
@@ -142,12 +140,13 @@ def _seal_file(
             for i in range(count):
                 slot = slots.get()
                 n = min(chunk_size, size - i * chunk_size)
-                with memoryview(slot[0]) as pv:
-                    got = fin.readinto(pv[:n])
-                    if got != n:
-                        slots.put(slot)
-                        raise UsageError(f"{name} changed size while being sealed")
-                    digest.update(pv[:n])
+                with memoryview(slot[0])[:n] as pv:
+                    got = fin.readinto(pv)
+                    if got == n:
+                        digest.update(pv)
+                if got != n:
+                    slots.put(slot)
+                    raise UsageError(f"{name} changed size while being sealed")
                 futures.append(pool.submit(work, i, n, slot))
         finally:
             # Never close the output while a worker may still write to its descriptor.
@@ -472,14 +471,11 @@ def _unseal_file(
             start, n, cstart = model.chunk_span(entry, i)
             buf = slots.get()
             try:
-                with memoryview(mm) as src, memoryview(buf) as view:
+                with memoryview(mm)[cstart : cstart + n + TAG_BYTES] as src, memoryview(buf)[:n] as view:
                     aead.decrypt_into(
-                        chunk_nonce(entry.index, i),
-                        src[cstart : cstart + n + TAG_BYTES],
-                        chunk_aad(prefix, i, entry.chunks),
-                        view[:n],
+                        chunk_nonce(entry.index, i), src, chunk_aad(prefix, i, entry.chunks), view
                     )
-                    os.pwrite(fd, view[:n], start)
+                    os.pwrite(fd, view, start)
             finally:
                 slots.put(buf)
             counter.add(n)
