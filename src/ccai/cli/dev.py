@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import enum
+import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -9,7 +12,9 @@ import typer
 __all__ = ["app"]
 
 app = typer.Typer(
-    name="dev", help="Development tools: local servers for the virtual CC GPU.", no_args_is_help=True
+    name="dev",
+    help="Development tools: local servers for the virtual CC GPU, a local engine, a buffering proxy.",
+    no_args_is_help=True,
 )
 
 
@@ -41,3 +46,112 @@ def collateral_server(
         console.print(f"RIM service  {base}/v1/rim/<id>   ({', '.join(urls['rim_ids'])})")
         console.print(f"OCSP         {base}/ocsp  (test PKI; simulated, never trusted by default)")
     uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
+@app.command("engine")
+def engine(
+    model_dir: Annotated[
+        str | None,
+        typer.Argument(help="Local model directory (default: the embedded SmolLM2-135M-Instruct)."),
+    ] = None,
+    *,
+    random_spec: Annotated[
+        str | None,
+        typer.Option("--random", help="Serve a randomly initialised ARCH:SIZE model instead, e.g. llama:1b."),
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:0, …")] = "cpu",
+    dtype: Annotated[str, typer.Option("--dtype", help="auto, float32, bfloat16, …")] = "auto",
+    continuous_batching: Annotated[
+        bool,
+        typer.Option("--continuous-batching/--no-continuous-batching", help="Paged continuous batching."),
+    ] = True,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print URL and model as JSON once healthy.")
+    ] = False,
+) -> None:
+    """Run `transformers serve` (OpenAI API) on a local model until interrupted; prints URL and model name."""
+    import subprocess
+
+    from ccai._embedded_model import ccai_cache, embedded_model_dir
+    from ccai.bench._engine import engine_command, random_model_dir, wait_healthy
+    from ccai.cli._output import console, err_console, print_json
+    from ccai.errors import UsageError
+
+    if model_dir and random_spec:
+        raise UsageError("give a model directory or --random, not both")
+    if random_spec:
+        err_console.print(
+            f"creating random {random_spec} weights (cached under {ccai_cache()}/random-models) …"
+        )
+        path = random_model_dir(
+            random_spec, cache=ccai_cache(), dtype="bfloat16" if dtype == "auto" else dtype
+        )
+    else:
+        path = Path(model_dir) if model_dir else embedded_model_dir()
+    cmd = engine_command(
+        path,
+        host=host,
+        port=port,
+        device=device,
+        dtype=dtype,
+        hf_cache=ccai_cache() / "hf-hub",
+        continuous_batching=continuous_batching,
+    )
+    proc = subprocess.Popen(cmd.argv, env={**os.environ, **cmd.env})  # noqa: S603 - fixed argv, no shell
+    try:
+        took = wait_healthy(cmd.url, process=proc)
+        info = {"url": cmd.url, "model": cmd.model, "pid": proc.pid, "random_weights": bool(random_spec)}
+        if json_out:
+            print_json(info)
+        else:
+            console.print(f"engine ready after {took:.1f} s: transformers serve, pid {proc.pid}")
+            console.print(f"  URL    {cmd.url}")
+            console.print(f"  model  {cmd.model}   (requests must send exactly this 'model')")
+            if random_spec:
+                console.print(
+                    "  random weights: same shapes and compute as trained weights — valid for speed, "
+                    "meaningless text"
+                )
+            console.print(f"  bench  ccai bench serve --url {cmd.url} --model {cmd.model} -o results/")
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+class ProxyModeChoice(enum.StrEnum):
+    """What the proxy does with a response."""
+
+    BUFFER = "buffer"
+    STREAM = "stream"
+
+
+@app.command("buffering-proxy")
+def buffering_proxy(
+    upstream: Annotated[str, typer.Option("--upstream", help="Base URL of the real server.")],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8001,
+    mode: Annotated[
+        ProxyModeChoice,
+        typer.Option("--mode", help="buffer: hold whole responses; stream: pass chunks through."),
+    ] = ProxyModeChoice.BUFFER,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the proxy URL as JSON before serving.")
+    ] = False,
+) -> None:
+    """A reverse proxy that buffers whole responses (like nginx proxy_buffering), to show TTFT/ITL damage."""
+    from ccai.bench._proxy import serve_proxy
+    from ccai.cli._output import console, print_json
+
+    url = f"http://{host}:{port}"
+    if json_out:
+        print_json({"url": url, "upstream": upstream, "mode": mode.value})
+    else:
+        console.print(f"{mode.value} proxy {url} → {upstream}")
+    serve_proxy(upstream, host=host, port=port, mode=mode.value)

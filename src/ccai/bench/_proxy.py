@@ -1,0 +1,113 @@
+"""A deliberately buffering reverse proxy, to show what buffering does to streaming latency.
+
+Gateways that buffer responses (nginx's default ``proxy_buffering on``, serving-performance.md §9)
+hold every SSE event until the upstream response is complete: the client sees the first token only
+when the last one is generated (TTFT ≈ E2E latency) and then all tokens in one burst (ITL ≈ 0).
+``mode="buffer"`` does exactly that; ``mode="stream"`` forwards each chunk as it arrives, so the two
+modes together separate the cost of a Python proxy hop from the damage buffering does.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Literal
+
+import httpx
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+__all__ = ["ProxyMode", "build_proxy_app", "serve_proxy"]
+
+ProxyMode = Literal["buffer", "stream"]
+
+_HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "host",
+    "accept-encoding",
+    "content-encoding",
+}
+
+
+def build_proxy_app(upstream: str, *, mode: ProxyMode = "buffer", timeout: float = 600.0) -> Starlette:
+    """A Starlette app that forwards every request to ``upstream``.
+
+    Args:
+        upstream: Base URL of the real server.
+        mode: ``"buffer"`` reads the whole upstream response before sending any of it;
+            ``"stream"`` forwards chunks as they arrive.
+        timeout: Upstream timeout in seconds.
+
+    Returns:
+        The ASGI app.
+    """
+    base = upstream.rstrip("/")
+    client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=10.0), trust_env=False)
+
+    async def forward(request: Request) -> Response:
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+        upstream_request = client.build_request(
+            request.method,
+            base + request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+            headers=headers,
+            content=await request.body(),
+        )
+        resp = await client.send(upstream_request, stream=True)
+        out_headers = {k: v for k, v in resp.headers.items() if k.lower() not in _HOP_BY_HOP}
+        if mode == "buffer":
+            try:
+                data = await resp.aread()
+            finally:
+                await resp.aclose()
+            return Response(content=data, status_code=resp.status_code, headers=out_headers)
+
+        async def relay() -> AsyncIterator[bytes]:
+            async for chunk in resp.aiter_raw():
+                yield chunk
+
+        return StreamingResponse(
+            relay(), status_code=resp.status_code, headers=out_headers, background=BackgroundTask(resp.aclose)
+        )
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        await client.aclose()
+
+    methods = ["GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "HEAD"]
+    return Starlette(
+        routes=[Route("/{path:path}", forward, methods=methods)],
+        lifespan=lifespan,
+    )
+
+
+def serve_proxy(
+    upstream: str, *, host: str = "127.0.0.1", port: int = 8001, mode: ProxyMode = "buffer"
+) -> None:
+    """Run the proxy under uvicorn until interrupted.
+
+    Args:
+        upstream: Base URL of the real server.
+        host: Listen address.
+        port: Listen port.
+        mode: ``"buffer"`` or ``"stream"``.
+    """
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    config = uvicorn.Config(build_proxy_app(upstream, mode=mode), log_level="warning")
+    uvicorn.Server(config).run(sockets=[sock])
