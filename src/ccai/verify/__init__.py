@@ -1,5 +1,11 @@
 """verify stage of ccai (see docs/architecture.md)."""
 
+from ccai.verify._anchors import (
+    NVIDIA_CORIM_ROOT_SHA256,
+    NVIDIA_DEVICE_ROOT_SHA256,
+    GpuTrustAnchors,
+    nvidia_gpu_anchors,
+)
 from ccai.verify._anchors_cpu import (
     AMD_ARK_SHA256,
     AMD_ASK_SHA256,
@@ -9,28 +15,75 @@ from ccai.verify._anchors_cpu import (
     amd_roots,
     intel_sgx_root_ca,
 )
+from ccai.verify._claims import CLAIMS_VERSIONS
 from ccai.verify._cpu_policy import TDX_TCB_STATUSES, SnpPolicy, TdxPolicy
+from ccai.verify._gpu import GPU_STEPS, verify_gpu_evidence
+from ccai.verify._measurements import MismatchRecord
+from ccai.verify._nvidia_policy import NvidiaJsonPolicy, load_nvidia_policy
+from ccai.verify._policy import (
+    AllOf,
+    AnyOf,
+    Appraisal,
+    CcModeOn,
+    ClaimEquals,
+    ClaimIn,
+    DevToolsOff,
+    MeasurementIndexAllowList,
+    MinVersion,
+    Policy,
+    PolicyFailure,
+    RevocationGood,
+    UnsafeAcceptAnything,
+    default_policy,
+)
+from ccai.verify._result import VerifiedEvidence, VerifiedGpu
 from ccai.verify._snp import SNP_STEPS, SnpVerified, verify_snp_report
 from ccai.verify._tdx import TDX_STEPS, TdxTcbEvaluation, TdxVerified, replay_rtmrs, verify_tdx_quote
 
 __all__ = [
-    # CPU TEE evidence (Intel TDX, AMD SEV-SNP)
+    # NVIDIA GPU (verify/_gpu.py …) and CPU TEE (verify/_tdx.py, _snp.py) evidence
     "AMD_ARK_SHA256",
     "AMD_ASK_SHA256",
     "AMD_ASVK_SHA256",
+    "CLAIMS_VERSIONS",
+    "GPU_STEPS",
     "INTEL_SGX_ROOT_CA_SHA256",
+    "NVIDIA_CORIM_ROOT_SHA256",
+    "NVIDIA_DEVICE_ROOT_SHA256",
     "SNP_STEPS",
     "TDX_STEPS",
     "TDX_TCB_STATUSES",
+    "AllOf",
     "AmdRoots",
+    "AnyOf",
+    "Appraisal",
+    "CcModeOn",
+    "ClaimEquals",
+    "ClaimIn",
+    "DevToolsOff",
+    "GpuTrustAnchors",
+    "MeasurementIndexAllowList",
+    "MinVersion",
+    "MismatchRecord",
+    "NvidiaJsonPolicy",
+    "Policy",
+    "PolicyFailure",
+    "RevocationGood",
     "SnpPolicy",
     "SnpVerified",
     "TdxPolicy",
     "TdxTcbEvaluation",
     "TdxVerified",
+    "UnsafeAcceptAnything",
+    "VerifiedEvidence",
+    "VerifiedGpu",
     "amd_roots",
+    "default_policy",
     "intel_sgx_root_ca",
+    "load_nvidia_policy",
+    "nvidia_gpu_anchors",
     "replay_rtmrs",
+    "verify_gpu_evidence",
     "verify_snp_report",
     "verify_tdx_quote",
 ]

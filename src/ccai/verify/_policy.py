@@ -1,0 +1,573 @@
+"""Appraisal policies: frozen rule objects evaluated over the claims the verifier produced.
+
+A policy never sees evidence, only claims (NVIDIA's claims-3.0 or 2.0 names plus ``x-ccai-*``),
+so the same policy judges local verification, a token from ccai's service, or NRAS-shaped claims.
+
+* Combinators: :class:`AllOf` (an **empty AllOf fails**: a policy that checks nothing is a bug,
+  not a pass) and :class:`AnyOf` (an empty AnyOf fails too).
+* Rules: :class:`ClaimEquals`, :class:`ClaimIn`, :class:`MinVersion`,
+  :class:`MeasurementIndexAllowList` (which indices may mismatch), :class:`RevocationGood`,
+  :class:`CcModeOn`, :class:`DevToolsOff`.
+* :func:`default_policy`: revocation good, every measurement matching, CC on, DevTools off.
+* :class:`UnsafeAcceptAnything`: accepts every claim set. Named loudly on purpose.
+
+Each failure carries the error class the verifier raises for it (a revoked certificate is a
+:class:`~ccai.errors.CertificateRevoked`, mismatching measurements a
+:class:`~ccai.errors.MeasurementMismatch`, missing revocation data a
+:class:`~ccai.errors.CollateralUnavailable`, anything else a :class:`~ccai.errors.PolicyViolation`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from ccai.errors import (
+    CertificateRevoked,
+    ChainError,
+    CollateralUnavailable,
+    Error,
+    MeasurementMismatch,
+    PolicyViolation,
+    UsageError,
+)
+
+__all__ = [
+    "CHAIN_CLAIMS",
+    "AllOf",
+    "AnyOf",
+    "Appraisal",
+    "CcModeOn",
+    "ClaimEquals",
+    "ClaimIn",
+    "DevToolsOff",
+    "MeasurementIndexAllowList",
+    "MinVersion",
+    "Policy",
+    "PolicyFailure",
+    "RevocationGood",
+    "UnsafeAcceptAnything",
+    "claim_value",
+    "default_policy",
+]
+
+Scope = Literal["gpu", "overall"]
+ClaimPath = str | tuple[str, ...]
+
+#: The three certificate-chain objects of claims 3.0.
+CHAIN_CLAIMS = (
+    "x-nvidia-gpu-attestation-report-cert-chain",
+    "x-nvidia-gpu-driver-rim-cert-chain",
+    "x-nvidia-gpu-vbios-rim-cert-chain",
+)
+_MISSING = object()
+_POLICY_STEP = "(12) policy"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Appraisal:
+    """The claims a policy judges.
+
+    Attributes:
+        overall: Claims about the whole evidence set (``x-nvidia-overall-att-result``, ``eat_nonce`` …).
+        gpus: Per-GPU claims, in evidence order.
+    """
+
+    overall: Mapping[str, Any]
+    gpus: tuple[Mapping[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyFailure:
+    """Why a rule rejected the claims.
+
+    Attributes:
+        rule: The rule's description.
+        message: What was wrong.
+        gpu: The GPU index the failure is about, or None for overall claims.
+        error: The :class:`~ccai.errors.Error` subclass the verifier raises for this failure.
+        expected: The required value.
+        actual: The value found.
+        step: The checklist step the failure belongs to.
+    """
+
+    rule: str
+    message: str
+    gpu: int | None = None
+    error: type[Error] = PolicyViolation
+    expected: Any = None
+    actual: Any = None
+    step: str = _POLICY_STEP
+
+    def to_error(self) -> Error:
+        """The exception the verifier raises for this failure."""
+        where = "" if self.gpu is None else f"GPU-{self.gpu}: "
+        return self.error(
+            f"{where}{self.message}",
+            step=self.step,
+            index=None if self.gpu is None else f"GPU-{self.gpu}",
+            expected=self.expected,
+            actual=self.actual,
+            hint=f"policy rule: {self.rule}",
+        )
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """An appraisal policy: a pure function from claims to failures (empty = satisfied)."""
+
+    def evaluate(self, appraisal: Appraisal) -> tuple[PolicyFailure, ...]:
+        """Judge ``appraisal``; return every failure (an empty tuple means the policy passes)."""
+        ...
+
+    def describe(self) -> str:
+        """A one-line human description of the rule."""
+        ...
+
+
+def claim_value(claims: Mapping[str, Any], path: ClaimPath) -> Any:
+    """Look up a claim; a tuple path descends into nested objects. Returns a sentinel when absent."""
+    parts = (path,) if isinstance(path, str) else path
+    value: Any = claims
+    for part in parts:
+        if not isinstance(value, Mapping) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+def _path_text(path: ClaimPath) -> str:
+    return path if isinstance(path, str) else ".".join(path)
+
+
+def _scoped(appraisal: Appraisal, scope: Scope) -> list[tuple[int | None, Mapping[str, Any]]]:
+    if scope == "overall":
+        return [(None, appraisal.overall)]
+    return list(enumerate(appraisal.gpus))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AllOf:
+    """Every child policy must pass. An empty AllOf fails.
+
+    Attributes:
+        policies: The children, evaluated in order (the first failure is the one raised).
+    """
+
+    policies: tuple[Policy, ...]
+
+    def evaluate(self, appraisal: Appraisal) -> tuple[PolicyFailure, ...]:
+        """See :class:`Policy`."""
+        if not self.policies:
+            return (PolicyFailure(rule=self.describe(), message="an empty AllOf accepts nothing"),)
+        return tuple(f for p in self.policies for f in p.evaluate(appraisal))
+
+    def describe(self) -> str:
+        """See :class:`Policy`."""
+        return "all of (" + "; ".join(p.describe() for p in self.policies) + ")"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnyOf:
+    """At least one child policy must pass. An empty AnyOf fails.
+
+    Attributes:
+        policies: The alternatives.
+    """
+
+    policies: tuple[Policy, ...]
+
+    def evaluate(self, appraisal: Appraisal) -> tuple[PolicyFailure, ...]:
+        """See :class:`Policy`."""
+        reasons: list[str] = []
+        for policy in self.policies:
+            failures = policy.evaluate(appraisal)
+            if not failures:
+                return ()
+            reasons.append(failures[0].message)
+        return (
+            PolicyFailure(
+                rule=self.describe(),
+                message="no alternative is satisfied"
+                + (": " + " | ".join(reasons) if reasons else " (empty AnyOf)"),
+            ),
+        )
+
+    def describe(self) -> str:
+        """See :class:`Policy`."""
+        return "any of (" + "; ".join(p.describe() for p in self.policies) + ")"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimEquals:
+    """A claim must be present and equal ``value`` (for every GPU, or in the overall claims).
+
+    Attributes:
+        claim: Claim name, or a tuple path into nested claim objects.
+        value: The required value.
+        scope: ``"gpu"`` (every GPU's claims) or ``"overall"``.
+    """
+
+    claim: ClaimPath
+    value: Any
+    scope: Scope = "gpu"
+
+    def evaluate(self, appraisal: Appraisal) -> tuple[PolicyFailure, ...]:
+        """See :class:`Policy`."""
+        out = []
+        for gpu, claims in _scoped(appraisal, self.scope):
+            actual = claim_value(claims, self.claim)
+            if actual is _MISSING or actual != self.value:
+                out.append(
+                    PolicyFailure(
+                        rule=self.describe(),
+                        message=f"claim {_path_text(self.claim)} is "
+                        + ("absent" if actual is _MISSING else repr(actual)),
+                        gpu=gpu,
+                        expected=self.value,
+                        actual=None if actual is _MISSING else actual,
+                    )
+                )
+        return tuple(out)
+
+    def describe(self) -> str:
+        """See :class:`Policy`."""
+        return f"{_path_text(self.claim)} == {self.value!r}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimIn:
+    """A claim must be present and one of ``values``.
+
+    Attributes:
+        claim: Claim name or tuple path.
+        values: The acceptable values.
+        scope: ``"gpu"`` or ``"overall"``.
+    """
+
+    claim: ClaimPath
+    values: tuple[Any, ...]
+    scope: Scope = "gpu"
+
+    def evaluate(self, appraisal: Appraisal) -> tuple[PolicyFailure, ...]:
+        """See :class:`Policy`."""
+        out = []
+        for gpu, claims in _scoped(appraisal, self.scope):
+            actual = claim_value(claims, self.claim)
+            if actual is _MISSING or actual not in self.values:
+                out.append(
+                    PolicyFailure(
+                        rule=self.describe(),
+                        message=f"claim {_path_text(self.claim)} is "
+                        + ("absent" if actual is _MISSING else repr(actual)),
+                        gpu=gpu,
+                        expected=list(self.values),
+                        actual=None if actual is _MISSING else actual,
+                    )
+                )
+        return tuple(out)
+
+    def describe(self) -> str:
+        """See :class:`Policy`."""
+        return f"{_path_text(self.claim)} in {list(self.values)!r}"
+
+
+_VERSION_PART = re.compile(r"[0-9A-Fa-f]+")
+
+
+def _version_key(text: str, *, hex_parts: bool) -> tuple[int, ...]:
+    parts = text.strip().split(".")
+    if not parts or not all(_VERSION_PART.fullmatch(p) for p in parts):
+        raise ValueError(text)
+    return tuple(int(p, 16 if hex_parts else 10) for p in parts)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MinVersion:
+    """A dotted version claim must be at least ``minimum`` (component by component).
+
+    Attributes:
+        claim: e.g. ``x-nvidia-gpu-driver-version``.
+        minimum: e.g. ``"550.90.07"``.
+        hex_parts: Compare components as hexadecimal (VBIOS versions such as ``96.00.9F.00.01``).
+        scope: ``"gpu"`` or ``"overall"``.
+    """
+
+    claim: ClaimPath
+    minimum: str
+    hex_parts: bool = False
+    scope: Scope = "gpu"
+
+    def __post_init__(self) -> None:
+        try:
+            _version_key(self.minimum, hex_parts=self.hex_parts)
+        except ValueError:
+            raise UsageError(f"MinVersion: {self.minimum!r} is not a dotted version") from None
+
+    def evaluate(self, appraisal: Appraisal) -> tuple[PolicyFailure, ...]:
+        """See :class:`Policy`."""
+        out = []
+        floor = _version_key(self.minimum, hex_parts=self.hex_parts)
+        for gpu, claims in _scoped(appraisal, self.scope):
+            actual = claim_value(claims, self.claim)
+            try:
+                ok = isinstance(actual, str) and _version_key(actual, hex_parts=self.hex_parts) >= floor
+            except ValueError:
+                ok = False
+            if not ok:
+                out.append(
+                    PolicyFailure(
+                        rule=self.describe(),
+                        message=f"claim {_path_text(self.claim)} is "
+                        + ("absent" if actual is _MISSING else repr(actual))
+                        + f", below the minimum {self.minimum}",
+                        gpu=gpu,
+                        expected=f">= {self.minimum}",
+                        actual=None if actual is _MISSING else actual,
+                    )
+                )
+        return tuple(out)
+
+    def describe(self) -> str:
+        """See :class:`Policy`."""
+        return f"{_path_text(self.claim)} >= {self.minimum}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MeasurementIndexAllowList:
+    """Measurements must match, except at the listed RIM indices (which may mismatch).
+
+    With an empty ``indices`` this is "every measurement matches" (``measres == "success"``).
+    Known benign mismatches exist (VBIOS index 9 drift between RIM revisions, gpu-evidence.md §8);
+    allow exactly those indices rather than ignoring measurements.
+
+    Attributes:
+        indices: RIM indices allowed to mismatch.
+    """
+
+    indices: frozenset[int] = field(default_factory=frozenset)
+
+    def evaluate(self, appraisal: Appraisal) -> tuple[PolicyFailure, ...]:
+        """See :class:`Policy`."""
+        out = []
+        for gpu, claims in enumerate(appraisal.gpus):
+            if claims.get("measres") == "success":
+                continue
+            records = claims.get("x-nvidia-mismatch-measurement-records") or []
+            bad = sorted(
+                int(r["index"])
+                for r in records
+                if isinstance(r, Mapping) and r.get("index") not in self.indices
+            )
+            if claims.get("measres") == "fail" and records and not bad:
+                continue
+            first = next((r for r in records if isinstance(r, Mapping) and r.get("index") in bad), None)
+            out.append(
+                PolicyFailure(
+                    rule=self.describe(),
+                    message=(
+                        f"measurements differ from the RIMs at indices {bad}"
+                        if bad
+                        else f"measurement result is {claims.get('measres')!r}"
+                    ),
+                    gpu=gpu,
+                    error=MeasurementMismatch,
+                    expected=None if first is None else first.get("goldenValue"),
+                    actual=None if first is None else first.get("runtimeValue"),
+                    step="(9) measurements",
+                )
+            )
+        return tuple(out)
+
+    def describe(self) -> str:
+        """See :class:`Policy`."""
+        if not self.indices:
+            return "every measurement matches its RIM"
+        return f"measurements match except indices {sorted(self.indices)}"
+
+
+def _chain_object(claims: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
+    value = claims.get(name)
+    return value if isinstance(value, Mapping) else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RevocationGood:
+    """Every certificate chain's OCSP status must be ``good``.
+
+    Attributes:
+        allow_not_checked: Accept ``not-checked`` (revocation deliberately not fetched, e.g. an
+            offline run without OCSP responses). The claims still say ``not-checked``.
+        allow_reasons: Revocation reasons to tolerate (e.g. ``{"certificateHold"}``); the claims
+            still say ``revoked`` with the reason.
+        allow_unknown: Accept an OCSP ``unknown`` status.
+    """
+
+    allow_not_checked: bool = False
+    allow_reasons: frozenset[str] = field(default_factory=frozenset)
+    allow_unknown: bool = False
+
+    def evaluate(self, appraisal: Appraisal) -> tuple[PolicyFailure, ...]:
+        """See :class:`Policy`."""
+        out = []
+        for gpu, claims in enumerate(appraisal.gpus):
+            for name in CHAIN_CLAIMS:
+                chain = _chain_object(claims, name)
+                if chain is None:
+                    # Claims 2.0 carry no revocation object; the flat *-validated booleans cover it.
+                    continue
+                status = chain.get("x-nvidia-cert-ocsp-status")
+                reason = chain.get("x-nvidia-cert-revocation-reason")
+                error: type[Error] | None = None
+                if status == "good":
+                    continue
+                if status == "not-checked" and not self.allow_not_checked:
+                    error = CollateralUnavailable
+                elif status == "revoked" and reason not in self.allow_reasons:
+                    error = CertificateRevoked
+                elif status == "unknown" and not self.allow_unknown:
+                    error = ChainError
+                elif status not in ("not-checked", "revoked", "unknown"):
+                    error = PolicyViolation
+                if error is not None:
+                    out.append(
+                        PolicyFailure(
+                            rule=self.describe(),
+                            message=f"{name} OCSP status is {status!r}"
+                            + (f" (reason {reason})" if reason else ""),
+                            gpu=gpu,
+                            error=error,
+                            expected="good",
+                            actual=status,
+                            step="(5) revocation",
+                        )
+                    )
+        return tuple(out)
+
+    def describe(self) -> str:
+        """See :class:`Policy`."""
+        extras = []
+        if self.allow_not_checked:
+            extras.append("not-checked allowed")
+        if self.allow_reasons:
+            extras.append(f"reasons {sorted(self.allow_reasons)} allowed")
+        if self.allow_unknown:
+            extras.append("unknown allowed")
+        return "certificate revocation status good" + (f" ({', '.join(extras)})" if extras else "")
+
+
+_CC_MODE = "x-ccai-cc-mode"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CcModeOn:
+    """The GPU must be in confidential-computing mode.
+
+    The attestation report has no signed CC-mode field (gpu-evidence.md §12.2), so the rule uses
+    the mode the platform reported (``x-ccai-cc-mode``: ``on``/``devtools``/``off``) when the
+    caller supplied it, and otherwise requires the measurements to match the production RIMs in
+    full, since those describe firmware booted in CC mode.
+    """
+
+    def evaluate(self, appraisal: Appraisal) -> tuple[PolicyFailure, ...]:
+        """See :class:`Policy`."""
+        out = []
+        for gpu, claims in enumerate(appraisal.gpus):
+            mode = claims.get(_CC_MODE)
+            if mode in ("on", "devtools") or (mode is None and claims.get("measres") == "success"):
+                continue
+            out.append(
+                PolicyFailure(
+                    rule=self.describe(),
+                    message=f"CC mode is {mode!r}"
+                    if mode is not None
+                    else "CC mode was not reported and the measurements do not prove it",
+                    gpu=gpu,
+                    expected="on",
+                    actual=mode,
+                )
+            )
+        return tuple(out)
+
+    def describe(self) -> str:
+        """See :class:`Policy`."""
+        return "CC mode on"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DevToolsOff:
+    """The GPU must not be in CC DevTools mode (debugging/profiling; not confidential).
+
+    Uses the reported mode when present; without it only fully matching production measurements
+    show DevTools is off (DevTools changes measured values). A policy that tolerates mismatching
+    indices therefore still fails DevTools evidence.
+    """
+
+    def evaluate(self, appraisal: Appraisal) -> tuple[PolicyFailure, ...]:
+        """See :class:`Policy`."""
+        out = []
+        for gpu, claims in enumerate(appraisal.gpus):
+            mode = claims.get(_CC_MODE)
+            if mode in ("on", "off") or (mode is None and claims.get("measres") == "success"):
+                continue
+            out.append(
+                PolicyFailure(
+                    rule=self.describe(),
+                    message="the GPU is in CC DevTools mode"
+                    if mode == "devtools"
+                    else "DevTools mode was not reported and the measurements do not rule it out",
+                    gpu=gpu,
+                    expected="devtools off",
+                    actual=mode,
+                )
+            )
+        return tuple(out)
+
+    def describe(self) -> str:
+        """See :class:`Policy`."""
+        return "CC DevTools off"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnsafeAcceptAnything:
+    """Accepts every claim set. **Unsafe**: only for inspecting evidence, never to gate secrets."""
+
+    def evaluate(self, appraisal: Appraisal) -> tuple[PolicyFailure, ...]:
+        """See :class:`Policy` (always passes)."""
+        del appraisal
+        return ()
+
+    def describe(self) -> str:
+        """See :class:`Policy`."""
+        return "UNSAFE: accept anything"
+
+
+def default_policy(
+    *,
+    allow_unchecked_revocation: bool = False,
+    allowed_mismatch_indices: Sequence[int] = (),
+    allowed_revocation_reasons: Sequence[str] = (),
+) -> AllOf:
+    """ccai's default appraisal: revocation good, measurements match, CC on, DevTools off.
+
+    Args:
+        allow_unchecked_revocation: Accept chains whose revocation was not checked (offline).
+        allowed_mismatch_indices: RIM indices that may mismatch (e.g. ``[9]``).
+        allowed_revocation_reasons: Revocation reasons to tolerate (e.g. ``["certificateHold"]``).
+
+    Returns:
+        The policy, as an :class:`AllOf` in the order failures are reported.
+    """
+    return AllOf(
+        policies=(
+            RevocationGood(
+                allow_not_checked=allow_unchecked_revocation,
+                allow_reasons=frozenset(allowed_revocation_reasons),
+            ),
+            MeasurementIndexAllowList(indices=frozenset(allowed_mismatch_indices)),
+            CcModeOn(),
+            DevToolsOff(),
+        )
+    )
