@@ -445,3 +445,25 @@ def test_version_mismatch_between_rim_and_report(vectors: Path, h100_2023: GpuEv
             [h100_2023], nonce=NONCE_4CFF, collateral=collateral, now=PIN_2025, policy=UnsafeAcceptAnything()
         )
     assert info.value.expected == "545.00"
+
+
+def test_nvidia_example_policies_on_real_vector_claims(
+    vectors: Path, h100_2023: GpuEvidence, test_rims: GpuCollateral
+) -> None:
+    from ccai.verify import AllOf, load_nvidia_policy
+
+    sdk = vectors / "nvtrust/NVIDIA_nvtrust@0281730/guest_tools/attestation_sdk/tests/policies"
+    v2 = load_nvidia_policy(sdk / "local/NVGPULocalPolicyExample.json")
+    # Claims 2.0 of the matching real vector satisfy NVIDIA's own 2.0 policy (iss is a token claim).
+    verify_gpu_evidence(
+        [h100_2023],
+        nonce=NONCE_4CFF,
+        collateral=test_rims,
+        now=PIN_2024,
+        claims_version="2.0",
+        policy=AllOf(policies=(OFFLINE, v2)),
+    )
+    # The claims-3.0 policy demands OCSP "good" on every chain: offline it is "not-checked".
+    v4 = load_nvidia_policy(sdk / "local/NVGPULocalv4PolicyExample.json")
+    with pytest.raises(PolicyViolation, match="x-nvidia-overall-att-result"):
+        verify_gpu_evidence([h100_2023], nonce=NONCE_4CFF, collateral=test_rims, now=PIN_2024, policy=v4)
