@@ -73,3 +73,46 @@ def test_cli_errors(model_dir: Path, tmp_path: Path, ram_dir: Path) -> None:
     assert no_key.returncode == 2
     exists = ccai("keys", "new", "-o", str(kek))
     assert exists.returncode == 2
+
+
+def test_bench_load_command_reports_every_method(tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from ccai.cli.bench_load import load
+
+    app = typer.Typer()
+    app.command("load")(load)
+    app.command("noop")(lambda: None)  # two commands keep `load` a named sub-command
+    result = CliRunner().invoke(
+        app,
+        [
+            "load",
+            "--size",
+            "0.02",
+            "--device",
+            "cpu",
+            "--threads",
+            "1,2",
+            "--chunk-mib",
+            "1",
+            "--repeats",
+            "1",
+            "--workdir",
+            str(tmp_path),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["identical"] is True
+    methods = [(r["method"], r["threads"]) for r in report["rows"]]
+    assert methods == [
+        ("safetensors", 0),
+        ("pipeline-plain", 1),
+        ("sealed", 1),
+        ("pipeline-plain", 2),
+        ("sealed", 2),
+    ]
+    assert all(r["gbps"] > 0 for r in report["rows"])
+    assert list(tmp_path.iterdir()) == []  # scratch removed

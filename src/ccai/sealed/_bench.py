@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import secrets
 import shutil
 import statistics
@@ -73,6 +74,7 @@ class LoadReport:
     cryptography_version: str
     openssl_version: str
     seal_seconds: dict[str, float]
+    identical: bool
     rows: tuple[LoadMeasurement, ...]
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,6 +125,7 @@ class LoadReport:
             lines.append(f"best plaintext pipeline: {best_plain.gbps:.2f} GB/s")
         if stock is not None:
             lines.append(f"stock safetensors.load_file: {stock.gbps:.2f} GB/s")
+        lines.append(f"sealed load bit-identical to stock safetensors on {self.device}: {self.identical}")
         lines.append(
             "sealing: " + ", ".join(f"{k} MiB chunks {v:.1f} s" for k, v in self.seal_seconds.items())
         )
@@ -311,8 +314,14 @@ def run_load_benchmark(
                         vs_safetensors=stock / secret,
                     )
                 )
-    import os
-
+        say("checking that the sealed load equals the stock load")
+        reference = {k: v for p in shards for k, v in load_file(p, device=str(dev)).items()}
+        loaded = load_into(sealed[chunk_mib[0]], kek, device=dev, threads=max(threads))
+        identical = set(reference) == set(loaded) and all(
+            torch.equal(loaded[name].view(torch.uint8), ref.view(torch.uint8))
+            for name, ref in reference.items()
+        )
+        del reference, loaded
     return LoadReport(
         device=str(dev),
         device_name=device_name,
@@ -322,5 +331,6 @@ def run_load_benchmark(
         cryptography_version=cryptography.__version__,
         openssl_version=backend.openssl_version_text(),
         seal_seconds=seal_seconds,
+        identical=identical,
         rows=tuple(rows),
     )

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -135,48 +135,57 @@ def _run(
             i = next(cursor, None)
         return None if i is None else jobs[i]
 
-    def worker() -> None:
-        aead = AESGCM(key) if key is not None else None
-        stream = torch.cuda.Stream(device) if cuda else None  # type: ignore[no-untyped-call]
-        staging = (
-            [torch.empty(chunk_size, dtype=torch.uint8, pin_memory=True) for _ in range(2)] if cuda else []
-        )
-        events: list[Any] = [None, None]
+    def transform(job: _Job, out: memoryview, aead: AESGCM | None) -> None:
+        # Slices taken inside `with` are released even when decryption fails, so the memory
+        # maps can be closed afterwards.
+        with memoryview(sources[job.slot])[job.src_offset : job.src_offset + job.src_length] as src:
+            if aead is None:
+                np.copyto(np.frombuffer(out, dtype=np.uint8), np.frombuffer(src, dtype=np.uint8))
+            else:  # encrypted jobs always carry nonce and aad; b"" would fail authentication
+                aead.decrypt_into(job.nonce or b"", src, job.aad or b"", out)
+
+    def cpu_worker() -> None:
+        aead = AESGCM(key) if key is not None else None  # one context per thread
+        try:
+            while (job := next_job()) is not None:
+                dest = dests[job.slot][job.dest_offset : job.dest_offset + job.length]
+                with memoryview(dest.numpy()) as out:  # type: ignore[arg-type]
+                    transform(job, out, aead)
+        except BaseException:
+            stop.set()
+            raise
+
+    def cuda_worker() -> None:
+        aead = AESGCM(key) if key is not None else None  # one context per thread
+        stream = torch.cuda.Stream(device)  # type: ignore[no-untyped-call]
+        staging = [torch.empty(chunk_size, dtype=torch.uint8, pin_memory=True) for _ in range(2)]
+        views = [memoryview(t.numpy()) for t in staging]  # type: ignore[arg-type]
+        events = [torch.cuda.Event(), torch.cuda.Event()]  # type: ignore[no-untyped-call]
+        used = [False, False]
         turn = 0
         try:
             while (job := next_job()) is not None:
-                if cuda:
-                    b = turn % 2
-                    turn += 1
-                    if events[b] is not None:
-                        events[b].synchronize()  # the previous copy out of this buffer is done
-                    host = staging[b][: job.length]
-                else:
-                    host = dests[job.slot][job.dest_offset : job.dest_offset + job.length]
-                # Slices taken inside `with` are released even when decryption fails, so the
-                # memory maps can be closed afterwards.
-                with (
-                    memoryview(sources[job.slot])[job.src_offset : job.src_offset + job.src_length] as src,
-                    memoryview(host.numpy()) as out,  # type: ignore[arg-type]
-                ):
-                    if aead is None:
-                        np.copyto(np.frombuffer(out, dtype=np.uint8), np.frombuffer(src, dtype=np.uint8))
-                    else:  # encrypted jobs always carry nonce and aad; b"" would fail authentication
-                        aead.decrypt_into(job.nonce or b"", src, job.aad or b"", out)
-                if cuda and job.length:
+                b = turn % 2
+                turn += 1
+                if used[b]:
+                    events[b].synchronize()  # the previous copy out of this buffer is done
+                with views[b][: job.length] as out:
+                    transform(job, out, aead)
+                if job.length:
                     with torch.cuda.stream(stream):
                         dest = dests[job.slot][job.dest_offset : job.dest_offset + job.length]
-                        dest.copy_(host, non_blocking=True)
-                        event = torch.cuda.Event()  # type: ignore[no-untyped-call]
-                        event.record(stream)
-                        events[b] = event
+                        dest.copy_(staging[b][: job.length], non_blocking=True)
+                        events[b].record(stream)
+                        used[b] = True
         except BaseException:
             stop.set()
             raise
         finally:
-            if stream is not None:
-                stream.synchronize()
+            stream.synchronize()
+            for view in views:
+                view.release()
 
+    worker = cuda_worker if cuda else cpu_worker
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ccai-load") as pool:
         futures = [pool.submit(worker) for _ in range(threads)]
     for fut in futures:
