@@ -37,6 +37,9 @@ app.command("demo")(demo.demo)
 from ccai.cli import bench  # noqa: E402
 
 app.add_typer(bench.app, name="bench")
+from ccai.cli import attest  # noqa: E402
+
+app.add_typer(attest.app, name="attest")
 from ccai.cli import verify  # noqa: E402
 
 app.add_typer(verify.app, name="verify")

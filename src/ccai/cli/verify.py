@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from ccai.cli import verify_cpu
+from ccai.cli import verify_cpu, verify_gpu
 
 __all__ = ["app"]
 
@@ -17,6 +17,8 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+# NVIDIA GPU evidence (docs/gpu-verification.md).
+app.command("gpu")(verify_gpu.gpu_command)
 # Raw CPU TEE evidence (docs/cpu-evidence.md).
 app.command("tdx")(verify_cpu.tdx_command)
 app.command("snp")(verify_cpu.snp_command)

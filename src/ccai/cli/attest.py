@@ -1,0 +1,141 @@
+"""``ccai attest gpu``: attest this machine's GPUs and open the GPUs-ready gate only on success.
+
+The gate NVIDIA's Python verifier provides (gpu-evidence.md §2.2 step 14), without its defect:
+ccai never sets READY on failure, DevTools mode included. Steps: open the backend (NVML, or the
+virtual GPU with ``--simulate``), draw a fresh nonce, collect every GPU's report and chain, gather
+collateral (the RIM service and OCSP responder, or a bundle / RIM directory), verify with
+:func:`ccai.verify.verify_gpu_evidence` using the CC mode the driver reports, and with
+``--set-ready`` set the ready state to 1 on success or 0 on failure.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ccai._time import utcnow
+from ccai.errors import CollateralUnavailable, Error, UsageError
+
+if TYPE_CHECKING:
+    from ccai.device import VirtualGpuBackend
+
+__all__ = ["app", "gpu_command"]
+
+app = typer.Typer(
+    name="attest", help="Attest this machine's devices and gate them on the result.", no_args_is_help=True
+)
+
+
+class _VirtualRims:
+    """The virtual GPU's own signed RIMs as a collateral source (it has no OCSP responder)."""
+
+    def __init__(self, backend: VirtualGpuBackend) -> None:
+        self.backend = backend
+
+    def rim(self, rim_id: str) -> bytes:
+        return self.backend.rim(rim_id)
+
+    def ocsp(self, cert: object, issuer: object, *, nonce: bytes | None) -> bytes:
+        del cert, issuer, nonce
+        raise CollateralUnavailable("the virtual GPU has no OCSP responder; run ccai dev collateral-server")
+
+
+@app.command("gpu")
+def gpu_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line option
+    simulate: Annotated[
+        bool, typer.Option("--simulate", help="Use the virtual CC GPU under $CCAI_HOME (test PKI).")
+    ] = False,
+    set_ready: Annotated[
+        bool, typer.Option("--set-ready", help="On success set GPUs-ready; on failure leave/set not-ready.")
+    ] = False,
+    rim_dir: Annotated[
+        Path | None, typer.Option("--rim-dir", help="Directory of <id>.xml RIMs.", metavar="D")
+    ] = None,
+    collateral: Annotated[
+        Path | None, typer.Option("--collateral", help="Offline collateral bundle.", metavar="BUNDLE")
+    ] = None,
+    offline: Annotated[bool, typer.Option("--offline", help="No network access for collateral.")] = False,
+    rim_service_url: Annotated[
+        str | None, typer.Option("--rim-service-url", help="RIM service base URL.", metavar="URL")
+    ] = None,
+    ocsp_url: Annotated[
+        str | None, typer.Option("--ocsp-url", help="OCSP responder URL.", metavar="URL")
+    ] = None,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="NVIDIA JSON policy file.", metavar="F")
+    ] = None,
+    claims_version: Annotated[str, typer.Option("--claims-version", help="3.0 or 2.0.")] = "3.0",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print claims and the detached EAT as JSON.")
+    ] = False,
+) -> None:
+    """Collect evidence from this machine's GPUs, verify it, and optionally set the GPUs-ready state."""
+    from ccai.cli.gpu import collect_evidence, open_gpu
+    from ccai.cli.verify_gpu import build_policy, run_verification
+    from ccai.collateral import (
+        DEFAULT_OCSP_URL,
+        DEFAULT_RIM_SERVICE_URL,
+        CollateralSource,
+        SourceChain,
+        default_gpu_source,
+        gather_gpu_collateral,
+        read_bundle,
+    )
+    from ccai.device import VirtualGpuBackend
+
+    if claims_version not in ("3.0", "2.0"):
+        raise UsageError("--claims-version must be 3.0 or 2.0", actual=claims_version)
+    with open_gpu(simulate=simulate) as backend:
+        status = backend.status()
+        mode = "devtools" if status.devtools else ("on" if status.cc_feature else "off")
+        nonce = secrets.token_bytes(32)
+        now = utcnow()
+        ok = False
+        if simulate and rim_service_url is None and ocsp_url is None:
+            # NVIDIA's services know nothing about the test PKI: without a dev collateral server
+            # (ccai dev collateral-server) the virtual GPU's own RIMs are used, offline.
+            offline = True
+        try:
+            items = collect_evidence(backend, nonce)
+            bundle = read_bundle(collateral) if collateral is not None else None
+            sources: list[CollateralSource] = [
+                default_gpu_source(
+                    bundle=bundle,
+                    rim_dir=rim_dir,
+                    offline=offline,
+                    rim_service_url=rim_service_url or DEFAULT_RIM_SERVICE_URL,
+                    ocsp_url=ocsp_url or DEFAULT_OCSP_URL,
+                )
+            ]
+            if isinstance(backend, VirtualGpuBackend):
+                sources.append(_VirtualRims(backend))
+            source = SourceChain(sources)
+            gathered = gather_gpu_collateral(
+                items, source, now=now, check_revocation=not offline or bundle is not None
+            )
+            run_verification(
+                items,
+                nonce=nonce,
+                collateral=gathered,
+                now=now,
+                policy=build_policy(policy, revocation_checked=gathered.ocsp_checked),
+                allow_simulated=simulate,
+                claims_version=claims_version,
+                reported_cc_mode=mode,
+                as_json=as_json,
+                title="GPU attestation" + (" (SIMULATED)" if simulate else ""),
+                extra={"set_ready_requested": set_ready},
+            )
+            ok = True
+        except Error:
+            # Fail closed: a failed attestation never leaves the GPUs accepting work.
+            if set_ready:
+                backend.set_ready(False)
+            raise
+        if ok and set_ready:
+            backend.set_ready(True)
+            if not as_json:
+                typer.echo("GPUs ready: accepting client work")
