@@ -31,7 +31,7 @@ def test_demo_json() -> None:
     titles = [step["title"] for step in doc["steps"]]
     assert titles[0] == "create virtual CC GPUs"
     assert "check report signatures and nonces" in titles
-    last = doc["steps"][-1]["gpus"][0]
+    last = next(s for s in doc["steps"] if s["title"] == "RIM ids and opaque fields")["gpus"][0]
     assert last["driver_rim_id"].startswith("NV_GPU_DRIVER_GH100_")
     assert last["vbios_rim_id"].startswith("NV_GPU_VBIOS_")
     assert "FWID" in last["opaque"]
@@ -50,4 +50,8 @@ def test_demo_keeps_state_in_given_home(tmp_path: Path) -> None:
     items = parse_evidence_json((tmp_path / "demo-evidence.json").read_bytes())
     assert [i.arch for i in items] == ["BLACKWELL", "BLACKWELL"]
     assert all(i.nonce == bytes(range(32)) for i in items)
-    assert run.steps[-1]["gpus"][0]["driver_rim_id"].startswith("NV_GPU_CC_DRIVER_")
+    shown = next(s for s in run.steps if s["title"] == "RIM ids and opaque fields")
+    assert shown["gpus"][0]["driver_rim_id"].startswith("NV_GPU_CC_DRIVER_")
+    verified = run.steps[-1]
+    assert verified["overall"]["x-nvidia-overall-att-result"] is True
+    assert verified["claims"]["GPU-1"]["x-ccai-simulated"] is True

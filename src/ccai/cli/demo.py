@@ -26,7 +26,7 @@ from rich.table import Table
 
 from ccai.cli._output import console, print_json, write_output
 from ccai.cli.gpu import SIMULATED_LABEL, ArchChoice, collect_evidence, print_status, status_to_dict
-from ccai.errors import NonceMismatch, SignatureError
+from ccai.errors import NonceMismatch, SignatureError, UsageError
 
 if TYPE_CHECKING:
     from ccai.device import GpuBackend
@@ -215,6 +215,57 @@ def step_show(run: DemoRun, parsed: list[tuple[GpuEvidence, AttestationReport]])
         console.print(table)
 
 
+def step_verify(run: DemoRun, backend: GpuBackend, data: bytes, nonce: bytes) -> None:
+    """(8) Verify the evidence against a loopback collateral server (RIM service + real OCSP
+    responder for the test PKI) with ``ccai.verify``, and show the claims."""
+    from ccai._time import utcnow
+    from ccai.collateral import default_gpu_source, gather_gpu_collateral
+    from ccai.device import VirtualGpuBackend
+    from ccai.evidence import parse_evidence_json
+    from ccai.service._dev_collateral import (
+        create_dev_collateral_app,
+        run_in_background,
+        settings_for_virtual_gpu,
+    )
+    from ccai.verify import GpuTrustAnchors, verify_gpu_evidence
+
+    if not isinstance(backend, VirtualGpuBackend):
+        raise UsageError("the demo verifies virtual-GPU evidence only")
+    items = parse_evidence_json(data)
+    now = utcnow()
+    with run_in_background(create_dev_collateral_app(settings_for_virtual_gpu(backend))) as url:
+        collateral = gather_gpu_collateral(
+            items, default_gpu_source(rim_service_url=url, ocsp_url=url), now=now
+        )
+    roots = backend.trust_anchors()
+    verified = verify_gpu_evidence(
+        items,
+        nonce=nonce,
+        collateral=collateral,
+        now=now,
+        allow_simulated=True,
+        simulated_anchors=GpuTrustAnchors.simulated_from_pem(
+            device_root_pem=roots.device_root_pem, rim_root_pem=roots.rim_root_pem
+        ),
+        reported_cc_mode="on",
+    )
+    claims = {f"GPU-{g.index}": dict(g.claims) for g in verified.gpus}
+    run.record(
+        "verify evidence (chains, signatures, OCSP, RIMs, measurements, policy)",
+        overall=dict(verified.overall_claims),
+        claims=claims,
+    )
+    if run.verbose:
+        for name, gpu in claims.items():
+            table = Table(title=f"{name} claims (claims {verified.claims_version})")
+            table.add_column("claim")
+            table.add_column("value")
+            for key, value in gpu.items():
+                table.add_row(key, escape(_show_value(str(value))))
+            console.print(table)
+        console.print(f"overall result: {verified.overall_claims['x-nvidia-overall-att-result']}")
+
+
 def run_demo(
     *,
     home: Path,
@@ -247,6 +298,7 @@ def run_demo(
     parsed = step_parse(run, data)
     step_check(run, parsed, nonce)
     step_show(run, parsed)
+    step_verify(run, backend, data, nonce)
     if verbose:
         console.print(
             f"\n[bold green]demo finished:[/] {len(run.steps)} steps ok [bold yellow](SIMULATED)[/]"
