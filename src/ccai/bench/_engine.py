@@ -51,6 +51,9 @@ RANDOM_SIZES: dict[str, dict[str, tuple[int, int, int, int, int, int]]] = {
     },
 }
 
+# Checkpoints that tie the input embedding and the output layer (Llama-3.2 1B/3B, Qwen2.5 ≤ 1.5B).
+_TIED = {"llama:tiny", "llama:1b", "llama:3b", "qwen2:tiny", "qwen2:0.5b", "qwen2:1.5b"}
+
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
@@ -126,7 +129,7 @@ def random_model_dir(spec: str, *, cache: Path, dtype: str = "bfloat16", seed: i
         "max_position_embeddings": 16384,
         "bos_token_id": 1,
         "eos_token_id": 2,
-        "tie_word_embeddings": False,
+        "tie_word_embeddings": f"{arch}:{size}" in _TIED,
     }
     config = LlamaConfig(**common) if arch == "llama" else Qwen2Config(**common)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")

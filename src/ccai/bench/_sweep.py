@@ -150,7 +150,8 @@ class SweepConfig:
         concurrencies: Rows of the table.
         ios: Column groups of the table.
         repeats: Timed runs per arm and cell.
-        num_prompts: Requests per timed run; ``None`` = 4 × concurrency, at least 8.
+        num_prompts: Requests per timed run; ``None`` = ``prompts_per_concurrency`` × concurrency, at least 8.
+        prompts_per_concurrency: Requests per timed run per unit of concurrency when ``num_prompts`` is unset.
         warmup_requests: Untimed short requests per arm and cell; ``None`` = the concurrency.
         gpus: GPUs behind each arm (throughput per GPU divides by it).
         seed: Seed of prompts and arrivals.
@@ -176,6 +177,7 @@ class SweepConfig:
     )
     repeats: int = 3
     num_prompts: int | None = None
+    prompts_per_concurrency: float = 4.0
     warmup_requests: int | None = None
     gpus: int = 1
     seed: int = 0
@@ -202,9 +204,9 @@ class SweepConfig:
             concurrency: The cell's concurrency.
 
         Returns:
-            ``num_prompts`` or the default 4 × concurrency (at least 8).
+            ``num_prompts``, else ``prompts_per_concurrency`` × concurrency (at least 8).
         """
-        return self.num_prompts or max(8, 4 * concurrency)
+        return self.num_prompts or max(8, math.ceil(self.prompts_per_concurrency * concurrency))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -75,8 +75,12 @@ def serve(
     ] = "1024/1024,8192/1024",
     repeats: Annotated[int, typer.Option("--repeats", help="Timed runs per arm and cell.")] = 3,
     num_prompts: Annotated[
-        int | None, typer.Option("--num-prompts", help="Requests per run (default 4 × concurrency, ≥ 8).")
+        int | None,
+        typer.Option("--num-prompts", help="Requests per run (default: per-concurrency × concurrency, ≥ 8)."),
     ] = None,
+    prompts_per_concurrency: Annotated[
+        float, typer.Option("--prompts-per-concurrency", help="Requests per run per unit of concurrency.")
+    ] = 4.0,
     warmup_requests: Annotated[
         int | None,
         typer.Option("--warmup-requests", help="Untimed requests per arm and cell (default: concurrency)."),
@@ -136,6 +140,7 @@ def serve(
         ios=parse_io(io_lengths),
         repeats=repeats,
         num_prompts=num_prompts,
+        prompts_per_concurrency=prompts_per_concurrency,
         warmup_requests=warmup_requests,
         gpus=gpus,
         seed=seed,
