@@ -16,6 +16,7 @@ from ccai.verify._anchors_cpu import (
     intel_sgx_root_ca,
 )
 from ccai.verify._claims import CLAIMS_VERSIONS
+from ccai.verify._composite import COMPOSITE_STEPS, verify_composite
 from ccai.verify._cpu_policy import TDX_TCB_STATUSES, SnpPolicy, TdxPolicy
 from ccai.verify._gpu import GPU_STEPS, verify_gpu_evidence
 from ccai.verify._measurements import MismatchRecord
@@ -46,6 +47,7 @@ __all__ = [
     "AMD_ASK_SHA256",
     "AMD_ASVK_SHA256",
     "CLAIMS_VERSIONS",
+    "COMPOSITE_STEPS",
     "GPU_STEPS",
     "INTEL_SGX_ROOT_CA_SHA256",
     "NVIDIA_CORIM_ROOT_SHA256",
@@ -83,6 +85,7 @@ __all__ = [
     "load_nvidia_policy",
     "nvidia_gpu_anchors",
     "replay_rtmrs",
+    "verify_composite",
     "verify_gpu_evidence",
     "verify_snp_report",
     "verify_tdx_quote",

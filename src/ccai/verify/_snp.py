@@ -48,7 +48,7 @@ from ccai.evidence import (
     parse_snp_report,
     parse_vcek_extensions,
 )
-from ccai.verify._anchors_cpu import amd_roots
+from ccai.verify._anchors_cpu import AmdRoots, amd_roots
 from ccai.verify._cpu_chain import check_crl, check_validity, cn_of, same_cert, verify_ecdsa_raw, verify_link
 from ccai.verify._cpu_policy import SnpPolicy
 from ccai.verify._result import _CAPABILITY, _VerifierCapability
@@ -166,6 +166,7 @@ def verify_snp_report(
     now: datetime,
     policy: SnpPolicy | None = None,
     trace: list[tuple[str, str]] | None = None,
+    simulated_roots: AmdRoots | None = None,
 ) -> SnpVerified:
     """Verify an SEV-SNP report and appraise it with ``policy``.
 
@@ -175,6 +176,9 @@ def verify_snp_report(
         now: The verification time (timezone-aware), captured once by the caller.
         policy: The appraisal policy; the default rejects a debuggable guest.
         trace: If given, (step, outcome) pairs are appended as steps complete.
+        simulated_roots: Test ARK/ASK (the virtual TEE's) to use instead of AMD's pinned roots.
+            Only :func:`ccai.verify.verify_composite` passes them, and only under
+            ``allow_simulated=True``.
 
     Returns:
         The verified report with its claims.
@@ -236,7 +240,9 @@ def verify_snp_report(
     steps.append((S_PRODUCT, f"{product.value}, {key_name}"))
 
     # (3) chain: pinned ARK -> ASK/ASVK -> VCEK/VLEK
-    roots = amd_roots(product)
+    roots = simulated_roots if simulated_roots is not None else amd_roots(product)
+    if roots.product is not product:
+        raise ChainError("the supplied roots are for another product", step=S_CHAIN, expected=product.value)
     supplied_ark = _one(collateral.ark, "ARK")
     if supplied_ark is not None and not same_cert(supplied_ark, roots.ark):
         raise ChainError(

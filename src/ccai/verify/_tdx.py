@@ -413,6 +413,7 @@ def verify_tdx_quote(
     policy: TdxPolicy | None = None,
     event_log: Sequence[TdxEvent] | None = None,
     trace: list[tuple[str, str]] | None = None,
+    simulated_root: x509.Certificate | None = None,
 ) -> TdxVerified:
     """Verify a TDX quote and appraise it with ``policy``.
 
@@ -425,6 +426,9 @@ def verify_tdx_quote(
         event_log: Measured events to replay against RTMR0..3.
         trace: If given, (step, outcome) pairs are appended as steps complete, so a caller can
             show how far verification got when it raises.
+        simulated_root: A test root (the virtual TEE's ``ccai TEST SGX Root CA``) to use instead
+            of the pinned Intel SGX Root CA for the PCK chain and the collateral. Only
+            :func:`ccai.verify.verify_composite` passes it, and only under ``allow_simulated=True``.
 
     Returns:
         The verified quote with its claims.
@@ -460,7 +464,7 @@ def verify_tdx_quote(
     done(S_PARSE)
 
     # (2) PCK chain to the pinned Intel SGX Root CA
-    root = intel_sgx_root_ca()
+    root = simulated_root if simulated_root is not None else intel_sgx_root_ca()
     chain = quote.pck_chain
     if len(chain) != 3:
         raise MalformedEvidence(

@@ -1,0 +1,283 @@
+"""The composite evidence bundle: one versioned JSON document (layout in docs/composite-evidence.md).
+
+::
+
+    {
+      "format": "ccai-evidence-bundle", "version": 1, "binding": "ccai/composite/v1",
+      "nonce": "<64 hex>",
+      "gpus": [{"arch": "HOPPER", "nonce": "<hex>", "evidence": "<b64>", "certificate": "<b64 PEM>"}],
+      "cpu": {"type": "tdx" | "snp", "evidence": "<b64>", "certificates": "<b64 PEM>" | absent},
+      "keys": {"tls_spki_sha256": "<64 hex>" | null, "hpke_public_key": "<b64>" | null},
+      "collateral": {"version": 1, "gpu": {...}, "cpu": {"tdx": {...}} | {"snp": {...}}} | absent
+    }
+
+``gpus`` items are NVIDIA's evidence-JSON items (:func:`ccai.evidence.dump_evidence_json`);
+``collateral`` is ccai's offline collateral bundle (:mod:`ccai.collateral`) whose ``cpu`` part holds
+Intel collateral in the dcap-qvl ``QuoteCollateralV3`` layout or AMD certificates as base64 DER.
+Nothing in a bundle is trusted: the verifier checks every item.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ccai.collateral import (
+    CollateralBundle,
+    SnpCollateral,
+    TdxCollateral,
+    dump_bundle,
+    load_bundle,
+    snp_collateral_from_json,
+    tdx_collateral_from_json,
+)
+from ccai.errors import MalformedEvidence, UnsupportedEvidence
+from ccai.evidence import GpuEvidence, dump_evidence_json, parse_evidence_json
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "EVIDENCE_BUNDLE_VERSION",
+    "CpuEvidence",
+    "EvidenceBundle",
+    "bundle_from_nonce_only_pair",
+    "cpu_collateral_from_bundle",
+    "cpu_collateral_section",
+    "dump_evidence_bundle",
+    "load_evidence_bundle",
+]
+
+BUNDLE_FORMAT = "ccai-evidence-bundle"
+EVIDENCE_BUNDLE_VERSION = 1
+_CPU_TYPES = ("tdx", "snp")
+_TOP_KEYS = {"format", "version", "binding", "nonce", "gpus", "cpu", "keys", "collateral"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CpuEvidence:
+    """The CPU TEE item of a bundle.
+
+    Attributes:
+        type: ``"tdx"`` (a DCAP quote) or ``"snp"`` (an ATTESTATION_REPORT).
+        evidence: The raw quote / report.
+        certificates: PEM certificates the host supplied (SNP certificate table), or ``None``.
+    """
+
+    type: str
+    evidence: bytes
+    certificates: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EvidenceBundle:
+    """A composite evidence bundle (unverified: every field is a claim until ``ccai.verify`` checks it).
+
+    Attributes:
+        nonce: The verifier's 32-byte nonce.
+        binding: The binding scheme the producer used (``ccai/composite/v1``).
+        gpus: GPU evidence in NVIDIA's shape, in order.
+        cpu: The CPU TEE evidence, or ``None`` for a GPU-only bundle.
+        tls_spki_sha256: SHA-256 of the bound TLS SubjectPublicKeyInfo, or ``None``.
+        hpke_public_key: The bound raw HPKE public key, or ``None``.
+        collateral: Embedded collateral for offline verification, or ``None``.
+    """
+
+    nonce: bytes
+    binding: str
+    gpus: tuple[GpuEvidence, ...]
+    cpu: CpuEvidence | None
+    tls_spki_sha256: bytes | None = None
+    hpke_public_key: bytes | None = None
+    collateral: CollateralBundle | None = None
+
+
+def _b64(value: Any, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise MalformedEvidence(f"evidence bundle: {what} must be a base64 string", step="parse")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise MalformedEvidence(f"evidence bundle: {what} is not valid base64", step="parse") from None
+
+
+def _hex(value: Any, what: str, size: int) -> bytes:
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise MalformedEvidence(f"evidence bundle: {what} must be hex", step="parse") from None
+    if len(raw) != size:
+        raise MalformedEvidence(
+            f"evidence bundle: {what} must be {size} bytes", step="parse", expected=size, actual=len(raw)
+        )
+    return raw
+
+
+def cpu_collateral_section(collateral: TdxCollateral | SnpCollateral) -> dict[str, Any]:
+    """The ``cpu`` part of a collateral bundle for one CPU collateral object."""
+    if isinstance(collateral, TdxCollateral):
+        return {"tdx": collateral.to_json()}
+    return {"snp": collateral.to_json()}
+
+
+def cpu_collateral_from_bundle(
+    bundle: CollateralBundle | None, cpu_type: str
+) -> TdxCollateral | SnpCollateral | None:
+    """The TDX or SNP collateral in ``bundle.cpu`` (``None`` when the bundle has none for ``cpu_type``).
+
+    Raises:
+        MalformedEvidence: the section is present but malformed.
+    """
+    if bundle is None:
+        return None
+    section = bundle.cpu.get(cpu_type)
+    if section is None:
+        return None
+    if not isinstance(section, Mapping):
+        raise MalformedEvidence(f"collateral bundle: cpu.{cpu_type} must be an object", step="parse")
+    if cpu_type == "tdx":
+        return tdx_collateral_from_json(section)
+    return snp_collateral_from_json(section)
+
+
+def dump_evidence_bundle(bundle: EvidenceBundle) -> bytes:
+    """Serialise a bundle to its JSON layout (UTF-8, indented, newline-terminated)."""
+    doc: dict[str, Any] = {
+        "format": BUNDLE_FORMAT,
+        "version": EVIDENCE_BUNDLE_VERSION,
+        "binding": bundle.binding,
+        "nonce": bundle.nonce.hex(),
+        "gpus": json.loads(dump_evidence_json(bundle.gpus)) if bundle.gpus else [],
+        "cpu": None,
+        "keys": {
+            "tls_spki_sha256": bundle.tls_spki_sha256.hex() if bundle.tls_spki_sha256 else None,
+            "hpke_public_key": base64.b64encode(bundle.hpke_public_key).decode()
+            if bundle.hpke_public_key
+            else None,
+        },
+    }
+    if bundle.cpu is not None:
+        cpu: dict[str, str] = {
+            "type": bundle.cpu.type,
+            "evidence": base64.b64encode(bundle.cpu.evidence).decode(),
+        }
+        if bundle.cpu.certificates:
+            cpu["certificates"] = base64.b64encode(bundle.cpu.certificates).decode()
+        doc["cpu"] = cpu
+    if bundle.collateral is not None:
+        doc["collateral"] = json.loads(dump_bundle(bundle.collateral))
+    return (json.dumps(doc, indent=2) + "\n").encode()
+
+
+def load_evidence_bundle(data: bytes) -> EvidenceBundle:
+    """Parse a composite evidence bundle.
+
+    Raises:
+        MalformedEvidence: not JSON, unknown or missing fields, bad hex/base64, bad GPU items.
+        UnsupportedEvidence: another format or version.
+    """
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedEvidence(f"evidence bundle is not JSON: {exc}", step="parse") from None
+    if not isinstance(doc, dict):
+        raise MalformedEvidence("evidence bundle must be a JSON object", step="parse")
+    if doc.get("format") != BUNDLE_FORMAT:
+        raise UnsupportedEvidence(
+            "not a ccai evidence bundle", step="parse", expected=BUNDLE_FORMAT, actual=doc.get("format")
+        )
+    if doc.get("version") != EVIDENCE_BUNDLE_VERSION:
+        raise UnsupportedEvidence(
+            "evidence bundle version not supported",
+            step="parse",
+            expected=EVIDENCE_BUNDLE_VERSION,
+            actual=doc.get("version"),
+        )
+    unknown = sorted(set(doc) - _TOP_KEYS)
+    if unknown:
+        raise MalformedEvidence(f"evidence bundle has unknown fields {unknown}", step="parse")
+    binding = doc.get("binding")
+    if not isinstance(binding, str):
+        raise MalformedEvidence("evidence bundle: binding must be a string", step="parse")
+    gpus_raw = doc.get("gpus")
+    if not isinstance(gpus_raw, list):
+        raise MalformedEvidence("evidence bundle: gpus must be a list", step="parse")
+    gpus = parse_evidence_json(json.dumps(gpus_raw).encode()) if gpus_raw else ()
+    cpu_raw = doc.get("cpu")
+    cpu: CpuEvidence | None = None
+    if cpu_raw is not None:
+        if not isinstance(cpu_raw, dict) or set(cpu_raw) - {"type", "evidence", "certificates"}:
+            raise MalformedEvidence(
+                "evidence bundle: cpu must be {type, evidence[, certificates]}", step="parse"
+            )
+        if cpu_raw.get("type") not in _CPU_TYPES:
+            raise UnsupportedEvidence(
+                "evidence bundle: unknown CPU evidence type",
+                step="parse",
+                expected=list(_CPU_TYPES),
+                actual=cpu_raw.get("type"),
+            )
+        certs = cpu_raw.get("certificates")
+        cpu = CpuEvidence(
+            type=str(cpu_raw["type"]),
+            evidence=_b64(cpu_raw.get("evidence"), "cpu.evidence"),
+            certificates=_b64(certs, "cpu.certificates") if certs is not None else None,
+        )
+    keys = doc.get("keys") or {}
+    if not isinstance(keys, dict) or set(keys) - {"tls_spki_sha256", "hpke_public_key"}:
+        raise MalformedEvidence(
+            "evidence bundle: keys must be {tls_spki_sha256, hpke_public_key}", step="parse"
+        )
+    tls = keys.get("tls_spki_sha256")
+    hpke = keys.get("hpke_public_key")
+    collateral_raw = doc.get("collateral")
+    return EvidenceBundle(
+        nonce=_hex(doc.get("nonce"), "nonce", 32),
+        binding=binding,
+        gpus=tuple(gpus),
+        cpu=cpu,
+        tls_spki_sha256=_hex(tls, "keys.tls_spki_sha256", 32) if tls is not None else None,
+        hpke_public_key=_b64(hpke, "keys.hpke_public_key") if hpke is not None else None,
+        collateral=load_bundle(json.dumps(collateral_raw).encode()) if collateral_raw is not None else None,
+    )
+
+
+def bundle_from_nonce_only_pair(
+    cpu_quote: bytes, gpu_json: bytes, *, tls_spki_sha256: bytes | None = None
+) -> EvidenceBundle:
+    """Wrap a foreign nonce-only pair (a TDX quote and NVIDIA SDK GPU JSON ``{nonce, arch,
+    evidence_list}``, as SecretVM / NEAR produce) in a bundle with binding ``secretvm/nonce-only``.
+
+    Args:
+        cpu_quote: The raw TDX quote.
+        gpu_json: The SDK JSON; its ``nonce`` becomes the bundle nonce.
+        tls_spki_sha256: The TLS SPKI hash the quote's report_data[0:32] should carry, if known.
+
+    Raises:
+        MalformedEvidence: the GPU JSON is not in the SDK layout.
+    """
+    from ccai.attest._binding import BINDING_NONCE_ONLY
+
+    try:
+        doc = json.loads(gpu_json)
+        nonce = bytes.fromhex(doc["nonce"])
+        arch = str(doc["arch"])
+        items = [{"arch": arch, "nonce": doc["nonce"], **item} for item in doc["evidence_list"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise MalformedEvidence(
+            f"GPU SDK JSON is not {{nonce, arch, evidence_list}}: {exc}", step="parse"
+        ) from None
+    gpus = parse_evidence_json(json.dumps(items).encode())
+    if len(nonce) != 32:
+        raise MalformedEvidence("GPU SDK JSON nonce must be 32 bytes", step="parse", actual=len(nonce))
+    return EvidenceBundle(
+        nonce=nonce,
+        binding=BINDING_NONCE_ONLY,
+        gpus=gpus,
+        cpu=CpuEvidence(type="tdx", evidence=cpu_quote),
+        tls_spki_sha256=tls_spki_sha256,
+    )
