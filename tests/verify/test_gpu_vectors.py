@@ -7,17 +7,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ccai.collateral import GpuCollateral
 from ccai.errors import (
     CertificateExpired,
     ChainError,
     CollateralUnavailable,
+    EvidenceError,
     MeasurementMismatch,
     NonceMismatch,
     PolicyViolation,
     RimMismatch,
     SignatureError,
+    VerificationError,
 )
 from ccai.evidence import GpuEvidence, load_report, parse_attestation_report, parse_rim
 from ccai.verify import (
@@ -467,3 +471,30 @@ def test_nvidia_example_policies_on_real_vector_claims(
     v4 = load_nvidia_policy(sdk / "local/NVGPULocalv4PolicyExample.json")
     with pytest.raises(PolicyViolation, match="x-nvidia-overall-att-result"):
         verify_gpu_evidence([h100_2023], nonce=NONCE_4CFF, collateral=test_rims, now=PIN_2024, policy=v4)
+
+
+def test_fwid_of_another_gpus_leaf_is_a_fwid_mismatch(vectors: Path) -> None:
+    from ccai.errors import FwidMismatch
+    from ccai.evidence import parse_cert_chain
+    from ccai.verify._gpu import STEP_FWID, _fwid_step
+
+    # The GB202 report's FWID against the GB100 leaf (Blackwell encoding) and an H100 leaf (Hopper).
+    raw = load_report((vectors / TRU / "blackwellAttestationReport.txt").read_bytes())
+    for chain in (f"{SAD}/gpu/blackwellCertChain.txt", f"{UT}/hopperCertChain.txt"):
+        leaf = parse_cert_chain((vectors / chain).read_bytes())[0]
+        with pytest.raises(FwidMismatch) as info:
+            _fwid_step(raw, leaf)
+        assert info.value.step == STEP_FWID and info.value.expected != info.value.actual
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=5000), cut=st.integers(min_value=0, max_value=4049))
+def test_arbitrary_report_bytes_raise_only_evidence_or_verification_errors(
+    h100_2023: GpuEvidence, test_rims: GpuCollateral, data: bytes, cut: int
+) -> None:
+    for report in (data, h100_2023.report[:cut] + data):
+        item = GpuEvidence(
+            arch="HOPPER", nonce=NONCE_4CFF, report=report, certificate_chain=h100_2023.certificate_chain
+        )
+        with pytest.raises((EvidenceError, VerificationError)):
+            verify_gpu_evidence([item], nonce=NONCE_4CFF, collateral=test_rims, now=PIN_2024, policy=OFFLINE)
