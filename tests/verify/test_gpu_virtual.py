@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,7 @@ from ccai.device import Architecture, CcMode, VirtualFault, VirtualGpuBackend
 from ccai.errors import (
     CertificateExpired,
     CertificateRevoked,
+    ChainError,
     MeasurementMismatch,
     NonceMismatch,
     PolicyViolation,
@@ -253,3 +255,20 @@ def test_online_collateral_all_good() -> None:
         ):
             assert gpu.claims[name]["x-nvidia-cert-ocsp-status"] == "good"
     assert verified.overall_claims["x-nvidia-overall-att-result"] is True
+
+
+def test_cached_results_are_not_shared_between_test_pkis(tmp_path: Path) -> None:
+    """Regression: caches are keyed by the anchors' fingerprints, not their (equal) names."""
+    a = VirtualGpuBackend.create(home=tmp_path / "a", seed="seed A")
+    b = VirtualGpuBackend.create(home=tmp_path / "b", seed="seed B")
+    nonce = secrets.token_bytes(32)
+    items = _collect(a, nonce)
+    common = {"nonce": nonce, "collateral": _offline_collateral(a), "now": utcnow(), "policy": OFFLINE}
+    verify_gpu_evidence(
+        items, allow_simulated=True, simulated_anchors=_anchors(a), reported_cc_mode="on", **common
+    )
+    assert _anchors(a).name == _anchors(b).name and _anchors(a).identity != _anchors(b).identity
+    with pytest.raises(ChainError):
+        verify_gpu_evidence(
+            items, allow_simulated=True, simulated_anchors=_anchors(b), reported_cc_mode="on", **common
+        )

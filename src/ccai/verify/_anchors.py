@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 
 from cryptography import x509
@@ -61,16 +61,25 @@ class GpuTrustAnchors:
         simulated: True for ccai's virtual-hardware test PKI; such anchors are only used when the
             caller asks for simulation with ``allow_simulated=True``.
         name: Human name for messages (``"NVIDIA"``, ``"ccai virtual GPU test PKI"``).
+        identity: SHA-256 over every root's DER (computed): the key under which verification
+            results for this anchor set are cached, so two sets with the same name never share them.
     """
 
     device_roots: tuple[x509.Certificate, ...]
     rim_roots: tuple[x509.Certificate, ...]
     simulated: bool = False
     name: str = "NVIDIA"
+    identity: str = field(init=False, default="")
 
     def __post_init__(self) -> None:
         if not self.device_roots or not self.rim_roots:
             raise UsageError("a GPU trust-anchor set needs at least one device root and one RIM root")
+        h = hashlib.sha256(b"ccai gpu trust anchors v1")
+        for label, roots in ((b"device", self.device_roots), (b"rim", self.rim_roots)):
+            for root in roots:
+                h.update(label + bytes.fromhex(certificate_sha256(root)))
+        h.update(b"simulated" if self.simulated else b"genuine")
+        object.__setattr__(self, "identity", h.hexdigest())
 
     @classmethod
     def simulated_from_pem(cls, *, device_root_pem: bytes, rim_root_pem: bytes) -> GpuTrustAnchors:

@@ -186,7 +186,7 @@ def verify_device_chain(
     key = _chain_key([leaf, *intermediates])
     last_error = "no anchors"
     for anchor_set in anchors:
-        cached = _DEVICE_CHAIN_CACHE.get((key, anchor_set.name))
+        cached = _DEVICE_CHAIN_CACHE.get((key, anchor_set.identity))
         if cached is None:
             when = _path_validation_time([leaf, *intermediates, *anchor_set.device_roots])
             if when is None:
@@ -204,7 +204,7 @@ def verify_device_chain(
                 last_error = str(exc)
                 continue
             cached = tuple(built.chain)
-            _DEVICE_CHAIN_CACHE.put((key, anchor_set.name), cached)
+            _DEVICE_CHAIN_CACHE.put((key, anchor_set.identity), cached)
         expiration = check_validity(cached, now=now, step=step, what="device certificate chain")
         return VerifiedChain(certificates=cached, anchors=anchor_set, expiration=expiration)
     names = ", ".join(a.name for a in anchors)

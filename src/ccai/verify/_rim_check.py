@@ -175,7 +175,7 @@ def check_rim(
     """
     digest = hashlib.sha256(xml).digest()
     for anchor_set in anchors:
-        hit = _CACHE.get((digest, anchor_set.name))
+        hit = _CACHE.get((digest, anchor_set.identity))
         if hit is not None:
             rim, chain = hit
             expiration = check_validity(chain, now=now, step=step, what=f"{what} signing chain")
@@ -199,7 +199,7 @@ def check_rim(
         expiration = check_validity(chain, now=now, step=step, what=f"{what} signing chain")
         # (d) the XMLDSig, pinned to the signer the chain check accepted.
         _verify_xmldsig(xml, chain[0], step=step, what=what)
-        _CACHE.put((digest, anchor_set.name), (rim, chain))
+        _CACHE.put((digest, anchor_set.identity), (rim, chain))
         return CheckedRim(rim_id=rim_id, rim=rim, chain=chain, anchors=anchor_set, expiration=expiration)
     if refusals:
         raise refusals[0]
