@@ -498,3 +498,19 @@ def test_arbitrary_report_bytes_raise_only_evidence_or_verification_errors(
         )
         with pytest.raises((EvidenceError, VerificationError)):
             verify_gpu_evidence([item], nonce=NONCE_4CFF, collateral=test_rims, now=PIN_2024, policy=OFFLINE)
+
+
+def test_pinned_anchors_match_nvidias_files_and_fingerprints(vectors: Path) -> None:
+    from cryptography import x509
+
+    from ccai.verify import NVIDIA_CORIM_ROOT_SHA256, NVIDIA_DEVICE_ROOT_SHA256
+    from ccai.verify._anchors import certificate_sha256
+
+    anchors = nvidia_gpu_anchors()
+    certs = "nvtrust/NVIDIA_nvtrust@0281730/guest_tools/gpu_verifiers/local_gpu_verifier/src/verifier/certs"
+    device = x509.load_pem_x509_certificate((vectors / certs / "verifier_device_root.pem").read_bytes())
+    rim = x509.load_pem_x509_certificate((vectors / certs / "verifier_RIM_root.pem").read_bytes())
+    assert anchors.device_roots == (device,) and anchors.rim_roots == (rim,)
+    assert certificate_sha256(device) == NVIDIA_DEVICE_ROOT_SHA256
+    assert certificate_sha256(rim) == NVIDIA_CORIM_ROOT_SHA256
+    assert anchors.simulated is False
