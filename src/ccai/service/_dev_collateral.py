@@ -42,6 +42,7 @@ from ccai.errors import CollateralUnavailable, UsageError
 
 if TYPE_CHECKING:
     from ccai.device._virtual import VirtualGpuBackend
+    from ccai.tee import VirtualCpuTee
 
 __all__ = [
     "DevCollateralSettings",
@@ -180,11 +181,16 @@ class DevCollateralSettings:
         rim: ``rim id → XML`` (raises :class:`CollateralUnavailable` for an unknown id).
         rim_ids: The ids it holds.
         responder: The OCSP responder.
+        tee: The virtual CPU TEE whose Intel-PCS-like / AMD-KDS-like collateral is served too
+            (``None``: GPU collateral only).
+        clock: The clock that dates the CPU collateral (issue date = the start of its day).
     """
 
     rim: Callable[[str], bytes]
     rim_ids: Callable[[], Sequence[str]]
     responder: OcspResponder
+    tee: VirtualCpuTee | None = None
+    clock: Callable[[], datetime] = utcnow
 
 
 def create_dev_collateral_app(settings: DevCollateralSettings) -> FastAPI:
@@ -234,11 +240,99 @@ def create_dev_collateral_app(settings: DevCollateralSettings) -> FastAPI:
 
     app.add_api_route("/ocsp", ocsp_endpoint, methods=["POST"])
     app.add_api_route("/", ocsp_endpoint, methods=["POST"])
+    if settings.tee is not None:
+        _add_cpu_routes(app, settings.tee, settings.clock)
     return app
 
 
+def _add_cpu_routes(app: FastAPI, tee: VirtualCpuTee, clock: Callable[[], datetime]) -> None:
+    """Intel PCS v4 and AMD KDS paths (cpu-evidence.md §2.7, §3.3) for the virtual CPU TEE, in the
+    shapes :class:`~ccai.collateral.IntelPcsClient` and :class:`~ccai.collateral.AmdKdsClient` read."""
+    import urllib.parse
+
+    not_found = JSONResponse({"message": "NOT_FOUND"}, status_code=404)
+
+    def tdx() -> Any:
+        return tee.tdx_collateral(clock()) if tee.tee == "tdx" else None
+
+    def signed(body_member: str, text: str, signature: bytes) -> str:
+        # The signed member's exact text, as PCS serves it: the client cuts it out byte-exactly.
+        return f'{{"{body_member}":{text},"signature":"{signature.hex()}"}}'
+
+    def tcb_info(fmspc: str = "") -> Response:
+        coll = tdx()
+        if coll is None or fmspc.lower() != tee.tdx_platform.fmspc.hex():
+            return not_found
+        return Response(
+            signed("tcbInfo", coll.tcb_info, coll.tcb_info_signature),
+            media_type="application/json",
+            headers={"TCB-Info-Issuer-Chain": urllib.parse.quote(coll.tcb_info_issuer_chain)},
+        )
+
+    def qe_identity() -> Response:
+        coll = tdx()
+        if coll is None:
+            return not_found
+        return Response(
+            signed("enclaveIdentity", coll.qe_identity, coll.qe_identity_signature),
+            media_type="application/json",
+            headers={"SGX-Enclave-Identity-Issuer-Chain": urllib.parse.quote(coll.qe_identity_issuer_chain)},
+        )
+
+    def pck_crl(ca: str = "platform", encoding: str = "der") -> Response:
+        coll = tdx()
+        if coll is None or ca != "platform" or coll.pck_crl is None:
+            return not_found
+        return Response(
+            coll.pck_crl,
+            media_type="application/pkix-crl",
+            headers={"SGX-PCK-CRL-Issuer-Chain": urllib.parse.quote(coll.pck_crl_issuer_chain or "")},
+        )
+
+    def root_ca_crl() -> Response:
+        coll = tdx()
+        if coll is None or coll.root_ca_crl is None:
+            return not_found
+        return Response(coll.root_ca_crl, media_type="application/pkix-crl")
+
+    for prefix in ("/tdx/certification/v4", "/sgx/certification/v4"):
+        app.add_api_route(f"{prefix}/tcb", tcb_info, methods=["GET"])
+        app.add_api_route(f"{prefix}/qe/identity", qe_identity, methods=["GET"])
+    app.add_api_route("/sgx/certification/v4/pckcrl", pck_crl, methods=["GET"])
+    app.add_api_route("/sgx/certification/v4/rootcacrl", root_ca_crl, methods=["GET"])
+
+    def snp() -> Any:
+        return tee.snp_collateral(clock()) if tee.tee == "snp" else None
+
+    def vcek(product: str, hwid: str) -> Response:
+        coll = snp()
+        if coll is None or product != tee.snp_platform.product or hwid.lower() != tee.chip_id().hex():
+            return not_found
+        return Response(coll.vcek, media_type="application/pkix-cert")
+
+    def cert_chain(product: str) -> Response:
+        coll = snp()
+        if coll is None or product != tee.snp_platform.product or coll.ask is None or coll.ark is None:
+            return not_found
+        pem = b"".join(
+            x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+            for der in (coll.ask, coll.ark)
+        )
+        return Response(pem, media_type="application/x-pem-file")
+
+    def amd_crl(product: str) -> Response:
+        coll = snp()
+        if coll is None or product != tee.snp_platform.product or coll.crl is None:
+            return not_found
+        return Response(coll.crl, media_type="application/pkix-crl")
+
+    app.add_api_route("/vcek/v1/{product}/cert_chain", cert_chain, methods=["GET"])
+    app.add_api_route("/vcek/v1/{product}/crl", amd_crl, methods=["GET"])
+    app.add_api_route("/vcek/v1/{product}/{hwid}", vcek, methods=["GET"])
+
+
 def settings_for_virtual_gpu(
-    backend: VirtualGpuBackend, *, clock: Callable[[], datetime] = utcnow
+    backend: VirtualGpuBackend, *, clock: Callable[[], datetime] = utcnow, tee: VirtualCpuTee | None = None
 ) -> DevCollateralSettings:
     """Serve the virtual CC GPU's RIMs and answer OCSP for its test PKI.
 
@@ -248,6 +342,7 @@ def settings_for_virtual_gpu(
     Args:
         backend: The virtual GPU (``VirtualGpuBackend.open()``).
         clock: The responder's clock.
+        tee: The virtual CPU TEE of the same virtual VM, whose collateral is served too.
     """
     pki = backend.pki
     issuers = [
@@ -275,6 +370,8 @@ def settings_for_virtual_gpu(
         rim=backend.rim,
         rim_ids=rim_ids,
         responder=OcspResponder(issuers, revocation=revocation, clock=clock),
+        tee=tee,
+        clock=clock,
     )
 
 

@@ -1,0 +1,249 @@
+"""``ccai verify BUNDLE`` (also ``ccai verify bundle BUNDLE``): verify a composite evidence bundle.
+
+Checks the CPU quote/report, every GPU and the binding with :func:`ccai.verify.verify_composite`
+(docs/composite-evidence.md). Collateral comes from ``--collateral FILE`` (a collateral bundle, or an
+evidence bundle carrying one), else from the bundle itself, else — unless ``--offline`` — from
+Intel PCS / AMD KDS / NVIDIA's RIM service and OCSP responder (URLs configurable). Exit codes as
+``ccai verify gpu``: 0 pass, 1 evidence, binding or policy failure, 2 usage, 3 collateral unavailable.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+from typer.core import TyperGroup
+
+from ccai._time import parse_instant, utcnow
+from ccai.cli._output import console, print_json, read_input
+from ccai.errors import Error, UsageError
+
+if TYPE_CHECKING:
+    from ccai.attest import EvidenceBundle
+    from ccai.collateral import CollateralBundle
+    from ccai.tee import VirtualTeeAnchors
+    from ccai.verify import VerifiedEvidence
+
+__all__ = ["VerifyGroup", "bundle_command", "simulated_cpu_anchors"]
+
+
+class VerifyGroup(TyperGroup):
+    """The ``ccai verify`` group: a first argument that is not a sub-command is a bundle path, so
+    ``ccai verify b.json`` means ``ccai verify bundle b.json``."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # Typer's vendored click Context
+        """Route ``ccai verify [OPTIONS] BUNDLE`` to the ``bundle`` command."""
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["bundle", *args]
+        return super().parse_args(ctx, args)
+
+
+def simulated_cpu_anchors(cpu_type: str) -> VirtualTeeAnchors:
+    """The virtual TEE's test roots from ``$CCAI_HOME`` (only used with ``--allow-simulated``)."""
+    from ccai._home import ccai_home
+    from ccai.tee import VirtualCpuTee, VirtualTeeAnchors, VirtualTeePki
+    from ccai.tee._virtual_snp import SnpPlatform
+
+    home = ccai_home()
+    pki = VirtualTeePki(VirtualCpuTee.open(home).seed, cache_dir=home)
+    if cpu_type == "tdx":
+        return VirtualTeeAnchors(tee="tdx", sgx_root=pki.sgx_root.certificate)
+    product = SnpPlatform().product
+    return VirtualTeeAnchors(
+        tee="snp", ark=pki.ark(product).certificate, ask=pki.ask(product).certificate, product=product
+    )
+
+
+def _load_collateral(path: Path) -> CollateralBundle:
+    from ccai.attest import load_evidence_bundle
+    from ccai.collateral import load_bundle
+
+    data = read_input(path, what="collateral")
+    try:
+        kind = json.loads(data).get("format")
+    except (ValueError, AttributeError):
+        kind = None
+    if kind == "ccai-evidence-bundle":
+        carried = load_evidence_bundle(data).collateral
+        if carried is None:
+            raise UsageError(f"{path} is an evidence bundle without collateral")
+        return carried
+    return load_bundle(data)
+
+
+def _policies(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    from ccai.verify import SnpPolicy, TdxPolicy
+
+    try:
+        doc = json.loads(read_input(path, what="policy"))
+    except ValueError as exc:
+        raise UsageError(f"policy {path} is not JSON: {exc}") from None
+    if not isinstance(doc, dict) or set(doc) - {"tdx", "snp"}:
+        raise UsageError(f'policy {path} must be {{"tdx": {{…TdxPolicy}}, "snp": {{…SnpPolicy}}}}')
+    out: dict[str, Any] = {}
+    if "tdx" in doc:
+        out["tdx_policy"] = TdxPolicy.from_mapping(doc["tdx"])
+    if "snp" in doc:
+        out["snp_policy"] = SnpPolicy.from_mapping(doc["snp"])
+    return out
+
+
+def _online_collateral(bundle: EvidenceBundle, now: Any, urls: dict[str, str | None]) -> CollateralBundle:
+    from ccai.attest import gather_composite_collateral
+    from ccai.collateral import (
+        AMD_KDS_URL,
+        DEFAULT_OCSP_URL,
+        DEFAULT_RIM_SERVICE_URL,
+        INTEL_PCS_URL,
+        AmdKdsClient,
+        IntelPcsClient,
+        default_gpu_source,
+    )
+
+    source = default_gpu_source(
+        rim_service_url=urls["rim"] or DEFAULT_RIM_SERVICE_URL, ocsp_url=urls["ocsp"] or DEFAULT_OCSP_URL
+    )
+    return gather_composite_collateral(
+        bundle,
+        now=now,
+        gpu_source=source,
+        pcs=IntelPcsClient(urls["pcs"] or INTEL_PCS_URL),
+        kds=AmdKdsClient(urls["kds"] or AMD_KDS_URL),
+    )
+
+
+def _report(
+    trace: list[tuple[str, str]], verified: VerifiedEvidence | None, error: Error | None, *, as_json: bool
+) -> None:
+    from ccai.verify import COMPOSITE_STEPS
+
+    done = dict(trace)
+    rows = []
+    failed_marked = False
+    for step in COMPOSITE_STEPS:
+        if step in done:
+            rows.append({"step": step, "status": "ok", "detail": done[step]})
+        elif error is not None and not failed_marked:
+            rows.append(
+                {"step": step, "status": "failed", "detail": f"{type(error).__name__}: {error.message}"}
+            )
+            failed_marked = True
+        else:
+            rows.append({"step": step, "status": "not run", "detail": ""})
+    if as_json:
+        doc: dict[str, Any] = {
+            "result": "pass" if error is None else "fail",
+            "steps": rows,
+            "error": error.context() if error is not None else None,
+            "claims": None,
+        }
+        if verified is not None:
+            doc["simulated"] = verified.simulated
+            doc["claims"] = {
+                "overall": dict(verified.overall_claims),
+                "cpu": dict(verified.cpu_claims or {}),
+                **{f"GPU-{g.index}": dict(g.claims) for g in verified.gpus},
+            }
+        print_json(doc)
+        return
+    table = Table(title="composite evidence")
+    table.add_column("", width=1)
+    table.add_column("step")
+    table.add_column("detail")
+    marks = {"ok": "[green]✓[/]", "failed": "[bold red]✗[/]", "not run": "[dim]·[/]"}
+    for row in rows:
+        table.add_row(marks[row["status"]], row["step"], escape(row["detail"]))
+    console.print(table)
+    if verified is not None:
+        if verified.simulated:
+            console.print(
+                "[bold yellow]SIMULATED — virtual TEE and GPUs, test PKI; not evidence of real hardware[/]"
+            )
+        console.print("[bold green]PASS[/]")
+
+
+def bundle_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line option
+    bundle: Annotated[Path, typer.Argument(help="Evidence bundle (ccai attest -o).", metavar="BUNDLE")],
+    offline: Annotated[
+        bool, typer.Option("--offline", help="No network: embedded or --collateral only.")
+    ] = False,
+    collateral: Annotated[
+        Path | None,
+        typer.Option("--collateral", help="Collateral bundle (or an evidence bundle carrying one)."),
+    ] = None,
+    at: Annotated[
+        str | None, typer.Option("--at", help="Verification time, ISO 8601 (default: now).")
+    ] = None,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help='Policy JSON {"tdx": {…}, "snp": {…}}.')
+    ] = None,
+    allow_simulated: Annotated[
+        bool, typer.Option("--allow-simulated", help="Trust the virtual TEE/GPU test PKIs under $CCAI_HOME.")
+    ] = False,
+    nonce: Annotated[
+        str | None, typer.Option("--nonce", help="The nonce you issued (64 hex); the bundle must carry it.")
+    ] = None,
+    scheme: Annotated[
+        str, typer.Option("--scheme", help="Binding scheme: ccai/composite/v1 or secretvm/nonce-only.")
+    ] = "ccai/composite/v1",
+    pcs_url: Annotated[str | None, typer.Option("--pcs-url", help="Intel PCS / PCCS base URL.")] = None,
+    kds_url: Annotated[str | None, typer.Option("--kds-url", help="AMD KDS base URL.")] = None,
+    rim_service_url: Annotated[str | None, typer.Option("--rim-service-url", help="RIM service URL.")] = None,
+    ocsp_url: Annotated[str | None, typer.Option("--ocsp-url", help="OCSP responder URL.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print steps, claims and any error as JSON.")
+    ] = False,
+) -> None:
+    """Verify a composite evidence bundle: CPU quote/report, every GPU and the binding."""
+    from ccai.attest import load_evidence_bundle
+    from ccai.cli.verify_gpu import simulated_anchors
+    from ccai.verify import verify_composite
+
+    now = parse_instant(at) if at else utcnow()
+    expected = None
+    if nonce is not None:
+        try:
+            expected = bytes.fromhex(nonce)
+        except ValueError:
+            raise UsageError("--nonce must be hex") from None
+    loaded = load_evidence_bundle(read_input(bundle, what="evidence bundle"))
+    kwargs = _policies(policy)
+    trace: list[tuple[str, str]] = []
+    verified = None
+    try:
+        coll = _load_collateral(collateral) if collateral is not None else loaded.collateral
+        if coll is None and not offline:
+            urls = {"pcs": pcs_url, "kds": kds_url, "rim": rim_service_url, "ocsp": ocsp_url}
+            coll = _online_collateral(loaded, now, urls)
+        sim: dict[str, Any] = {}
+        if allow_simulated:
+            sim = {
+                "simulated_gpu_anchors": simulated_anchors() if loaded.gpus else None,
+                "simulated_cpu_anchors": simulated_cpu_anchors(loaded.cpu.type) if loaded.cpu else None,
+            }
+        if coll is None:
+            # Offline with nothing embedded: the verifier reports what is missing (exit 3).
+            from ccai.collateral import CollateralBundle, GpuCollateral
+
+            coll = CollateralBundle(gpu=GpuCollateral(rims={}, ocsp={}, ocsp_checked=False))
+        verified = verify_composite(
+            loaded,
+            now=now,
+            collateral=coll,
+            expected_nonce=expected,
+            scheme=scheme,
+            allow_simulated=allow_simulated,
+            trace=trace,
+            **sim,
+            **kwargs,
+        )
+    except Error as exc:
+        _report(trace, None, exc, as_json=as_json)
+        raise
+    _report(trace, verified, None, as_json=as_json)
