@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ccai._time import utcnow
+from ccai.cli import attest_composite
 from ccai.errors import CollateralUnavailable, Error, UsageError
 
 if TYPE_CHECKING:
@@ -25,8 +26,13 @@ if TYPE_CHECKING:
 __all__ = ["app", "gpu_command"]
 
 app = typer.Typer(
-    name="attest", help="Attest this machine's devices and gate them on the result.", no_args_is_help=True
+    name="attest",
+    help="Attest this machine: a composite CPU + GPU evidence bundle, or the GPU gate (`gpu`).",
+    invoke_without_command=True,
 )
+# `ccai attest [--simulate tdx|snp] … -o BUNDLE` itself collects a composite bundle
+# (docs/composite-evidence.md); it does nothing when a sub-command such as `gpu` runs.
+app.callback()(attest_composite.attest_callback)
 
 
 class _VirtualRims:

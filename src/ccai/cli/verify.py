@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from ccai.cli import verify_cpu, verify_gpu
+from ccai.cli import verify_bundle, verify_cpu, verify_gpu
 
 __all__ = ["app"]
 
@@ -15,7 +15,12 @@ app = typer.Typer(
     name="verify",
     help="Verify attestation evidence against pinned roots, collateral and a policy.",
     no_args_is_help=True,
+    # `ccai verify BUNDLE` is short for `ccai verify bundle BUNDLE` (composite evidence).
+    cls=verify_bundle.VerifyGroup,
 )
+
+# Composite CPU + GPU evidence bundles (docs/composite-evidence.md).
+app.command("bundle")(verify_bundle.bundle_command)
 
 # NVIDIA GPU evidence (docs/gpu-verification.md).
 app.command("gpu")(verify_gpu.gpu_command)
