@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,6 +57,9 @@ _N_P256 = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 _N_P384 = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973
 _CACHE_FORMAT = "ccai-virtual-tee-pki/1"
 _RSA_MEMO: dict[str, dict[str, rsa.RSAPrivateKey]] = {}
+# RSA-PSS signatures are randomised, so certificates an RSA key signs are kept too: the same seed
+# must always present the same ARK/ASK/VCEK bytes (verifiers compare supplied roots byte for byte).
+_PSS_CERT_MEMO: dict[str, dict[str, bytes]] = {}
 _RSA_LOCK = threading.Lock()
 
 
@@ -222,33 +225,52 @@ class VirtualTeePki:
     def _rsa_key(self, label: str) -> rsa.RSAPrivateKey:
         with _RSA_LOCK:
             keys = _RSA_MEMO.setdefault(self.seed_id, {})
+            certs = _PSS_CERT_MEMO.setdefault(self.seed_id, {})
             if label not in keys:
-                keys.update(self._load_rsa_cache())
+                cached_keys, cached_certs = self._load_rsa_cache()
+                keys.update(cached_keys)
+                for name, der in cached_certs.items():
+                    certs.setdefault(name, der)
             if label not in keys:
                 keys[label] = rsa.generate_private_key(public_exponent=65537, key_size=4096)
-            self._save_rsa_cache(keys)
+            self._save_rsa_cache()
             return keys[label]
 
-    def _load_rsa_cache(self) -> dict[str, rsa.RSAPrivateKey]:
+    def _pss_certificate(self, label: str, make: Callable[[], x509.Certificate]) -> x509.Certificate:
+        with _RSA_LOCK:
+            certs = _PSS_CERT_MEMO.setdefault(self.seed_id, {})
+            der = certs.get(label)
+        if der is None:
+            cert = make()
+            with _RSA_LOCK:
+                der = certs.setdefault(label, cert.public_bytes(serialization.Encoding.DER))
+                self._save_rsa_cache()
+        return x509.load_der_x509_certificate(der)
+
+    def _load_rsa_cache(self) -> tuple[dict[str, rsa.RSAPrivateKey], dict[str, bytes]]:
         if self._cache_path is None or not self._cache_path.is_file():
-            return {}
+            return {}, {}
         try:
             data = json.loads(self._cache_path.read_text())
             if data.get("format") != _CACHE_FORMAT or data.get("seed_id") != self.seed_id:
-                return {}
+                return {}, {}
             out: dict[str, rsa.RSAPrivateKey] = {}
             for label, pem in data["rsa_keys"].items():
                 key = serialization.load_pem_private_key(pem.encode(), password=None)
                 if isinstance(key, rsa.RSAPrivateKey):
                     out[str(label)] = key
-            return out
-        except (OSError, ValueError, KeyError, TypeError):
-            return {}  # a damaged cache is only a cache
+            certs = {str(k): bytes.fromhex(v) for k, v in data.get("pss_certificates", {}).items()}
+            return out, certs
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return {}, {}  # a damaged cache is only a cache
 
-    def _save_rsa_cache(self, keys: dict[str, rsa.RSAPrivateKey]) -> None:
+    def _save_rsa_cache(self) -> None:
         if self._cache_path is None:
             return
-        if set(self._load_rsa_cache()) >= set(keys):
+        keys = _RSA_MEMO.get(self.seed_id, {})
+        certs = _PSS_CERT_MEMO.get(self.seed_id, {})
+        on_disk_keys, on_disk_certs = self._load_rsa_cache()
+        if set(on_disk_keys) >= set(keys) and set(on_disk_certs) >= set(certs):
             return
         pems = {
             label: key.private_bytes(
@@ -256,7 +278,12 @@ class VirtualTeePki:
             ).decode()
             for label, key in sorted(keys.items())
         }
-        payload = {"format": _CACHE_FORMAT, "seed_id": self.seed_id, "rsa_keys": pems}
+        payload = {
+            "format": _CACHE_FORMAT,
+            "seed_id": self.seed_id,
+            "rsa_keys": pems,
+            "pss_certificates": {k: v.hex() for k, v in sorted(certs.items())},
+        }
         write_private_file(self._cache_path, json.dumps(payload).encode())
 
     # -- issuance ---------------------------------------------------------------------------------
@@ -305,7 +332,10 @@ class VirtualTeePki:
         for ext in extra:
             builder = builder.add_extension(ext, critical=False)
         if isinstance(signer, rsa.RSAPrivateKey):
-            cert = builder.sign(signer, hashes.SHA384(), rsa_padding=AMD_PSS)
+            rsa_signer = signer
+            cert = self._pss_certificate(
+                label, lambda: builder.sign(rsa_signer, hashes.SHA384(), rsa_padding=AMD_PSS)
+            )
         else:
             cert = builder.sign(signer, hashes.SHA256(), ecdsa_deterministic=True)
         cred = _Cred(certificate=cert, private_key=key)
