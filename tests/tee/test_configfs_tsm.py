@@ -23,7 +23,9 @@ from ccai.tee import ConfigfsTsm, VirtualCpuTee, parse_snp_certificate_table
 class FakeTsmKernel:
     """A TsmFilesystem over a real directory, with the kernel's reactions to reads and writes."""
 
-    def __init__(self, provider: str, quote: Callable[[bytes], bytes], *, races: int = 0, aux: bytes = b"") -> None:
+    def __init__(
+        self, provider: str, quote: Callable[[bytes], bytes], *, races: int = 0, aux: bytes = b""
+    ) -> None:
         self.provider = provider
         self.quote = quote
         self.races = races

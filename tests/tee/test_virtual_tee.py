@@ -1,0 +1,80 @@
+"""The virtual CPU TEE: exact vendor layouts that G1's verifiers accept — only with its test roots."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from ccai.errors import ChainError, PolicyViolation, SignatureError, UsageError
+from ccai.evidence import SnpProduct, parse_snp_report, parse_tdx_quote
+from ccai.tee import VirtualCpuTee, open_cpu_tee
+from ccai.verify import AmdRoots, verify_snp_report, verify_tdx_quote
+
+NOW = datetime(2027, 2, 3, 4, 5, tzinfo=UTC)
+DATA = bytes(range(64))
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_tdx_quote_verifies_with_the_test_root_only(ccai_home: Path, version: int) -> None:
+    tee = VirtualCpuTee.create(home=ccai_home, tee="tdx", quote_version=version)
+    raw = tee.quote(DATA).evidence
+    quote = parse_tdx_quote(raw)
+    assert quote.version == version and quote.body.report_data == DATA and quote.trailing == b""
+    root = tee.trust_anchors().sgx_root
+    verified = verify_tdx_quote(raw, tee.collateral(NOW), now=NOW, simulated_root=root)
+    assert (
+        verified.claims["tcb_status"] == "UpToDate"
+        and verified.claims["mr_td"] == tee.td_body_fields()["mr_td"].hex()
+    )
+    with pytest.raises(ChainError):
+        verify_tdx_quote(raw, tee.collateral(NOW), now=NOW)  # the pinned Intel root does not accept it
+    flipped = bytearray(raw)
+    flipped[48 + 136] ^= 1  # MRTD, inside the signed body
+    with pytest.raises(SignatureError):
+        verify_tdx_quote(bytes(flipped), tee.collateral(NOW), now=NOW, simulated_root=root)
+
+
+def test_debug_td_is_rejected_by_the_default_policy(ccai_home: Path) -> None:
+    tee = VirtualCpuTee.create(home=ccai_home, tee="tdx", debug=True)
+    with pytest.raises(PolicyViolation, match="debug"):
+        verify_tdx_quote(
+            tee.quote(DATA).evidence,
+            tee.collateral(NOW),
+            now=NOW,
+            simulated_root=tee.trust_anchors().sgx_root,
+        )
+
+
+def test_snp_report_verifies_with_the_test_roots_only(ccai_home: Path) -> None:
+    tee = VirtualCpuTee.create(home=ccai_home, tee="snp")
+    quote = tee.quote(DATA)
+    report = parse_snp_report(quote.evidence)
+    assert report.version == 3 and report.product is SnpProduct.GENOA and report.report_data == DATA
+    a = tee.trust_anchors()
+    assert a.ark is not None and a.ask is not None
+    roots = AmdRoots(product=SnpProduct.GENOA, ark=a.ark, ask=a.ask, asvk=a.ask)
+    verified = verify_snp_report(report, tee.collateral(NOW), now=NOW, simulated_roots=roots)
+    assert verified.claims["reported_tcb"] == {"blSPL": 10, "teeSPL": 0, "snpSPL": 23, "ucodeSPL": 84}
+    with pytest.raises(ChainError):
+        verify_snp_report(report, tee.collateral(NOW), now=NOW)
+    flipped = bytearray(quote.evidence)
+    flipped[0x90] ^= 1  # MEASUREMENT
+    with pytest.raises(SignatureError):
+        verify_snp_report(bytes(flipped), tee.collateral(NOW), now=NOW, simulated_roots=roots)
+
+
+def test_state_persists_and_seeds_are_deterministic(ccai_home: Path, tmp_path: Path) -> None:
+    a = VirtualCpuTee.create(home=ccai_home, tee="tdx", seed="same")
+    b = VirtualCpuTee.create(home=tmp_path, tee="tdx", seed="same")
+    assert a.trust_anchors().sgx_root == b.trust_anchors().sgx_root
+    assert (
+        parse_tdx_quote(a.quote(DATA).evidence).pck_chain == parse_tdx_quote(b.quote(DATA).evidence).pck_chain
+    )
+    assert VirtualCpuTee.open(ccai_home).seed == b"same"
+    switched = open_cpu_tee(simulate="snp", home=ccai_home)
+    assert isinstance(switched, VirtualCpuTee) and switched.tee == "snp" and switched.seed == b"same"
+    (ccai_home / "virtual-tee.json").write_text("{}")
+    with pytest.raises(UsageError, match="damaged"):
+        VirtualCpuTee.open(ccai_home)
