@@ -202,6 +202,7 @@ class VirtualTeePki:
         self.seed_id = hashlib.sha256(b"ccai virtual tee pki id\x00" + self._seed).hexdigest()[:16]
         self._cache_path = cache_dir / f"virtual-tee-pki-{self.seed_id}.json" if cache_dir else None
         self._creds: dict[str, _Cred] = {}
+        self._cache_checked = False  # RSA memo written to this instance's cache file once
 
     # -- derivations ------------------------------------------------------------------------------
 
@@ -226,6 +227,8 @@ class VirtualTeePki:
         with _RSA_LOCK:
             keys = _RSA_MEMO.setdefault(self.seed_id, {})
             certs = _PSS_CERT_MEMO.setdefault(self.seed_id, {})
+            if label in keys and self._cache_checked:
+                return keys[label]
             if label not in keys:
                 cached_keys, cached_certs = self._load_rsa_cache()
                 keys.update(cached_keys)
@@ -234,6 +237,7 @@ class VirtualTeePki:
             if label not in keys:
                 keys[label] = rsa.generate_private_key(public_exponent=65537, key_size=4096)
             self._save_rsa_cache()
+            self._cache_checked = True
             return keys[label]
 
     def _pss_certificate(self, label: str, make: Callable[[], x509.Certificate]) -> x509.Certificate:
@@ -421,7 +425,9 @@ class VirtualTeePki:
         return self._issue(
             f"ark:{product}",
             subject=_amd_name(f"ARK-{product}"),
-            key=self._rsa_key(f"ark:{product}"),
+            key=self._creds[f"ark:{product}"].private_key
+            if f"ark:{product}" in self._creds
+            else self._rsa_key(f"ark:{product}"),
             issuer=None,
             window=_AMD_WINDOW,
             ca=True,
@@ -432,7 +438,9 @@ class VirtualTeePki:
         return self._issue(
             f"ask:{product}",
             subject=_amd_name(f"SEV-{product}"),
-            key=self._rsa_key(f"ask:{product}"),
+            key=self._creds[f"ask:{product}"].private_key
+            if f"ask:{product}" in self._creds
+            else self._rsa_key(f"ask:{product}"),
             issuer=self.ark(product),
             window=_AMD_WINDOW,
             ca=True,
