@@ -8,8 +8,9 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
+WHL=${WHL:-.whl}   # the lead's wheel folder (cryptography, …); WHL=none skips it
+if [ -d "$WHL" ]; then
+  python3 -m pip install -q --no-index --no-deps --target /tmp/site "$WHL"/*.whl
 fi
 export PYTHONPATH=/tmp/site:$PWD/src
 export CCAI_CACHE=/tmp/ccai-cache HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 COLUMNS=220

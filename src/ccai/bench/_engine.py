@@ -138,6 +138,10 @@ def random_model_dir(spec: str, *, cache: Path, dtype: str = "bfloat16", seed: i
     try:
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))  # type: ignore[no-untyped-call]
+        with torch.no_grad():
+            # Zero the logits of <unk>, <s>, </s>: the largest other (random) logit is positive, so greedy
+            # decoding never emits a special token that would decode to empty text.
+            model.get_output_embeddings().weight[:3] = 0
         model.save_pretrained(str(tmp), safe_serialization=True)
         _word_tokenizer(vocab, tmp)
         (tmp / "ccai-random.json").write_text(

@@ -276,6 +276,7 @@ def _plot(result: SweepResult, out: Path) -> list[Path]:
                         es.append(half)
                 ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=labels[arm])
             ax.set_xscale("log", base=2)
+            ax.set_ylim(bottom=0)
             ax.set_xticks(list(cfg.concurrencies), [str(c) for c in cfg.concurrencies])
             ax.set_xlabel("concurrency")
             ax.set_title(title)

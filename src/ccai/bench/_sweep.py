@@ -340,7 +340,8 @@ async def _check(
                 res = await send_request(
                     http, ep, prompt, config.check_tokens, timeout=config.timeout, fixed_length=False
                 )
-                if not res.success:
+                # An empty answer is an answer (a model may stop at once); anything else is a failure.
+                if not res.success and res.error_kind != "empty":
                     raise UsageError(f"arm {arm} failed the correctness pre-check: {res.error}")
                 outputs[arm].append(res.text)
                 if progress:

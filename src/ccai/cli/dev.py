@@ -99,6 +99,11 @@ def engine(
         hf_cache=ccai_cache() / "hf-hub",
         continuous_batching=continuous_batching,
     )
+    import signal
+    import sys
+
+    # SIGTERM (from a script's trap) must still stop the server: turn it into SystemExit so `finally` runs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     proc = subprocess.Popen(cmd.argv, env={**os.environ, **cmd.env})  # noqa: S603 - fixed argv, no shell
     try:
         took = wait_healthy(cmd.url, process=proc)
