@@ -1,6 +1,6 @@
 """Sealed-model load benchmark: stock safetensors vs ccai's pipeline without and with decryption.
 
-    python benchmarks/bench_load.py --size-gib 8 --device cuda --threads 4,8,16 --chunk-mib 4,16,64
+    python benchmarks/bench_load.py --size-gib 8 --device cuda --threads 8,16,24,32 --chunk-mib 16,64
     python benchmarks/bench_load.py --size-gib 0.5 --device cpu --threads 1,2 --chunk-mib 4,16
 
 Prints a table (GB/s = 10⁹ B/s; "÷ plain" = sealed time over plaintext-pipeline time at the same
@@ -26,8 +26,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-gib", type=float, default=8.0, help="synthetic model size (GiB)")
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--threads", default="4,8,16", help="comma-separated thread counts")
-    parser.add_argument("--chunk-mib", default="4,16,64", help="comma-separated chunk sizes (MiB)")
+    parser.add_argument("--threads", default="8,16,24,32", help="comma-separated thread counts")
+    parser.add_argument("--chunk-mib", default="16,64", help="comma-separated chunk sizes (MiB)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="write the report as JSON here")

@@ -288,3 +288,32 @@ def test_property_seal_then_load_is_identity(
     assert set(loaded) == set(tensors)
     for name, ref in tensors.items():
         assert _same(loaded[name], ref), name
+
+
+@pytest.mark.parametrize("threads", [1, 2, 5])
+def test_many_files_sealed_concurrently_keep_order_and_digests(
+    tmp_path: Path, kek: Kek, threads: int
+) -> None:
+    # More files than concurrent file streams, fewer chunk buffers than in-flight chunks, files of
+    # 0, 1 and many chunks: every file must come back whole, under its own name and index.
+    src = tmp_path / "m"
+    (src / "sub").mkdir(parents=True)
+    contents: dict[str, bytes] = {}
+    for i in range(9):
+        name = f"sub/f{i}.bin" if i % 2 else f"f{i}.bin"
+        contents[name] = hashlib.sha256(str(i).encode()).digest() * (i * 97 * CHUNK // 32 // 7 + i)
+        (src / name).write_bytes(contents[name])
+    tensors = {f"t{i}": torch.arange(i * 1000 + 1, dtype=torch.float32) for i in range(3)}
+    save_file(tensors, str(src / "model.safetensors"))
+    out = tmp_path / "s"
+    seal(src, out, kek, chunk_size=CHUNK, threads=threads)
+    manifest = read_manifest(out, kek)
+    assert [f.index for f in manifest.files] == list(range(len(manifest.files)))
+    for name, data in contents.items():
+        entry = manifest.file(name)
+        assert entry.size == len(data)
+        assert entry.sha256 == hashlib.sha256(data).digest()
+        assert read_file(out, kek, name) == data
+    loaded = load_into(out, kek, device="cpu", threads=threads)
+    assert set(loaded) == set(tensors)
+    assert all(_same(loaded[k], v) for k, v in tensors.items())

@@ -125,6 +125,12 @@ def _run(
 
     cursor = iter(range(len(jobs)))
     lock = threading.Lock()
+    # Chunks left per source: the worker that finishes a file's last chunk unmaps it, so that the
+    # unmapping (page-table teardown, proportional to the file size) overlaps the other files'
+    # work instead of running after the pipeline. The caller still closes every map (a no-op then).
+    left = [0] * len(sources)
+    for job in jobs:
+        left[job.slot] += 1
     stop = threading.Event()
     cuda = device.type == "cuda"
 
@@ -134,6 +140,13 @@ def _run(
         with lock:
             i = next(cursor, None)
         return None if i is None else jobs[i]
+
+    def done(job: _Job) -> None:
+        with lock:
+            left[job.slot] -= 1
+            last = left[job.slot] == 0
+        if last:
+            sources[job.slot].close()
 
     def transform(job: _Job, out: memoryview, aead: AESGCM | None) -> None:
         # Slices taken inside `with` are released even when decryption fails, so the memory
@@ -151,6 +164,7 @@ def _run(
                 dest = dests[job.slot][job.dest_offset : job.dest_offset + job.length]
                 with memoryview(dest.numpy()) as out:  # type: ignore[arg-type]
                     transform(job, out, aead)
+                done(job)
         except BaseException:
             stop.set()
             raise
@@ -158,6 +172,8 @@ def _run(
     def cuda_worker() -> None:
         aead = AESGCM(key) if key is not None else None  # one context per thread
         stream = torch.cuda.Stream(device)  # type: ignore[no-untyped-call]
+        # The current stream is per thread: set it once instead of entering a context per chunk.
+        torch.cuda.set_stream(stream)
         staging = [torch.empty(chunk_size, dtype=torch.uint8, pin_memory=True) for _ in range(2)]
         views = [memoryview(t.numpy()) for t in staging]  # type: ignore[arg-type]
         events = [torch.cuda.Event(), torch.cuda.Event()]  # type: ignore[no-untyped-call]
@@ -171,12 +187,12 @@ def _run(
                     events[b].synchronize()  # the previous copy out of this buffer is done
                 with views[b][: job.length] as out:
                     transform(job, out, aead)
+                done(job)
                 if job.length:
-                    with torch.cuda.stream(stream):
-                        dest = dests[job.slot][job.dest_offset : job.dest_offset + job.length]
-                        dest.copy_(staging[b][: job.length], non_blocking=True)
-                        events[b].record(stream)
-                        used[b] = True
+                    dest = dests[job.slot][job.dest_offset : job.dest_offset + job.length]
+                    dest.copy_(staging[b][: job.length], non_blocking=True)
+                    events[b].record(stream)
+                    used[b] = True
         except BaseException:
             stop.set()
             raise

@@ -60,6 +60,9 @@ DEFAULT_CHUNK_SIZE = 16 << 20
 Progress = Callable[[int, int], None]
 _RAM_FS = frozenset({"tmpfs", "ramfs"})
 _MAX_HEADER = 100 << 20  # safetensors' own limit on the JSON header
+#: Files sealed at the same time (each has a reading thread and a SHA-256 thread; the AES workers and the
+#: chunk buffers are shared, so memory stays at ``2 × threads`` chunks).
+_FILE_STREAMS = 4
 
 
 class _Counter:
@@ -101,6 +104,27 @@ def _safetensors_info(path: Path, name: str, size: int) -> SafetensorsInfo:
         return parse_safetensors_header(first + fh.read(n), file_size=size, what=name)
 
 
+class _Slot:
+    """A plaintext/ciphertext buffer pair, returned to the free list when encryption and hashing are done."""
+
+    def __init__(self, size: int, free: queue.Queue[_Slot]) -> None:
+        self.plain = bytearray(size)
+        self.cipher = bytearray(size + TAG_BYTES)
+        self._free = free
+        self._lock = threading.Lock()
+        self._pending = 0
+
+    def hold(self, users: int) -> None:
+        self._pending = users
+
+    def release(self) -> None:
+        with self._lock:
+            self._pending -= 1
+            last = self._pending == 0
+        if last:
+            self._free.put(self)
+
+
 def _seal_file(
     src: Path,
     dst: Path,
@@ -111,10 +135,16 @@ def _seal_file(
     content_key: bytes,
     model_id: bytes,
     pool: ThreadPoolExecutor,
-    slots: queue.Queue[tuple[bytearray, bytearray]],
+    slots: queue.Queue[_Slot],
     counter: _Counter,
 ) -> FileEntry:
-    """Encrypt one file chunk by chunk: the calling thread reads and hashes, workers encrypt and write."""
+    """Encrypt one file chunk by chunk, streaming.
+
+    The calling thread reads the file in order; the shared pool encrypts and writes each chunk at
+    its place; a hashing thread of this file feeds the chunks, in order, to the file's SHA-256
+    (the one step that cannot be split, so it runs beside reading instead of after it). A chunk
+    buffer returns to the free list when both its encryption and its hashing are done.
+    """
     size = src.stat().st_size
     info = _safetensors_info(src, name, size) if name.endswith(".safetensors") else None
     count = chunk_count(size, chunk_size)
@@ -122,33 +152,47 @@ def _seal_file(
     digest = hashlib.sha256()
     aead = AESGCM(content_key)
     futures: list[Future[None]] = []
+    to_hash: queue.Queue[tuple[_Slot, int] | None] = queue.Queue()
+
+    def hash_chunks() -> None:
+        while (item := to_hash.get()) is not None:
+            slot, n = item
+            try:
+                with memoryview(slot.plain)[:n] as pv:
+                    digest.update(pv)  # releases the GIL for large buffers
+            finally:
+                slot.release()
+
     with src.open("rb", buffering=0) as fin, dst.open("wb") as fout:
         out_fd = fout.fileno()
         os.ftruncate(out_fd, size + TAG_BYTES * count)
 
-        def work(i: int, n: int, slot: tuple[bytearray, bytearray]) -> None:
-            plain, cipher = slot
+        def work(i: int, n: int, slot: _Slot) -> None:
             try:
-                with memoryview(plain)[:n] as pv, memoryview(cipher)[: n + TAG_BYTES] as cv:
+                with memoryview(slot.plain)[:n] as pv, memoryview(slot.cipher)[: n + TAG_BYTES] as cv:
                     aead.encrypt_into(chunk_nonce(index, i), pv, chunk_aad(prefix, i, count), cv)
                     os.pwrite(out_fd, cv, i * (chunk_size + TAG_BYTES))
             finally:
-                slots.put(slot)
+                slot.release()
             counter.add(n)
 
+        hasher = threading.Thread(target=hash_chunks, name=f"ccai-seal-sha-{index}", daemon=True)
+        hasher.start()
         try:
             for i in range(count):
                 slot = slots.get()
                 n = min(chunk_size, size - i * chunk_size)
-                with memoryview(slot[0])[:n] as pv:
+                with memoryview(slot.plain)[:n] as pv:
                     got = fin.readinto(pv)
-                    if got == n:
-                        digest.update(pv)
                 if got != n:
                     slots.put(slot)
                     raise UsageError(f"{name} changed size while being sealed")
+                slot.hold(2)
+                to_hash.put((slot, n))
                 futures.append(pool.submit(work, i, n, slot))
         finally:
+            to_hash.put(None)
+            hasher.join()
             # Never close the output while a worker may still write to its descriptor.
             wait(futures)
         for fut in futures:
@@ -206,27 +250,34 @@ def seal(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         (tmp / DATA_DIR).mkdir()
-        slots: queue.Queue[tuple[bytearray, bytearray]] = queue.Queue()
+        slots: queue.Queue[_Slot] = queue.Queue()
         buf = min(chunk_size, max(p.stat().st_size for _, p in files) or 1)
         for _ in range(2 * workers):
-            slots.put((bytearray(buf), bytearray(buf + TAG_BYTES)))
-        entries = []
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ccai-seal") as pool:
-            for index, (name, path) in enumerate(files):
-                entries.append(
-                    _seal_file(
-                        path,
-                        tmp / data_file_name(index),
-                        index=index,
-                        name=name,
-                        chunk_size=chunk_size,
-                        content_key=content_key,
-                        model_id=model_id,
-                        pool=pool,
-                        slots=slots,
-                        counter=counter,
-                    )
+            slots.put(_Slot(buf, slots))
+        with (
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ccai-seal") as pool,
+            ThreadPoolExecutor(
+                max_workers=min(len(files), _FILE_STREAMS), thread_name_prefix="ccai-seal-file"
+            ) as readers,
+        ):
+            jobs = [
+                readers.submit(
+                    _seal_file,
+                    path,
+                    tmp / data_file_name(index),
+                    index=index,
+                    name=name,
+                    chunk_size=chunk_size,
+                    content_key=content_key,
+                    model_id=model_id,
+                    pool=pool,
+                    slots=slots,
+                    counter=counter,
                 )
+                for index, (name, path) in enumerate(files)
+            ]
+            wait(jobs)
+        entries = [job.result() for job in jobs]
         manifest = Manifest(model_id=model_id, chunk_size=chunk_size, files=tuple(entries))
         manifest_nonce = secrets.token_bytes(12)
         blob = AESGCM(manifest_key).encrypt(
