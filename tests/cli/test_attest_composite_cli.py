@@ -106,6 +106,28 @@ def test_attest_snp_single_gpu(tmp_path: Path) -> None:
     assert code == 0, out
 
 
+def test_cpu_only_bundle_with_collateral_marks_gpu_step_skipped(tmp_path: Path) -> None:
+    # Regression: --gpus 0 --with-collateral crashed (the dev collateral server was given no GPU).
+    bundle = tmp_path / "cpu.json"
+    code, out = _run(
+        "attest", "--simulate", "tdx", "--gpus", "0", "--nonce", NONCE, "-o", str(bundle), "--with-collateral"
+    )
+    assert code == 0, out
+    code, out = _run("verify", str(bundle), "--offline", "--allow-simulated", "--nonce", NONCE, "--json")
+    assert code == 0, out
+    statuses = {row["step"]: row["status"] for row in json.loads(out)["steps"]}
+    assert statuses["(4) GPU evidence"] == "skipped"
+    assert [s for s in statuses.values() if s != "skipped"] == ["ok"] * 4
+
+
+def test_verify_rejects_a_nonce_that_is_not_32_bytes(tmp_path: Path) -> None:
+    bundle = tmp_path / "b.json"
+    code, out = _run("attest", "--simulate", "tdx", "--gpus", "0", "--nonce", NONCE, "-o", str(bundle))
+    assert code == 0, out
+    code, _ = _run("verify", str(bundle), "--offline", "--allow-simulated", "--nonce", NONCE[:-2])
+    assert code == 2
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -11,14 +11,25 @@ collateral (the RIM service and OCSP responder, or a bundle / RIM directory), ve
 from __future__ import annotations
 
 import secrets
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ccai._time import utcnow
 from ccai.cli import attest_composite
-from ccai.errors import CollateralUnavailable, Error, UsageError
+from ccai.cli._options import (
+    ClaimsVersionOpt,
+    GpuCollateralOpt,
+    GpuPolicyOpt,
+    JsonClaimsOpt,
+    OcspUrlOpt,
+    OfflineOpt,
+    RimDirOpt,
+    RimServiceUrlOpt,
+    check_claims_version,
+    gpu_collateral_source,
+)
+from ccai.errors import CollateralUnavailable
 
 if TYPE_CHECKING:
     from ccai.device import VirtualGpuBackend
@@ -57,43 +68,22 @@ def gpu_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line 
     set_ready: Annotated[
         bool, typer.Option("--set-ready", help="On success set GPUs-ready; on failure leave/set not-ready.")
     ] = False,
-    rim_dir: Annotated[
-        Path | None, typer.Option("--rim-dir", help="Directory of <id>.xml RIMs.", metavar="D")
-    ] = None,
-    collateral: Annotated[
-        Path | None, typer.Option("--collateral", help="Offline collateral bundle.", metavar="BUNDLE")
-    ] = None,
-    offline: Annotated[bool, typer.Option("--offline", help="No network access for collateral.")] = False,
-    rim_service_url: Annotated[
-        str | None, typer.Option("--rim-service-url", help="RIM service base URL.", metavar="URL")
-    ] = None,
-    ocsp_url: Annotated[
-        str | None, typer.Option("--ocsp-url", help="OCSP responder URL.", metavar="URL")
-    ] = None,
-    policy: Annotated[
-        Path | None, typer.Option("--policy", help="NVIDIA JSON policy file.", metavar="F")
-    ] = None,
-    claims_version: Annotated[str, typer.Option("--claims-version", help="3.0 or 2.0.")] = "3.0",
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print claims and the detached EAT as JSON.")
-    ] = False,
+    rim_dir: RimDirOpt = None,
+    collateral: GpuCollateralOpt = None,
+    offline: OfflineOpt = False,
+    rim_service_url: RimServiceUrlOpt = None,
+    ocsp_url: OcspUrlOpt = None,
+    policy: GpuPolicyOpt = None,
+    claims_version: ClaimsVersionOpt = "3.0",
+    as_json: JsonClaimsOpt = False,
 ) -> None:
     """Collect evidence from this machine's GPUs, verify it, and optionally set the GPUs-ready state."""
     from ccai.cli.gpu import collect_evidence, open_gpu
     from ccai.cli.verify_gpu import build_policy, run_verification
-    from ccai.collateral import (
-        DEFAULT_OCSP_URL,
-        DEFAULT_RIM_SERVICE_URL,
-        CollateralSource,
-        SourceChain,
-        default_gpu_source,
-        gather_gpu_collateral,
-        read_bundle,
-    )
+    from ccai.collateral import gather_gpu_collateral
     from ccai.device import VirtualGpuBackend
 
-    if claims_version not in ("3.0", "2.0"):
-        raise UsageError("--claims-version must be 3.0 or 2.0", actual=claims_version)
+    check_claims_version(claims_version)
     with open_gpu(simulate=simulate) as backend:
         status = backend.status()
         mode = "devtools" if status.devtools else ("on" if status.cc_feature else "off")
@@ -106,22 +96,15 @@ def gpu_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line 
             offline = True
         try:
             items = collect_evidence(backend, nonce)
-            bundle = read_bundle(collateral) if collateral is not None else None
-            sources: list[CollateralSource] = [
-                default_gpu_source(
-                    bundle=bundle,
-                    rim_dir=rim_dir,
-                    offline=offline,
-                    rim_service_url=rim_service_url or DEFAULT_RIM_SERVICE_URL,
-                    ocsp_url=ocsp_url or DEFAULT_OCSP_URL,
-                )
-            ]
-            if isinstance(backend, VirtualGpuBackend):
-                sources.append(_VirtualRims(backend))
-            source = SourceChain(sources)
-            gathered = gather_gpu_collateral(
-                items, source, now=now, check_revocation=not offline or bundle is not None
+            source, check_revocation = gpu_collateral_source(
+                collateral=collateral,
+                rim_dir=rim_dir,
+                offline=offline,
+                rim_service_url=rim_service_url,
+                ocsp_url=ocsp_url,
+                last=_VirtualRims(backend) if isinstance(backend, VirtualGpuBackend) else None,
             )
+            gathered = gather_gpu_collateral(items, source, now=now, check_revocation=check_revocation)
             run_verification(
                 items,
                 nonce=nonce,
@@ -136,12 +119,12 @@ def gpu_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line 
                 extra={"set_ready_requested": set_ready},
             )
             ok = True
-        except Error:
-            # Fail closed: a failed attestation never leaves the GPUs accepting work.
-            if set_ready:
+        finally:
+            # Fail closed: a failed attestation (or a crash on the way) never leaves the GPUs
+            # accepting work.
+            if set_ready and not ok:
                 backend.set_ready(False)
-            raise
-        if ok and set_ready:
+        if set_ready:
             backend.set_ready(True)
             if not as_json:
                 typer.echo("GPUs ready: accepting client work")

@@ -11,7 +11,6 @@ ccai's dev collateral server, started on loopback for the duration of the comman
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +19,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ccai._time import utcnow
+from ccai.cli._options import (
+    JsonOpt,
+    KdsUrlOpt,
+    NonceOpt,
+    OcspUrlOpt,
+    PcsUrlOpt,
+    RimServiceUrlOpt,
+    network_sources,
+    parse_nonce,
+)
 from ccai.cli._output import console, print_json, read_input, write_output
 from ccai.errors import UsageError
 
@@ -27,8 +36,6 @@ if TYPE_CHECKING:
     from ccai.attest import EvidenceBundle
 
 __all__ = ["attest_callback", "collect_bundle"]
-
-_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 @contextmanager
@@ -42,25 +49,10 @@ def _sources(
     rim_service_url: str | None,
     ocsp_url: str | None,
 ) -> Iterator[dict[str, Any]]:
-    from ccai.collateral import (
-        AMD_KDS_URL,
-        DEFAULT_OCSP_URL,
-        DEFAULT_RIM_SERVICE_URL,
-        INTEL_PCS_URL,
-        AmdKdsClient,
-        IntelPcsClient,
-        default_gpu_source,
-    )
-
     if simulate is None:
-        yield {
-            "gpu_source": default_gpu_source(
-                rim_service_url=rim_service_url or DEFAULT_RIM_SERVICE_URL,
-                ocsp_url=ocsp_url or DEFAULT_OCSP_URL,
-            ),
-            "pcs": IntelPcsClient(pcs_url or INTEL_PCS_URL),
-            "kds": AmdKdsClient(kds_url or AMD_KDS_URL),
-        }
+        yield network_sources(
+            pcs_url=pcs_url, kds_url=kds_url, rim_service_url=rim_service_url, ocsp_url=ocsp_url
+        )
         return
     from ccai.service._dev_collateral import (
         create_dev_collateral_app,
@@ -70,11 +62,7 @@ def _sources(
 
     app = create_dev_collateral_app(settings_for_virtual_gpu(gpu, tee=cpu))
     with run_in_background(app) as url:
-        yield {
-            "gpu_source": default_gpu_source(rim_service_url=url, ocsp_url=f"{url}/ocsp"),
-            "pcs": IntelPcsClient(url),
-            "kds": AmdKdsClient(url),
-        }
+        yield network_sources(pcs_url=url, kds_url=url, rim_service_url=url, ocsp_url=f"{url}/ocsp")
 
 
 def collect_bundle(
@@ -104,12 +92,15 @@ def collect_bundle(
         virtual_cpu, backend = open_virtual_vm(tee=simulate, gpus=1 if gpus is None else gpus, seed=seed)
         cpu: Any = virtual_cpu
         gpu: Any = backend if gpus != 0 else None
+        # The dev collateral server needs the virtual VM's GPU half even when no GPU is attested.
+        server_gpu: Any = backend
     else:
         from ccai.device import open_backend
         from ccai.tee import ConfigfsTsm
 
         cpu = ConfigfsTsm()
         gpu = open_backend(simulate=False) if gpus != 0 else None
+        server_gpu = None
     try:
         bundle = collect_composite(nonce=nonce, cpu=cpu, gpu=gpu, tls_spki_sha256=tls, hpke_public_key=hpke)
         if with_collateral:
@@ -117,7 +108,7 @@ def collect_bundle(
             with _sources(
                 simulate=simulate,
                 cpu=cpu,
-                gpu=gpu,
+                gpu=server_gpu,
                 pcs_url=pcs_url,
                 kds_url=kds_url,
                 rim_service_url=rim_service_url,
@@ -141,9 +132,7 @@ def attest_callback(  # noqa: PLR0917 - Typer maps each parameter to a command-l
     gpus: Annotated[
         int | None, typer.Option("--gpus", min=0, max=8, help="Number of (virtual) GPUs; 0 = CPU only.")
     ] = None,
-    nonce: Annotated[
-        str | None, typer.Option("--nonce", help="Verifier nonce, 64 hex digits.", metavar="HEX64")
-    ] = None,
+    nonce: NonceOpt = None,
     bind_key: Annotated[
         list[Path] | None,
         typer.Option(
@@ -159,17 +148,11 @@ def attest_callback(  # noqa: PLR0917 - Typer maps each parameter to a command-l
     seed: Annotated[
         str | None, typer.Option("--seed", help="Seed of the virtual VM's test PKIs (text).")
     ] = None,
-    pcs_url: Annotated[
-        str | None, typer.Option("--pcs-url", help="Intel PCS / PCCS base URL.", metavar="URL")
-    ] = None,
-    kds_url: Annotated[str | None, typer.Option("--kds-url", help="AMD KDS base URL.", metavar="URL")] = None,
-    rim_service_url: Annotated[
-        str | None, typer.Option("--rim-service-url", help="NVIDIA RIM service URL.", metavar="URL")
-    ] = None,
-    ocsp_url: Annotated[
-        str | None, typer.Option("--ocsp-url", help="OCSP responder URL.", metavar="URL")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+    pcs_url: PcsUrlOpt = None,
+    kds_url: KdsUrlOpt = None,
+    rim_service_url: RimServiceUrlOpt = None,
+    ocsp_url: OcspUrlOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Collect CPU TEE + GPU evidence bound to --nonce into one bundle (sub-command `gpu`: GPU gate)."""
     if ctx.invoked_subcommand is not None:
@@ -179,15 +162,14 @@ def attest_callback(  # noqa: PLR0917 - Typer maps each parameter to a command-l
             "ccai attest needs --nonce HEX64 and -o BUNDLE",
             hint="ccai attest --simulate tdx --nonce … -o b.json",
         )
-    if not _HEX64.match(nonce):
-        raise UsageError("--nonce must be 64 hex digits (32 bytes)", actual=nonce)
+    nonce_bytes = parse_nonce(nonce)
     if simulate is not None and simulate not in ("tdx", "snp"):
         raise UsageError("--simulate takes tdx or snp", expected="tdx | snp", actual=simulate)
     from ccai.attest import dump_evidence_bundle
 
     keys = [read_input(path, what="bind key") for path in bind_key or []]
     bundle = collect_bundle(
-        nonce=bytes.fromhex(nonce),
+        nonce=nonce_bytes,
         simulate=simulate,
         gpus=gpus,
         bind_keys=keys,

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from ccai.cli._options import AtOpt, JsonOpt, OcspUrlOpt, RimDirOpt, verification_time
 from ccai.cli._output import console, print_json, read_input
 
 __all__ = ["app"]
@@ -22,8 +23,6 @@ app = typer.Typer(
     help="Fetch and inspect offline collateral bundles (RIMs, OCSP responses).",
     no_args_is_help=True,
 )
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
 @app.command("fetch")
@@ -35,12 +34,8 @@ def fetch(  # noqa: PLR0917 - Typer maps each parameter to a command-line option
     rim_service: Annotated[
         str | None, typer.Option("--rim-service", help="RIM service base URL (default NVIDIA's).")
     ] = None,
-    ocsp_url: Annotated[
-        str | None, typer.Option("--ocsp-url", help="OCSP responder URL (default NVIDIA's).")
-    ] = None,
-    rim_dir: Annotated[
-        Path | None, typer.Option("--rim-dir", help="Directory of <id>.xml RIMs to use first.")
-    ] = None,
+    ocsp_url: OcspUrlOpt = None,
+    rim_dir: RimDirOpt = None,
     service_key: Annotated[
         str | None,
         typer.Option(
@@ -121,14 +116,13 @@ def _ocsp_table(entries: list[dict[str, Any]]) -> Table:
 @app.command("inspect")
 def inspect(
     bundle: Annotated[Path, typer.Argument(help="Collateral bundle file.")],
-    at: Annotated[str | None, typer.Option("--at", help="Judge validity at this ISO 8601 time.")] = None,
+    at: AtOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Show a bundle's RIMs (version, signer validity) and OCSP responses (status, times)."""
-    from ccai._time import parse_instant, utcnow
     from ccai.collateral import inspect_bundle, load_bundle
 
-    now = parse_instant(at) if at else utcnow()
+    now = verification_time(at)
     summary = inspect_bundle(load_bundle(read_input(bundle, what="collateral bundle")), now=now)
     if json_out:
         print_json(summary)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
+from ccai.cli._options import JsonOpt
 from ccai.cli._output import console, print_json, read_input
 
 if TYPE_CHECKING:
@@ -25,8 +26,6 @@ app = typer.Typer(
     help="Inspect attestation evidence (parse only: nothing is verified).",
     no_args_is_help=True,
 )
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 _FEATURE_FLAGS = {
     0: "SPT (single-GPU passthrough)",

@@ -18,6 +18,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ccai.cli._options import JsonOpt, parse_nonce
 from ccai.cli._output import console, print_json, write_output
 from ccai.errors import DeviceNotSupported, UsageError
 
@@ -36,7 +37,6 @@ app = typer.Typer(
 SimulateOpt = Annotated[
     bool, typer.Option("--simulate", help="Act on the virtual CC GPU under $CCAI_HOME instead of NVML.")
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 SIMULATED_LABEL = "SIMULATED — virtual CC GPU, test PKI; not evidence of real hardware"
 
@@ -65,28 +65,12 @@ class ArchChoice(enum.StrEnum):
 
 # -- helpers shared with `ccai demo` ---------------------------------------------------------------
 
-_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _SIZE = re.compile(r"(?i)^\s*([0-9]+)\s*(b|kib|mib|gib|tib|k|m|g|t)?\s*$")
 _UNITS = {"b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gib": 1 << 30}
 _UNITS |= {"t": 1 << 40, "tib": 1 << 40}
 
 # NVIDIA's evidence JSON names the architecture in upper case (gpu-evidence.md §13.3).
 _EVIDENCE_ARCH = {"hopper": "HOPPER", "blackwell": "BLACKWELL"}
-
-
-def parse_nonce(text: str) -> bytes:
-    """Parse a ``--nonce``: exactly 32 bytes written as 64 hex digits.
-
-    Raises:
-        UsageError: anything else (the SPDM request carries exactly 32 bytes).
-    """
-    value = text.strip()
-    if not _HEX64.fullmatch(value):
-        raise UsageError(
-            f"--nonce must be exactly 32 bytes as 64 hex digits, got {len(value)} characters",
-            hint="e.g. --nonce $(openssl rand -hex 32)",
-        )
-    return bytes.fromhex(value)
 
 
 def parse_size(text: str) -> int:

@@ -14,16 +14,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 from typer.core import TyperGroup
 
-from ccai._time import parse_instant, utcnow
-from ccai.cli._output import console, print_json, read_input
+from ccai.cli._options import (
+    AllowSimulatedOpt,
+    AtOpt,
+    KdsUrlOpt,
+    NonceOpt,
+    OcspUrlOpt,
+    PcsUrlOpt,
+    RimServiceUrlOpt,
+    network_sources,
+    parse_nonce,
+    verification_time,
+)
+from ccai.cli._output import print_json, read_input
+from ccai.cli._steps import outcome_document, print_pass, print_step_table, rows_from_trace
 from ccai.errors import Error, UsageError
 
 if TYPE_CHECKING:
-    from ccai.attest import EvidenceBundle
     from ccai.collateral import CollateralBundle
     from ccai.tee import VirtualTeeAnchors
     from ccai.verify import VerifiedEvidence
@@ -94,78 +103,30 @@ def _policies(path: Path | None) -> dict[str, Any]:
     return out
 
 
-def _online_collateral(bundle: EvidenceBundle, now: Any, urls: dict[str, str | None]) -> CollateralBundle:
-    from ccai.attest import gather_composite_collateral
-    from ccai.collateral import (
-        AMD_KDS_URL,
-        DEFAULT_OCSP_URL,
-        DEFAULT_RIM_SERVICE_URL,
-        INTEL_PCS_URL,
-        AmdKdsClient,
-        IntelPcsClient,
-        default_gpu_source,
-    )
-
-    source = default_gpu_source(
-        rim_service_url=urls["rim"] or DEFAULT_RIM_SERVICE_URL, ocsp_url=urls["ocsp"] or DEFAULT_OCSP_URL
-    )
-    return gather_composite_collateral(
-        bundle,
-        now=now,
-        gpu_source=source,
-        pcs=IntelPcsClient(urls["pcs"] or INTEL_PCS_URL),
-        kds=AmdKdsClient(urls["kds"] or AMD_KDS_URL),
-    )
-
-
 def _report(
     trace: list[tuple[str, str]], verified: VerifiedEvidence | None, error: Error | None, *, as_json: bool
 ) -> None:
     from ccai.verify import COMPOSITE_STEPS
 
-    done = dict(trace)
-    rows = []
-    failed_marked = False
-    for step in COMPOSITE_STEPS:
-        if step in done:
-            rows.append({"step": step, "status": "ok", "detail": done[step]})
-        elif error is not None and not failed_marked:
-            rows.append(
-                {"step": step, "status": "failed", "detail": f"{type(error).__name__}: {error.message}"}
-            )
-            failed_marked = True
-        else:
-            rows.append({"step": step, "status": "not run", "detail": ""})
+    done = {step for step, _ in trace}
+    # The composite verifier stops at the first step that raised: the first step it did not finish.
+    failed = next((step for step in COMPOSITE_STEPS if step not in done), None)
+    rows = rows_from_trace(COMPOSITE_STEPS, trace, error, failed=failed)
     if as_json:
-        doc: dict[str, Any] = {
-            "result": "pass" if error is None else "fail",
-            "steps": rows,
-            "error": error.context() if error is not None else None,
-            "claims": None,
-        }
+        claims = None
+        simulated = {}
         if verified is not None:
-            doc["simulated"] = verified.simulated
-            doc["claims"] = {
+            simulated = {"simulated": verified.simulated}
+            claims = {
                 "overall": dict(verified.overall_claims),
                 "cpu": dict(verified.cpu_claims or {}),
                 **{f"GPU-{g.index}": dict(g.claims) for g in verified.gpus},
             }
-        print_json(doc)
+        print_json(outcome_document(rows, error, claims=claims, **simulated))
         return
-    table = Table(title="composite evidence")
-    table.add_column("", width=1)
-    table.add_column("step")
-    table.add_column("detail")
-    marks = {"ok": "[green]✓[/]", "failed": "[bold red]✗[/]", "not run": "[dim]·[/]"}
-    for row in rows:
-        table.add_row(marks[row["status"]], row["step"], escape(row["detail"]))
-    console.print(table)
+    print_step_table("composite evidence", rows)
     if verified is not None:
-        if verified.simulated:
-            console.print(
-                "[bold yellow]SIMULATED — virtual TEE and GPUs, test PKI; not evidence of real hardware[/]"
-            )
-        console.print("[bold green]PASS[/]")
+        print_pass(simulated="virtual TEE and GPUs, test PKI" if verified.simulated else None)
 
 
 def bundle_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line option
@@ -177,25 +138,19 @@ def bundle_command(  # noqa: PLR0917 - Typer maps each parameter to a command-li
         Path | None,
         typer.Option("--collateral", help="Collateral bundle (or an evidence bundle carrying one)."),
     ] = None,
-    at: Annotated[
-        str | None, typer.Option("--at", help="Verification time, ISO 8601 (default: now).")
-    ] = None,
+    at: AtOpt = None,
     policy: Annotated[
         Path | None, typer.Option("--policy", help='Policy JSON {"tdx": {…}, "snp": {…}}.')
     ] = None,
-    allow_simulated: Annotated[
-        bool, typer.Option("--allow-simulated", help="Trust the virtual TEE/GPU test PKIs under $CCAI_HOME.")
-    ] = False,
-    nonce: Annotated[
-        str | None, typer.Option("--nonce", help="The nonce you issued (64 hex); the bundle must carry it.")
-    ] = None,
+    allow_simulated: AllowSimulatedOpt = False,
+    nonce: NonceOpt = None,
     scheme: Annotated[
         str, typer.Option("--scheme", help="Binding scheme: ccai/composite/v1 or secretvm/nonce-only.")
     ] = "ccai/composite/v1",
-    pcs_url: Annotated[str | None, typer.Option("--pcs-url", help="Intel PCS / PCCS base URL.")] = None,
-    kds_url: Annotated[str | None, typer.Option("--kds-url", help="AMD KDS base URL.")] = None,
-    rim_service_url: Annotated[str | None, typer.Option("--rim-service-url", help="RIM service URL.")] = None,
-    ocsp_url: Annotated[str | None, typer.Option("--ocsp-url", help="OCSP responder URL.")] = None,
+    pcs_url: PcsUrlOpt = None,
+    kds_url: KdsUrlOpt = None,
+    rim_service_url: RimServiceUrlOpt = None,
+    ocsp_url: OcspUrlOpt = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print steps, claims and any error as JSON.")
     ] = False,
@@ -205,13 +160,8 @@ def bundle_command(  # noqa: PLR0917 - Typer maps each parameter to a command-li
     from ccai.cli.verify_gpu import simulated_anchors
     from ccai.verify import verify_composite
 
-    now = parse_instant(at) if at else utcnow()
-    expected = None
-    if nonce is not None:
-        try:
-            expected = bytes.fromhex(nonce)
-        except ValueError:
-            raise UsageError("--nonce must be hex") from None
+    now = verification_time(at)
+    expected = parse_nonce(nonce) if nonce is not None else None
     loaded = load_evidence_bundle(read_input(bundle, what="evidence bundle"))
     kwargs = _policies(policy)
     trace: list[tuple[str, str]] = []
@@ -219,8 +169,12 @@ def bundle_command(  # noqa: PLR0917 - Typer maps each parameter to a command-li
     try:
         coll = _load_collateral(collateral) if collateral is not None else loaded.collateral
         if coll is None and not offline:
-            urls = {"pcs": pcs_url, "kds": kds_url, "rim": rim_service_url, "ocsp": ocsp_url}
-            coll = _online_collateral(loaded, now, urls)
+            from ccai.attest import gather_composite_collateral
+
+            sources = network_sources(
+                pcs_url=pcs_url, kds_url=kds_url, rim_service_url=rim_service_url, ocsp_url=ocsp_url
+            )
+            coll = gather_composite_collateral(loaded, now=now, **sources)
         sim: dict[str, Any] = {}
         if allow_simulated:
             sim = {

@@ -11,24 +11,19 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from ccai._time import parse_instant, utcnow
+from ccai.cli._options import AtOpt, JsonOpt, verification_time
 from ccai.cli._output import console, print_json, read_input
+from ccai.cli._steps import outcome_document, print_pass, print_step_table, rows_from_trace
 from ccai.errors import Error, UsageError
 
 __all__ = ["read_evidence_bytes", "snp_command", "tdx_command"]
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-AtOpt = Annotated[
-    str | None, typer.Option("--at", help="Verification time, ISO 8601 (default: now).", metavar="ISO8601")
-]
 PolicyOpt = Annotated[
     Path | None, typer.Option("--policy", help="Policy JSON (TdxPolicy / SnpPolicy fields).", metavar="FILE")
 ]
@@ -81,10 +76,6 @@ def _load_policy(path: Path | None, kind: str) -> Any:
     return TdxPolicy.from_mapping(data) if kind == "tdx" else SnpPolicy.from_mapping(data)
 
 
-def _now(at: str | None) -> datetime:
-    return parse_instant(at) if at else utcnow()
-
-
 def _step_of(error: Error, steps: tuple[str, ...]) -> str:
     if error.step in steps:
         return error.step
@@ -103,47 +94,15 @@ def _report(
     summary: list[tuple[str, str]],
     as_json: bool,
 ) -> None:
-    failed_step = _step_of(error, all_steps) if error else None
-    rows: list[dict[str, str]] = []
-    passed = dict(trace)
-    for step in all_steps:
-        if step in passed:
-            outcome = passed[step]
-            status = "skipped" if outcome.startswith("skipped") else "ok"
-            rows.append({"step": step, "status": status, "detail": outcome})
-        elif step == failed_step and error is not None:
-            rows.append(
-                {"step": step, "status": "failed", "detail": f"{type(error).__name__}: {error.message}"}
-            )
-        else:
-            rows.append({"step": step, "status": "not run", "detail": ""})
+    rows = rows_from_trace(all_steps, trace, error, failed=_step_of(error, all_steps) if error else None)
     if as_json:
-        print_json(
-            {
-                "result": "fail" if error else "pass",
-                "steps": rows,
-                "claims": claims,
-                "error": error.context() if error else None,
-            }
-        )
+        print_json(outcome_document(rows, error, claims=claims))
         return
-    table = Table(title=title, show_lines=False)
-    table.add_column("", width=1)
-    table.add_column("step")
-    table.add_column("detail")
-    marks = {
-        "ok": "[green]✓[/]",
-        "skipped": "[yellow]–[/]",
-        "failed": "[bold red]✗[/]",
-        "not run": "[dim]·[/]",
-    }
-    for row in rows:
-        table.add_row(marks[row["status"]], row["step"], escape(row["detail"]))
-    console.print(table)
+    print_step_table(title, rows)
     for key, value in summary:
         console.print(f"  {key:<14} {escape(value)}", soft_wrap=True)
     if error is None:
-        console.print("[bold green]PASS[/]")
+        print_pass()
 
 
 def tdx_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line option
@@ -173,7 +132,7 @@ def tdx_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line 
     from ccai.evidence import parse_ccel, parse_json_event_log
     from ccai.verify import TDX_STEPS, TdxPolicy, verify_tdx_quote
 
-    now = _now(at)
+    now = verification_time(at)
     raw = read_evidence_bytes(read_input(quote, what="quote"), what="quote")
     coll = tdx_collateral_from_json(read_input(collateral, what="collateral")) if collateral else None
     pol: TdxPolicy = _load_policy(policy, "tdx") or TdxPolicy()
@@ -225,7 +184,7 @@ def snp_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line 
     from ccai.collateral import SnpCollateral, load_certificates, snp_collateral_from_certificates
     from ccai.verify import SNP_STEPS, SnpPolicy, verify_snp_report
 
-    now = _now(at)
+    now = verification_time(at)
     raw = read_evidence_bytes(read_input(report, what="report"), what="report")
     if offset < 0 or offset >= len(raw):
         raise UsageError(f"--offset {offset} is outside the {len(raw)}-byte file")

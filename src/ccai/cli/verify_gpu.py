@@ -18,11 +18,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from ccai._time import parse_instant, utcnow
-from ccai.cli._output import console, print_json, read_input
+from ccai.cli._options import (
+    AllowSimulatedOpt,
+    AtOpt,
+    ClaimsVersionOpt,
+    GpuCollateralOpt,
+    GpuPolicyOpt,
+    JsonClaimsOpt,
+    NonceOpt,
+    OfflineOpt,
+    RimDirOpt,
+    check_claims_version,
+    gpu_collateral_source,
+    parse_nonce,
+    verification_time,
+)
+from ccai.cli._output import print_json, read_input
+from ccai.cli._steps import failed_row, outcome_document, print_pass, print_step_table
 from ccai.errors import CollateralUnavailable, Error, UsageError
 
 if TYPE_CHECKING:
@@ -31,8 +44,6 @@ if TYPE_CHECKING:
     from ccai.verify import GpuTrustAnchors, Policy, VerifiedEvidence
 
 __all__ = ["build_policy", "gpu_command", "report_outcome", "run_verification", "simulated_anchors"]
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print claims and the detached EAT as JSON.")]
 
 
 class _ExplicitRims:
@@ -122,7 +133,7 @@ def gather(
     offline: bool,
 ) -> GpuCollateral:
     """Collect RIMs and OCSP responses for ``items`` from the sources the options name."""
-    from ccai.collateral import SourceChain, default_gpu_source, gather_gpu_collateral, read_bundle
+    from ccai.collateral import gather_gpu_collateral
     from ccai.evidence import driver_rim_id, vbios_rim_id
 
     explicit: dict[str, bytes] = {}
@@ -132,12 +143,9 @@ def gather(
             explicit[driver_rim_id(parsed)] = read_input(driver_rim, what="driver RIM")
         if vbios_rim is not None:
             explicit[vbios_rim_id(parsed)] = read_input(vbios_rim, what="VBIOS RIM")
-    loaded = read_bundle(bundle) if bundle is not None else None
-    source = SourceChain(
-        [_ExplicitRims(explicit), default_gpu_source(bundle=loaded, rim_dir=rim_dir, offline=offline)]
+    source, check_revocation = gpu_collateral_source(
+        collateral=bundle, rim_dir=rim_dir, offline=offline, first=_ExplicitRims(explicit)
     )
-    # Offline without a bundle there is nowhere to get OCSP responses from: say "not checked".
-    check_revocation = not offline or loaded is not None
     return gather_gpu_collateral(items, source, now=now, check_revocation=check_revocation)
 
 
@@ -192,42 +200,22 @@ def report_outcome(
         if error is None:
             rows.append({"step": step, "status": "ok", "detail": details.get(step, "")})
         elif step == failed:
-            rows.append(
-                {"step": step, "status": "failed", "detail": f"{type(error).__name__}: {error.message}"}
-            )
+            rows.append(failed_row(step, error))
             reached = False
         else:
             rows.append({"step": step, "status": "ok" if reached and failed else "not run", "detail": ""})
     if as_json:
-        doc: dict[str, Any] = {
-            "result": "pass" if error is None else "fail",
-            "steps": rows,
-            "claims": None,
-            "detached_eat": eat,
-            "error": error.context() if error is not None else None,
-        }
+        claims = None
         if verified is not None:
-            doc["claims"] = {
+            claims = {
                 "overall": dict(verified.overall_claims),
                 **{f"GPU-{g.index}": dict(g.claims) for g in verified.gpus},
             }
-        doc.update(extra or {})
-        print_json(doc)
+        print_json(outcome_document(rows, error, claims=claims, detached_eat=eat, **(extra or {})))
         return
-    table = Table(title=title)
-    table.add_column("", width=1)
-    table.add_column("step")
-    table.add_column("detail")
-    marks = {"ok": "[green]✓[/]", "failed": "[bold red]✗[/]", "not run": "[dim]·[/]"}
-    for row in rows:
-        table.add_row(marks[row["status"]], row["step"], escape(row["detail"]))
-    console.print(table)
+    print_step_table(title, rows)
     if verified is not None:
-        if verified.simulated:
-            console.print(
-                "[bold yellow]SIMULATED — virtual CC GPU, test PKI; not evidence of real hardware[/]"
-            )
-        console.print("[bold green]PASS[/]")
+        print_pass(simulated="virtual CC GPU, test PKI" if verified.simulated else None)
 
 
 def run_verification(
@@ -280,9 +268,7 @@ def gpu_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line 
         Path | None,
         typer.Argument(help="NVIDIA evidence JSON (list of {arch, nonce, evidence, certificate})."),
     ] = None,
-    nonce: Annotated[
-        str, typer.Option("--nonce", help="The verifier nonce, 64 hex digits.", metavar="HEX64")
-    ] = "",
+    nonce: NonceOpt = None,
     report: Annotated[
         Path | None, typer.Option("--report", help="Raw report (binary or hex).", metavar="F")
     ] = None,
@@ -293,37 +279,21 @@ def gpu_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line 
         Path | None, typer.Option("--driver-rim", help="Driver RIM XML.", metavar="F")
     ] = None,
     vbios_rim: Annotated[Path | None, typer.Option("--vbios-rim", help="VBIOS RIM XML.", metavar="F")] = None,
-    rim_dir: Annotated[
-        Path | None, typer.Option("--rim-dir", help="Directory of <id>.xml RIMs.", metavar="D")
-    ] = None,
-    collateral: Annotated[
-        Path | None, typer.Option("--collateral", help="Offline collateral bundle.", metavar="BUNDLE")
-    ] = None,
-    offline: Annotated[
-        bool, typer.Option("--offline", help="No network. Without a bundle, revocation is 'not-checked'.")
-    ] = False,
-    at: Annotated[
-        str | None, typer.Option("--at", help="Verification time (default now).", metavar="ISO8601")
-    ] = None,
-    policy: Annotated[
-        Path | None, typer.Option("--policy", help="NVIDIA JSON policy file.", metavar="F")
-    ] = None,
-    allow_simulated: Annotated[
-        bool,
-        typer.Option("--allow-simulated", help="Accept virtual-GPU evidence (test PKI under $CCAI_HOME)."),
-    ] = False,
-    claims_version: Annotated[str, typer.Option("--claims-version", help="3.0 or 2.0.")] = "3.0",
-    as_json: JsonOpt = False,
+    rim_dir: RimDirOpt = None,
+    collateral: GpuCollateralOpt = None,
+    offline: OfflineOpt = False,
+    at: AtOpt = None,
+    policy: GpuPolicyOpt = None,
+    allow_simulated: AllowSimulatedOpt = False,
+    claims_version: ClaimsVersionOpt = "3.0",
+    as_json: JsonClaimsOpt = False,
 ) -> None:
     """Verify NVIDIA GPU evidence: chain, signature, FWID, nonce, revocation, RIMs, measurements, policy."""
-    from ccai.cli.gpu import parse_nonce
-
     if not nonce:
         raise UsageError("--nonce is required (the nonce the evidence must be bound to)")
     nonce_bytes = parse_nonce(nonce)
-    if claims_version not in ("3.0", "2.0"):
-        raise UsageError("--claims-version must be 3.0 or 2.0", actual=claims_version)
-    now = parse_instant(at) if at else utcnow()
+    check_claims_version(claims_version)
+    now = verification_time(at)
     items = _load_items(evidence, report, certs, nonce_bytes)
     gathered = gather(
         items,
