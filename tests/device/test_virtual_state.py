@@ -161,6 +161,10 @@ def test_damaged_state_file_is_a_usage_error(ccai_home: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(UsageError, match="damaged"):
         VirtualGpuBackend.open()
+    # Regression: JSON that is not an object raised AttributeError (an internal error).
+    path.write_text("[1, 2]")
+    with pytest.raises(UsageError, match="not a JSON object"):
+        VirtualGpuBackend.open()
 
 
 def test_create_options_show_in_status() -> None:

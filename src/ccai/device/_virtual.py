@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import json
 import secrets
 import uuid
 from dataclasses import asdict, dataclass, field, replace
@@ -26,6 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ccai._home import ccai_home
+from ccai._virtual_common import dump_state, read_state, write_private_file
 from ccai.device._backend import (
     Architecture,
     CcMode,
@@ -43,7 +43,7 @@ from ccai.device._virtual_model import (
     model_for,
     vbios_rim_id,
 )
-from ccai.device._virtual_pki import VirtualPki, write_private_file
+from ccai.device._virtual_pki import VirtualPki
 from ccai.device._virtual_report import (
     FeatureFlag,
     GoldenMeasurement,
@@ -125,39 +125,31 @@ class _State:
     def to_json(self) -> bytes:
         data = asdict(self)
         data["unprotected_memory"] = list(self.unprotected_memory)
-        return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+        return dump_state(data)
 
     @classmethod
-    def from_json(cls, raw: bytes, path: Path) -> _State:
-        try:
-            data: dict[str, Any] = json.loads(raw)
-            if data.get("format") != _STATE_FORMAT:
-                raise ValueError(f"format {data.get('format')!r}")
-            state = cls(
-                seed=str(data["seed"]),
-                chip=str(data["chip"]),
-                gpus=int(data["gpus"]),
-                driver_version=check_driver_version(str(data["driver_version"])),
-                vbios_version=check_vbios_version(str(data["vbios_version"])),
-                mode=CcMode(data["mode"]),
-                multi_gpu_mode=MultiGpuMode(data["multi_gpu_mode"]),
-                cpu_cc_capability=CpuCcCapability(data["cpu_cc_capability"]),
-                ready=bool(data["ready"]),
-                key_rotation_threshold=int(data["key_rotation_threshold"]),
-                unprotected_memory=tuple(int(x) for x in data["unprotected_memory"]),
-                boot=int(data.get("boot", 0)),
-                fault=VirtualFault(data["fault"]) if data.get("fault") else None,
-            )
-            bytes.fromhex(state.seed)
-            if state.chip not in MODELS or not 1 <= state.gpus <= MAX_GPUS:
-                raise ValueError("chip or GPU count out of range")
-            if len(state.unprotected_memory) != state.gpus:
-                raise ValueError("one unprotected memory size per GPU expected")
-        except (ValueError, KeyError, TypeError, UsageError) as exc:
-            raise UsageError(
-                f"virtual GPU state file {path} is damaged: {exc}",
-                hint="recreate it, e.g. `ccai gpu simulate --reset` or VirtualGpuBackend.create()",
-            ) from None
+    def from_dict(cls, data: dict[str, Any]) -> _State:
+        """The state a file's JSON object describes (raises ValueError/KeyError/TypeError when bad)."""
+        state = cls(
+            seed=str(data["seed"]),
+            chip=str(data["chip"]),
+            gpus=int(data["gpus"]),
+            driver_version=check_driver_version(str(data["driver_version"])),
+            vbios_version=check_vbios_version(str(data["vbios_version"])),
+            mode=CcMode(data["mode"]),
+            multi_gpu_mode=MultiGpuMode(data["multi_gpu_mode"]),
+            cpu_cc_capability=CpuCcCapability(data["cpu_cc_capability"]),
+            ready=bool(data["ready"]),
+            key_rotation_threshold=int(data["key_rotation_threshold"]),
+            unprotected_memory=tuple(int(x) for x in data["unprotected_memory"]),
+            boot=int(data.get("boot", 0)),
+            fault=VirtualFault(data["fault"]) if data.get("fault") else None,
+        )
+        bytes.fromhex(state.seed)
+        if state.chip not in MODELS or not 1 <= state.gpus <= MAX_GPUS:
+            raise ValueError("chip or GPU count out of range")
+        if len(state.unprotected_memory) != state.gpus:
+            raise ValueError("one unprotected memory size per GPU expected")
         return state
 
 
@@ -191,12 +183,14 @@ class VirtualGpuBackend:
             UsageError: the state file exists but is damaged.
         """
         home = home if home is not None else ccai_home()
-        path = home / STATE_FILE
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            return cls.create(home=home)
-        return cls(_State.from_json(raw, path), home)
+        state = read_state(
+            home / STATE_FILE,
+            state_format=_STATE_FORMAT,
+            what="virtual GPU",
+            hint="recreate it, e.g. `ccai gpu init --simulate` or VirtualGpuBackend.create()",
+            build=_State.from_dict,
+        )
+        return cls.create(home=home) if state is None else cls(state, home)
 
     @classmethod
     def create(

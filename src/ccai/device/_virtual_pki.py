@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,9 +29,9 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
+from ccai._virtual_common import SeededKeys, der_tlv, key_usage, read_cache, write_private_file
 from ccai.device._backend import Architecture
 from ccai.device._virtual_model import VirtualGpuModel
 
@@ -47,7 +45,6 @@ __all__ = [
     "VirtualRevocation",
     "blackwell_fwid_extension",
     "hopper_fwid_extension",
-    "write_private_file",
 ]
 
 #: TCG DICE TcbInfo, used by Hopper leaves with an NVIDIA-specific body (gpu-evidence.md §6.2).
@@ -62,7 +59,6 @@ _CRL_BASE = "http://crl.ccai-test.invalid/crl"
 
 _ORG = "ccai TEST PKI"
 _CURVE = ec.SECP384R1()
-_N_P384 = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973
 _FOREVER = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 _CACHE_FORMAT = "ccai-virtual-pki/2"  # bump whenever generated certificates change
 # DER of the sha384 AlgorithmIdentifier OID 2.16.840.1.101.3.4.2.2.
@@ -118,17 +114,7 @@ class VirtualRevocation:
     reason: x509.ReasonFlags
 
 
-# -- minimal DER for the two FWID extension bodies (no crypto here, only TLV framing) ----------
-
-
-def _der(tag: int, content: bytes) -> bytes:
-    n = len(content)
-    if n < 0x80:
-        length = bytes([n])
-    else:
-        raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-        length = bytes([0x80 | len(raw)]) + raw
-    return bytes([tag]) + length + content
+# -- the two FWID extension bodies (DER framing only, no crypto) -------------------------------
 
 
 def hopper_fwid_extension(brom_public_key: ec.EllipticCurvePublicKey, fwid: bytes) -> bytes:
@@ -137,31 +123,31 @@ def hopper_fwid_extension(brom_public_key: ec.EllipticCurvePublicKey, fwid: byte
     spki = brom_public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    digest = _der(0x30, _SHA384_OID_DER + _der(0x04, fwid))
-    return _der(0x30, _der(0x02, b"\x01") + spki + digest)
+    digest = der_tlv(0x30, _SHA384_OID_DER + der_tlv(0x04, fwid))
+    return der_tlv(0x30, der_tlv(0x02, b"\x01") + spki + digest)
 
 
 def blackwell_fwid_extension(model_name: str, fwid: bytes) -> bytes:
     """Blackwell FWID body: a DiceTcbInfo with implicit context tags; ``[6] fwids`` holds the FWID and an
     all-zero second entry, as in real GB100/GB202 leaves (gpu-evidence.md §6.2)."""
-    fwids = _der(0x30, _SHA384_OID_DER + _der(0x04, fwid)) + _der(
-        0x30, _SHA384_OID_DER + _der(0x04, bytes(48))
+    fwids = der_tlv(0x30, _SHA384_OID_DER + der_tlv(0x04, fwid)) + der_tlv(
+        0x30, _SHA384_OID_DER + der_tlv(0x04, bytes(48))
     )
     body = b"".join(
         [
-            _der(0x80, b"ccai TEST"),  # [0] vendor
-            _der(0x81, model_name.encode()),  # [1] model
-            _der(0x82, b"01"),  # [2] version
-            _der(0x83, b"\x01"),  # [3] svn
-            _der(0x84, b"\x00"),  # [4] layer
-            _der(0x85, b"\x00"),  # [5] index
-            _der(0xA6, fwids),  # [6] fwids
-            _der(0x87, bytes.fromhex("0080000001")),  # [7] flags (BIT STRING, 0 unused bits)
-            _der(0x88, b"\xc0"),  # [8] vendorInfo
-            _der(0x89, b"\x00"),  # [9] type
+            der_tlv(0x80, b"ccai TEST"),  # [0] vendor
+            der_tlv(0x81, model_name.encode()),  # [1] model
+            der_tlv(0x82, b"01"),  # [2] version
+            der_tlv(0x83, b"\x01"),  # [3] svn
+            der_tlv(0x84, b"\x00"),  # [4] layer
+            der_tlv(0x85, b"\x00"),  # [5] index
+            der_tlv(0xA6, fwids),  # [6] fwids
+            der_tlv(0x87, bytes.fromhex("0080000001")),  # [7] flags (BIT STRING, 0 unused bits)
+            der_tlv(0x88, b"\xc0"),  # [8] vendorInfo
+            der_tlv(0x89, b"\x00"),  # [9] type
         ]
     )
-    return _der(0x30, body)
+    return der_tlv(0x30, body)
 
 
 def _name(cn: str, *, serial: str | None = None, country: bool = False) -> x509.Name:
@@ -175,7 +161,7 @@ def _name(cn: str, *, serial: str | None = None, country: bool = False) -> x509.
     return x509.Name([common, org, us] if country else [common, org])
 
 
-class VirtualPki:
+class VirtualPki(SeededKeys):
     """The deterministic test PKI for one seed.
 
     Certificates are created on first use and remembered (in memory and in a cache file under
@@ -189,7 +175,7 @@ class VirtualPki:
     """
 
     def __init__(self, seed: bytes, *, cache_dir: Path | None = None, revoked: Iterable[int] = ()) -> None:
-        self._seed = bytes(seed)
+        super().__init__(seed, salt=b"ccai virtual gpu v1")
         self.seed_id = hashlib.sha256(b"ccai virtual pki id\x00" + self._seed).hexdigest()[:16]
         self._cache_path = cache_dir / f"virtual-pki-{self.seed_id}.json" if cache_dir else None
         self._creds: dict[str, PkiCredential] = {}
@@ -199,38 +185,24 @@ class VirtualPki:
 
     # -- derivations ----------------------------------------------------------------------------
 
-    def derive_bytes(self, label: str, length: int = 48) -> bytes:
-        """HKDF-SHA-384 output for ``label`` (key material, serials, golden values)."""
-        return HKDF(
-            algorithm=hashes.SHA384(), length=length, salt=b"ccai virtual gpu v1", info=label.encode()
-        ).derive(self._seed)
-
     def derive_key(self, label: str) -> ec.EllipticCurvePrivateKey:
         """The P-384 private key for ``label``: HKDF output reduced into [1, n-1]."""
-        scalar = int.from_bytes(self.derive_bytes("key:" + label, 64), "big") % (_N_P384 - 1) + 1
-        return ec.derive_private_key(scalar, _CURVE)
-
-    def _serial(self, label: str, length: int = 16) -> int:
-        raw = bytearray(self.derive_bytes("serial:" + label, length))
-        raw[0] = (raw[0] & 0x3F) | 0x40  # positive, full length (same shape as NVIDIA's serials)
-        return int.from_bytes(raw, "big")
+        return self.derive_ec_key(label, _CURVE)
 
     # -- cache ----------------------------------------------------------------------------------
 
     def _load_cache(self) -> None:
-        if self._cache_path is None or not self._cache_path.is_file():
+        data = read_cache(self._cache_path, cache_format=_CACHE_FORMAT, seed_id=self.seed_id)
+        if data is None:
             return
         try:
-            data = json.loads(self._cache_path.read_text())
-            if data.get("format") != _CACHE_FORMAT or data.get("seed_id") != self.seed_id:
-                return
             for label, item in data["credentials"].items():
                 key = serialization.load_pem_private_key(item["key"].encode(), password=None)
                 cert = x509.load_pem_x509_certificate(item["cert"].encode())
                 if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != cert.public_key():
                     return
                 self._creds[label] = PkiCredential(certificate=cert, private_key=key)
-        except (OSError, ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             self._creds.clear()  # a damaged cache is only a cache: regenerate
 
     def save_cache(self) -> None:
@@ -250,8 +222,8 @@ class VirtualPki:
             # Per-boot leaves are cheap and change with every boot: caching them would only grow the file.
             if not label.startswith("leaf:")
         }
-        payload = json.dumps({"format": _CACHE_FORMAT, "seed_id": self.seed_id, "credentials": creds})
-        write_private_file(self._cache_path, payload.encode())
+        payload = {"format": _CACHE_FORMAT, "seed_id": self.seed_id, "credentials": creds}
+        write_private_file(self._cache_path, json.dumps(payload).encode())
         self._dirty = False
 
     # -- issuance -------------------------------------------------------------------------------
@@ -294,20 +266,7 @@ class VirtualPki:
         )
         if ca:
             builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        builder = builder.add_extension(
-            x509.KeyUsage(
-                digital_signature=not ca,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=ca,
-                crl_sign=ca and crl_sign,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        builder = builder.add_extension(key_usage(ca=ca, crl_sign=crl_sign), critical=True)
         for ext, critical in extra:
             builder = builder.add_extension(ext, critical=critical)
         builder = builder.add_extension(ski, critical=False).add_extension(aki, critical=False)
@@ -424,7 +383,7 @@ class VirtualPki:
         san = x509.SubjectAlternativeName(
             [
                 x509.OtherName(
-                    _SAN_DEVICE_OID, _der(0x0C, f"CCAI-TEST:{model.chip}:{serial >> 96:016X}".encode())
+                    _SAN_DEVICE_OID, der_tlv(0x0C, f"CCAI-TEST:{model.chip}:{serial >> 96:016X}".encode())
                 )
             ]
         )
@@ -555,19 +514,3 @@ class VirtualPki:
             revoked_at=_REVOKED_AT,
             reason=x509.ReasonFlags.key_compromise,
         )
-
-
-def write_private_file(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename), mode 0600."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

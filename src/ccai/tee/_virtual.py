@@ -13,7 +13,6 @@ and no verifier trusts it unless the caller passes ``allow_simulated=True`` and 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,8 +23,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ccai._home import ccai_home
+from ccai._virtual_common import dump_state, read_state, write_private_file
 from ccai.collateral import SnpCollateral, TdxCollateral
-from ccai.device._virtual_pki import write_private_file
 from ccai.errors import UsageError
 from ccai.tee._configfs import CpuQuote
 from ccai.tee._virtual_pki import VirtualTeePki
@@ -73,28 +72,20 @@ class _State:
     format: str = field(default=_STATE_FORMAT)
 
     def to_json(self) -> bytes:
-        return (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode()
+        return dump_state(asdict(self))
 
     @classmethod
-    def from_json(cls, raw: bytes, path: Path) -> _State:
-        try:
-            data: dict[str, Any] = json.loads(raw)
-            if data.get("format") != _STATE_FORMAT:
-                raise ValueError(f"format {data.get('format')!r}")
-            state = cls(
-                tee=str(data["tee"]),
-                seed=str(data["seed"]),
-                quote_version=int(data.get("quote_version", 4)),
-                debug=bool(data.get("debug", False)),
-                boot=int(data.get("boot", 0)),
-            )
-            bytes.fromhex(state.seed)
-            _check(state.tee, state.quote_version)
-        except (ValueError, KeyError, TypeError, UsageError) as exc:
-            raise UsageError(
-                f"virtual TEE state file {path} is damaged: {exc}",
-                hint="recreate it with `ccai attest --simulate tdx|snp` or VirtualCpuTee.create()",
-            ) from None
+    def from_dict(cls, data: dict[str, Any]) -> _State:
+        """The state a file's JSON object describes (raises ValueError/KeyError/TypeError when bad)."""
+        state = cls(
+            tee=str(data["tee"]),
+            seed=str(data["seed"]),
+            quote_version=int(data.get("quote_version", 4)),
+            debug=bool(data.get("debug", False)),
+            boot=int(data.get("boot", 0)),
+        )
+        bytes.fromhex(state.seed)
+        _check(state.tee, state.quote_version)
         return state
 
 
@@ -155,12 +146,14 @@ class VirtualCpuTee:
             UsageError: the state file is damaged.
         """
         home = home if home is not None else ccai_home()
-        path = home / TEE_STATE_FILE
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            return cls.create(home=home)
-        return cls(_State.from_json(raw, path), home)
+        state = read_state(
+            home / TEE_STATE_FILE,
+            state_format=_STATE_FORMAT,
+            what="virtual TEE",
+            hint="recreate it with `ccai attest --simulate tdx|snp` or VirtualCpuTee.create()",
+            build=_State.from_dict,
+        )
+        return cls.create(home=home) if state is None else cls(state, home)
 
     def _save(self) -> None:
         write_private_file(self._home / TEE_STATE_FILE, self._state.to_json())

@@ -31,10 +31,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509.oid import NameOID
 
-from ccai.device._virtual_pki import write_private_file
+from ccai._virtual_common import SeededKeys, der_tlv, key_usage, read_cache, write_private_file
 
 __all__ = [
     "AMD_PSS",
@@ -53,8 +52,6 @@ _AMD_EXT = "1.3.6.1.4.1.3704.1"
 #: AMD's signature scheme for ARK/ASK/VCEK certificates: RSASSA-PSS, MGF1-SHA-384, salt 48.
 AMD_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
 
-_N_P256 = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-_N_P384 = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973
 _CACHE_FORMAT = "ccai-virtual-tee-pki/1"
 _RSA_MEMO: dict[str, dict[str, rsa.RSAPrivateKey]] = {}
 # RSA-PSS signatures are randomised, so certificates an RSA key signs are kept too: the same seed
@@ -78,19 +75,9 @@ _VCEK_WINDOW = (_utc(2024, 1, 1), _utc(2049, 12, 31))
 # -- minimal DER framing for the two vendor extensions (no crypto, only TLV encoding) ------------
 
 
-def _der(tag: int, content: bytes) -> bytes:
-    n = len(content)
-    if n < 0x80:
-        length = bytes([n])
-    else:
-        raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-        length = bytes([0x80 | len(raw)]) + raw
-    return bytes([tag]) + length + content
-
-
 def _der_int(value: int) -> bytes:
     raw = value.to_bytes(max(1, (value.bit_length() + 8) // 8), "big", signed=True)
-    return _der(0x02, raw)
+    return der_tlv(0x02, raw)
 
 
 def _der_oid(dotted: str) -> bytes:
@@ -103,7 +90,7 @@ def _der_oid(dotted: str) -> bytes:
             chunk.append(0x80 | (rest & 0x7F))
             rest >>= 7
         body += bytes(reversed(chunk))
-    return _der(0x06, bytes(body))
+    return der_tlv(0x06, bytes(body))
 
 
 def pck_sgx_extension(
@@ -121,18 +108,18 @@ def pck_sgx_extension(
     oid = SGX_EXTENSION_OID
 
     def pair(suffix: str, value: bytes) -> bytes:
-        return _der(0x30, _der_oid(f"{oid}.{suffix}") + value)
+        return der_tlv(0x30, _der_oid(f"{oid}.{suffix}") + value)
 
     tcb = b"".join(pair(f"2.{i + 1}", _der_int(svn)) for i, svn in enumerate(cpusvn_components))
-    tcb += pair("2.17", _der_int(pcesvn)) + pair("2.18", _der(0x04, bytes(cpusvn_components)))
+    tcb += pair("2.17", _der_int(pcesvn)) + pair("2.18", der_tlv(0x04, bytes(cpusvn_components)))
     body = (
-        pair("1", _der(0x04, ppid))
-        + pair("2", _der(0x30, tcb))
-        + pair("3", _der(0x04, pce_id))
-        + pair("4", _der(0x04, fmspc))
-        + pair("5", _der(0x0A, bytes([sgx_type])))
+        pair("1", der_tlv(0x04, ppid))
+        + pair("2", der_tlv(0x30, tcb))
+        + pair("3", der_tlv(0x04, pce_id))
+        + pair("4", der_tlv(0x04, fmspc))
+        + pair("5", der_tlv(0x0A, bytes([sgx_type])))
     )
-    return _der(0x30, body)
+    return der_tlv(0x30, body)
 
 
 def vcek_extensions(
@@ -142,7 +129,7 @@ def vcek_extensions(
     hwID as raw bytes without a DER tag, exactly as in AMD's certificates."""
     values = [
         ("1", _der_int(0)),
-        ("2", _der(0x16, product_name.encode("ascii"))),
+        ("2", der_tlv(0x16, product_name.encode("ascii"))),
         ("3.1", _der_int(bl)),
         ("3.2", _der_int(tee)),
         ("3.3", _der_int(snp)),
@@ -189,7 +176,7 @@ def _amd_name(cn: str) -> x509.Name:
     )
 
 
-class VirtualTeePki:
+class VirtualTeePki(SeededKeys):
     """The test PKI of the virtual CPU TEE for one seed.
 
     Args:
@@ -198,30 +185,11 @@ class VirtualTeePki:
     """
 
     def __init__(self, seed: bytes, *, cache_dir: Path | None = None) -> None:
-        self._seed = bytes(seed)
+        super().__init__(seed, salt=b"ccai virtual tee v1")
         self.seed_id = hashlib.sha256(b"ccai virtual tee pki id\x00" + self._seed).hexdigest()[:16]
         self._cache_path = cache_dir / f"virtual-tee-pki-{self.seed_id}.json" if cache_dir else None
         self._creds: dict[str, _Cred] = {}
         self._cache_checked = False  # RSA memo written to this instance's cache file once
-
-    # -- derivations ------------------------------------------------------------------------------
-
-    def derive_bytes(self, label: str, length: int = 48) -> bytes:
-        """HKDF-SHA-384 output for ``label`` (keys, serials, measurements, chip ids)."""
-        return HKDF(
-            algorithm=hashes.SHA384(), length=length, salt=b"ccai virtual tee v1", info=label.encode()
-        ).derive(self._seed)
-
-    def derive_ec_key(self, label: str, curve: ec.EllipticCurve) -> ec.EllipticCurvePrivateKey:
-        """The EC private key for ``label`` on ``curve`` (P-256 or P-384), reduced into [1, n-1]."""
-        order = _N_P256 if isinstance(curve, ec.SECP256R1) else _N_P384
-        scalar = int.from_bytes(self.derive_bytes("key:" + label, 64), "big") % (order - 1) + 1
-        return ec.derive_private_key(scalar, curve)
-
-    def _serial(self, label: str) -> int:
-        raw = bytearray(self.derive_bytes("serial:" + label, 16))
-        raw[0] = (raw[0] & 0x3F) | 0x40
-        return int.from_bytes(raw, "big")
 
     def _rsa_key(self, label: str) -> rsa.RSAPrivateKey:
         with _RSA_LOCK:
@@ -252,12 +220,10 @@ class VirtualTeePki:
         return x509.load_der_x509_certificate(der)
 
     def _load_rsa_cache(self) -> tuple[dict[str, rsa.RSAPrivateKey], dict[str, bytes]]:
-        if self._cache_path is None or not self._cache_path.is_file():
+        data = read_cache(self._cache_path, cache_format=_CACHE_FORMAT, seed_id=self.seed_id)
+        if data is None:
             return {}, {}
         try:
-            data = json.loads(self._cache_path.read_text())
-            if data.get("format") != _CACHE_FORMAT or data.get("seed_id") != self.seed_id:
-                return {}, {}
             out: dict[str, rsa.RSAPrivateKey] = {}
             for label, pem in data["rsa_keys"].items():
                 key = serialization.load_pem_private_key(pem.encode(), password=None)
@@ -265,7 +231,7 @@ class VirtualTeePki:
                     out[str(label)] = key
             certs = {str(k): bytes.fromhex(v) for k, v in data.get("pss_certificates", {}).items()}
             return out, certs
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             return {}, {}  # a damaged cache is only a cache
 
     def _save_rsa_cache(self) -> None:
@@ -317,20 +283,7 @@ class VirtualTeePki:
             .not_valid_before(window[0])
             .not_valid_after(window[1])
             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=not ca,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=ca,
-                    crl_sign=ca,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
+            .add_extension(key_usage(ca=ca), critical=True)
             .add_extension(ski, critical=False)
         )
         for ext in extra:
