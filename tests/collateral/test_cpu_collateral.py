@@ -163,6 +163,17 @@ def test_pcs_client_errors_are_collateral_unavailable(vectors: Path) -> None:
         offline.tdx_qe_identity()
 
 
+def test_cpu_clients_close_only_the_http_client_they_created() -> None:
+    lent = httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(200)))
+    for client in (IntelPcsClient(client=lent), AmdKdsClient(client=lent)):
+        client.close()
+        assert not lent.is_closed
+    owned = AmdKdsClient()
+    owned.close()
+    assert owned._client.is_closed
+    lent.close()
+
+
 def test_raw_json_member_is_byte_exact() -> None:
     body = '{ "tcbInfo" : {"b":1,  "a":[1, 2]} , "signature":"00"}'
     assert raw_json_member(body, "tcbInfo") == '{"b":1,  "a":[1, 2]}'

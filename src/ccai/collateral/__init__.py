@@ -20,6 +20,14 @@ signed documents, loadable from the vectors' JSON layout (:func:`tdx_collateral_
 
 from __future__ import annotations
 
+from ccai.collateral._amd import (
+    AMD_KDS_URL,
+    AmdKdsClient,
+    SnpCollateral,
+    load_certificates,
+    snp_collateral_from_certificates,
+    snp_collateral_from_json,
+)
 from ccai.collateral._bundle import (
     BUNDLE_VERSION,
     BundleSource,
@@ -28,14 +36,6 @@ from ccai.collateral._bundle import (
     load_bundle,
     read_bundle,
     write_bundle,
-)
-from ccai.collateral._amd import (
-    AMD_KDS_URL,
-    AmdKdsClient,
-    SnpCollateral,
-    load_certificates,
-    snp_collateral_from_certificates,
-    snp_collateral_from_json,
 )
 from ccai.collateral._cache import CachedSource, CollateralCache
 from ccai.collateral._chain import SourceChain
@@ -56,43 +56,41 @@ from ccai.collateral._sources import default_gpu_source
 from ccai.collateral._types import CollateralSource, GpuCollateral, ocsp_key
 
 __all__ = [
-    # CPU TEE collateral (Intel PCS / AMD KDS)
     "AMD_KDS_URL",
-    "INTEL_PCS_URL",
-    "INTEL_ROOT_CA_CRL_URL",
-    "AmdKdsClient",
-    "IntelPcsClient",
-    "SnpCollateral",
-    "TdxCollateral",
-    "load_certificates",
-    "raw_json_member",
-    "snp_collateral_from_certificates",
-    "snp_collateral_from_json",
-    "tdx_collateral_from_json",
-    # GPU collateral
     "BUNDLE_VERSION",
     "DEFAULT_OCSP_URL",
     "DEFAULT_RIM_SERVICE_URL",
+    "INTEL_PCS_URL",
+    "INTEL_ROOT_CA_CRL_URL",
+    "AmdKdsClient",
     "BundleSource",
     "CachedSource",
     "CollateralBundle",
     "CollateralCache",
     "CollateralSource",
     "GpuCollateral",
+    "IntelPcsClient",
     "OcspClient",
     "RimDirectory",
     "RimServiceClient",
+    "SnpCollateral",
     "SourceChain",
+    "TdxCollateral",
     "build_ocsp_request",
     "default_gpu_source",
     "dump_bundle",
     "gather_gpu_collateral",
     "inspect_bundle",
     "load_bundle",
+    "load_certificates",
     "new_ocsp_nonce",
     "ocsp_key",
     "ocsp_targets",
+    "raw_json_member",
     "read_bundle",
     "rim_ids_for",
+    "snp_collateral_from_certificates",
+    "snp_collateral_from_json",
+    "tdx_collateral_from_json",
     "write_bundle",
 ]

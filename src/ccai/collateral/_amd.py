@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
 
+from ccai.collateral._http import HttpSource, get_ok
 from ccai.errors import CollateralUnavailable, MalformedEvidence
 from ccai.evidence import SnpProduct, SnpReport
 
@@ -142,7 +143,7 @@ def snp_collateral_from_certificates(
     return SnpCollateral(crl=crl, **slots)
 
 
-class AmdKdsClient:
+class AmdKdsClient(HttpSource):
     """Fetch VCEKs, certificate chains and CRLs from AMD KDS.
 
     Args:
@@ -155,20 +156,10 @@ class AmdKdsClient:
         self, base_url: str = AMD_KDS_URL, *, client: httpx.Client | None = None, timeout: float = 10.0
     ):
         self.base_url = base_url.rstrip("/")
-        self._client = client or httpx.Client(timeout=timeout, follow_redirects=True)
+        super().__init__(client=client, timeout=timeout, follow_redirects=True)
 
     def _get(self, url: str, what: str) -> bytes:
-        try:
-            response = self._client.get(url)
-        except httpx.HTTPError as exc:
-            raise CollateralUnavailable(f"cannot fetch {what} from {url}: {exc}", step="collateral") from None
-        if response.status_code != 200:
-            raise CollateralUnavailable(
-                f"{what}: HTTP {response.status_code} from {url}",
-                step="collateral",
-                actual=response.status_code,
-            )
-        return response.content
+        return get_ok(self._client, url, what=what).content
 
     def vcek(self, product: SnpProduct, chip_id: bytes, tcb: Mapping[str, int]) -> bytes:
         """The VCEK (DER) of ``chip_id`` at TCB ``tcb`` (KDS SPL names, e.g. from
@@ -223,7 +214,3 @@ class AmdKdsClient:
         vcek = self.vcek(product, report.chip_id, report.tcb("reported", product).as_dict())
         ask, ark = self.cert_chain(product)
         return SnpCollateral(vcek=vcek, ask=ask, ark=ark, crl=self.crl(product) if with_crl else None)
-
-    def close(self) -> None:
-        """Close the underlying HTTP client."""
-        self._client.close()

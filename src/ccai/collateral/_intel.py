@@ -26,6 +26,7 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from ccai.collateral._http import HttpSource, get_ok
 from ccai.errors import CollateralUnavailable, MalformedEvidence
 from ccai.evidence import TdxQuote, parse_pck_extensions
 
@@ -230,7 +231,7 @@ def _skip_ws(text: str, pos: int) -> int:
     return pos
 
 
-class IntelPcsClient:
+class IntelPcsClient(HttpSource):
     """Fetch TDX collateral from Intel PCS v4 or a PCCS.
 
     Args:
@@ -256,20 +257,10 @@ class IntelPcsClient:
                 INTEL_ROOT_CA_CRL_URL if is_intel else f"{self.base_url}/sgx/certification/v4/rootcacrl"
             )
         self.root_ca_crl_url = root_ca_crl_url
-        self._client = client or httpx.Client(timeout=timeout, follow_redirects=True)
+        super().__init__(client=client, timeout=timeout, follow_redirects=True)
 
     def _get(self, url: str, what: str) -> httpx.Response:
-        try:
-            response = self._client.get(url)
-        except httpx.HTTPError as exc:
-            raise CollateralUnavailable(f"cannot fetch {what} from {url}: {exc}", step="collateral") from None
-        if response.status_code != 200:
-            raise CollateralUnavailable(
-                f"{what}: HTTP {response.status_code} from {url}",
-                step="collateral",
-                actual=response.status_code,
-            )
-        return response
+        return get_ok(self._client, url, what=what)
 
     @staticmethod
     def _chain(response: httpx.Response, *names: str) -> str:
@@ -351,10 +342,6 @@ class IntelPcsClient:
             pck_crl_issuer_chain=pck_chain,
             root_ca_crl=self.root_ca_crl(),
         )
-
-    def close(self) -> None:
-        """Close the underlying HTTP client."""
-        self._client.close()
 
 
 def _cn(cert: x509.Certificate) -> str:

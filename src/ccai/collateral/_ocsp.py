@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
-from ccai.collateral._http import DEFAULT_TIMEOUT, http_client, send
+from ccai.collateral._http import DEFAULT_TIMEOUT, HttpSource, expect_ok, send
 from ccai.errors import CollateralUnavailable
 
 __all__ = ["DEFAULT_OCSP_URL", "OCSP_NONCE_SIZE", "OcspClient", "build_ocsp_request", "new_ocsp_nonce"]
@@ -61,7 +61,7 @@ def build_ocsp_request(
     return builder.build().public_bytes(serialization.Encoding.DER)
 
 
-class OcspClient:
+class OcspClient(HttpSource):
     """Fetches OCSP responses from one responder over HTTP(S).
 
     Implements the ``ocsp`` half of :class:`~ccai.collateral.CollateralSource`; ``rim`` raises
@@ -82,18 +82,11 @@ class OcspClient:
         timeout: float = DEFAULT_TIMEOUT,
         client: httpx.Client | None = None,
     ) -> None:
+        super().__init__(client=client, timeout=timeout, service_key=service_key)
         self.url = url
-        self._service_key = service_key
-        self._client = client or http_client(timeout=timeout)
-        self._owns_client = client is None
 
     def __repr__(self) -> str:
         return f"OcspClient({self.url!r})"
-
-    def close(self) -> None:
-        """Close the HTTP client if this object created it."""
-        if self._owns_client:
-            self._client.close()
 
     def rim(self, rim_id: str) -> bytes:
         """An OCSP responder serves no RIMs.
@@ -119,21 +112,14 @@ class OcspClient:
                 response, or a responder status other than successful.
         """
         body = build_ocsp_request(cert, issuer, nonce=nonce)
-        headers = {"Content-Type": _REQUEST_TYPE, "Accept": _RESPONSE_TYPE}
-        if self._service_key:
-            headers["Authorization"] = f"Bearer {self._service_key}"
+        headers = self._headers(**{"Content-Type": _REQUEST_TYPE, "Accept": _RESPONSE_TYPE})
         what = f"OCSP request for serial {cert.serial_number:x} to {self.url}"
         response = send(
             self._client,
             self._client.build_request("POST", self.url, content=body, headers=headers),
             what=what,
         )
-        if response.status_code in (401, 403):
-            raise CollateralUnavailable(
-                f"{what}: forbidden (HTTP {response.status_code})", hint="check the service key"
-            )
-        if response.status_code != 200:
-            raise CollateralUnavailable(f"{what}: HTTP {response.status_code}", actual=response.text[:200])
+        expect_ok(response, what=what)
         try:
             parsed = ocsp.load_der_ocsp_response(response.content)
         except ValueError:

@@ -17,7 +17,7 @@ import httpx
 from cryptography import x509
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ccai.collateral._http import DEFAULT_TIMEOUT, http_client, send
+from ccai.collateral._http import DEFAULT_TIMEOUT, HttpSource, expect_ok, send
 from ccai.errors import CollateralUnavailable, UsageError
 
 __all__ = ["DEFAULT_RIM_SERVICE_URL", "RimServiceClient", "check_rim_id"]
@@ -52,7 +52,7 @@ class _RimServiceAnswer(BaseModel):
     request_id: str | None = None
 
 
-class RimServiceClient:
+class RimServiceClient(HttpSource):
     """Fetches RIMs from NVIDIA's RIM service, or any server with the same API.
 
     Implements the ``rim`` half of :class:`~ccai.collateral.CollateralSource`; ``ocsp`` raises
@@ -73,24 +73,11 @@ class RimServiceClient:
         timeout: float = DEFAULT_TIMEOUT,
         client: httpx.Client | None = None,
     ) -> None:
+        super().__init__(client=client, timeout=timeout, service_key=service_key)
         self.base_url = base_url.rstrip("/")
-        self._service_key = service_key
-        self._client = client or http_client(timeout=timeout)
-        self._owns_client = client is None
 
     def __repr__(self) -> str:
         return f"RimServiceClient({self.base_url!r})"
-
-    def close(self) -> None:
-        """Close the HTTP client if this object created it."""
-        if self._owns_client:
-            self._client.close()
-
-    def _headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
-        if self._service_key:
-            headers["Authorization"] = f"Bearer {self._service_key}"
-        return headers
 
     def rim(self, rim_id: str) -> bytes:
         """Fetch the RIM XML for ``rim_id``.
@@ -105,21 +92,15 @@ class RimServiceClient:
         check_rim_id(rim_id)
         url = f"{self.base_url}/v1/rim/{quote(rim_id, safe='')}"
         what = f"RIM {rim_id} from {self.base_url}"
-        response = send(
-            self._client, self._client.build_request("GET", url, headers=self._headers()), what=what
-        )
+        request = self._client.build_request("GET", url, headers=self._headers(Accept="application/json"))
+        response = send(self._client, request, what=what)
         if response.status_code == 404:
             raise CollateralUnavailable(
                 f"{what}: not found",
                 actual=response.text[:200],
                 hint="the service may not cover this driver/VBIOS yet; use --rim-dir or a collateral bundle",
             )
-        if response.status_code in (401, 403):
-            raise CollateralUnavailable(
-                f"{what}: forbidden (HTTP {response.status_code})", hint="check the service key"
-            )
-        if response.status_code != 200:
-            raise CollateralUnavailable(f"{what}: HTTP {response.status_code}", actual=response.text[:200])
+        expect_ok(response, what=what)
         try:
             answer = _RimServiceAnswer.model_validate_json(response.content)
             xml = base64.b64decode(answer.rim, validate=True)
@@ -140,17 +121,15 @@ class RimServiceClient:
             CollateralUnavailable: network error or malformed answer.
         """
         url = f"{self.base_url}/v1/rim/ids"
-        response = send(
-            self._client, self._client.build_request("GET", url, headers=self._headers()), what="RIM ids"
-        )
-        if response.status_code != 200:
-            raise CollateralUnavailable(f"RIM ids from {self.base_url}: HTTP {response.status_code}")
+        what = f"RIM ids from {self.base_url}"
+        request = self._client.build_request("GET", url, headers=self._headers(Accept="application/json"))
+        response = expect_ok(send(self._client, request, what=what), what=what)
         try:
             ids = response.json()["ids"]
         except (ValueError, KeyError, TypeError):
-            raise CollateralUnavailable(f"RIM ids from {self.base_url}: malformed answer") from None
+            raise CollateralUnavailable(f"{what}: malformed answer") from None
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            raise CollateralUnavailable(f"RIM ids from {self.base_url}: malformed answer")
+            raise CollateralUnavailable(f"{what}: malformed answer")
         return ids
 
     def ocsp(self, cert: x509.Certificate, issuer: x509.Certificate, *, nonce: bytes | None) -> bytes:
