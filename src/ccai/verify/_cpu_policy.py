@@ -12,13 +12,14 @@ Policies load from JSON (``--policy FILE``) through :meth:`TdxPolicy.from_mappin
 from __future__ import annotations
 
 import dataclasses
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ccai.errors import UsageError
+from ccai.errors import MeasurementMismatch, UsageError
 
-__all__ = ["TDX_TCB_STATUSES", "SnpPolicy", "TdxPolicy"]
+__all__ = ["TDX_TCB_STATUSES", "SnpPolicy", "TdxPolicy", "check_allowed"]
 
 #: TCB statuses Intel's TCB Info and QE Identity use (``TcbLevelCheck.cpp``).
 TDX_TCB_STATUSES = frozenset(
@@ -217,3 +218,24 @@ class SnpPolicy:
         }
         policy: SnpPolicy = _build(cls, data, conv)
         return policy
+
+
+def check_allowed(name: str, value: bytes, allowed: frozenset[bytes] | None, *, step: str) -> None:
+    """Check a measured value against a policy allow-list, in constant time per candidate.
+
+    Args:
+        name: The field's spec name (``MRTD``, ``MEASUREMENT``), for the error.
+        value: The value the evidence carries.
+        allowed: The allow-list; ``None`` means "not checked", an empty set rejects everything.
+        step: The checklist step, for the error.
+
+    Raises:
+        MeasurementMismatch: ``value`` is not in ``allowed``.
+    """
+    if allowed is not None and not any(hmac.compare_digest(value, a) for a in allowed):
+        raise MeasurementMismatch(
+            f"{name} is not an allowed value",
+            step=step,
+            expected=" | ".join(sorted(a.hex() for a in allowed)) or "(empty allow-list)",
+            actual=value.hex(),
+        )

@@ -18,8 +18,6 @@ validity at ``now`` is re-checked on every call, so a cache hit never extends a 
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +30,7 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 from ccai._binary import Reader
 from ccai.errors import CertificateExpired, ChainError, FwidMismatch, MalformedEvidence
 from ccai.verify._anchors import GpuTrustAnchors
+from ccai.verify._lru import LruCache
 
 __all__ = [
     "FWID_OID_BLACKWELL",
@@ -68,34 +67,7 @@ class VerifiedChain:
     expiration: datetime
 
 
-class _LruCache:
-    """A small thread-safe LRU map (verification results; never stores anything unverified)."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._data: OrderedDict[tuple[bytes, str], tuple[x509.Certificate, ...]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[bytes, str]) -> tuple[x509.Certificate, ...] | None:
-        with self._lock:
-            value = self._data.get(key)
-            if value is not None:
-                self._data.move_to_end(key)
-            return value
-
-    def put(self, key: tuple[bytes, str], value: tuple[x509.Certificate, ...]) -> None:
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self._size:
-                self._data.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
-
-
-_DEVICE_CHAIN_CACHE = _LruCache(_CACHE_SIZE)
+_DEVICE_CHAIN_CACHE: LruCache[tuple[bytes, str], tuple[x509.Certificate, ...]] = LruCache(_CACHE_SIZE)
 
 
 def common_name(cert: x509.Certificate) -> str:

@@ -20,7 +20,7 @@ Each failure carries the error class the verifier raises for it (a revoked certi
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -461,6 +461,28 @@ class RevocationGood:
 _CC_MODE = "x-ccai-cc-mode"
 
 
+def _mode_failures(
+    appraisal: Appraisal,
+    *,
+    rule: str,
+    accepted: tuple[str, ...],
+    expected: str,
+    message: Callable[[Any], str],
+) -> tuple[PolicyFailure, ...]:
+    """One failure per GPU whose reported CC mode is not ``accepted``.
+
+    Without a reported mode only fully matching production measurements (``measres`` success)
+    pass: the RIMs describe firmware booted in CC mode with DevTools off.
+    """
+    out = []
+    for gpu, claims in enumerate(appraisal.gpus):
+        mode = claims.get(_CC_MODE)
+        if mode in accepted or (mode is None and claims.get("measres") == "success"):
+            continue
+        out.append(PolicyFailure(rule=rule, message=message(mode), gpu=gpu, expected=expected, actual=mode))
+    return tuple(out)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CcModeOn:
     """The GPU must be in confidential-computing mode.
@@ -473,23 +495,17 @@ class CcModeOn:
 
     def evaluate(self, appraisal: Appraisal) -> tuple[PolicyFailure, ...]:
         """See :class:`Policy`."""
-        out = []
-        for gpu, claims in enumerate(appraisal.gpus):
-            mode = claims.get(_CC_MODE)
-            if mode in ("on", "devtools") or (mode is None and claims.get("measres") == "success"):
-                continue
-            out.append(
-                PolicyFailure(
-                    rule=self.describe(),
-                    message=f"CC mode is {mode!r}"
-                    if mode is not None
-                    else "CC mode was not reported and the measurements do not prove it",
-                    gpu=gpu,
-                    expected="on",
-                    actual=mode,
-                )
-            )
-        return tuple(out)
+        return _mode_failures(
+            appraisal,
+            rule=self.describe(),
+            accepted=("on", "devtools"),
+            expected="on",
+            message=lambda mode: (
+                f"CC mode is {mode!r}"
+                if mode is not None
+                else "CC mode was not reported and the measurements do not prove it"
+            ),
+        )
 
     def describe(self) -> str:
         """See :class:`Policy`."""
@@ -507,23 +523,17 @@ class DevToolsOff:
 
     def evaluate(self, appraisal: Appraisal) -> tuple[PolicyFailure, ...]:
         """See :class:`Policy`."""
-        out = []
-        for gpu, claims in enumerate(appraisal.gpus):
-            mode = claims.get(_CC_MODE)
-            if mode in ("on", "off") or (mode is None and claims.get("measres") == "success"):
-                continue
-            out.append(
-                PolicyFailure(
-                    rule=self.describe(),
-                    message="the GPU is in CC DevTools mode"
-                    if mode == "devtools"
-                    else "DevTools mode was not reported and the measurements do not rule it out",
-                    gpu=gpu,
-                    expected="devtools off",
-                    actual=mode,
-                )
-            )
-        return tuple(out)
+        return _mode_failures(
+            appraisal,
+            rule=self.describe(),
+            accepted=("on", "off"),
+            expected="devtools off",
+            message=lambda mode: (
+                "the GPU is in CC DevTools mode"
+                if mode == "devtools"
+                else "DevTools mode was not reported and the measurements do not rule it out"
+            ),
+        )
 
     def describe(self) -> str:
         """See :class:`Policy`."""

@@ -19,8 +19,6 @@ under the SHA-256 of the RIM bytes; (c) runs on every call.
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +33,7 @@ from ccai.errors import ChainError, MalformedEvidence, SignatureError, UsageErro
 from ccai.evidence import Rim, parse_rim
 from ccai.verify._anchors import GpuTrustAnchors
 from ccai.verify._gpu_certs import check_validity, common_name, verify_rim_chain
+from ccai.verify._lru import LruCache
 
 __all__ = ["CheckedRim", "check_rim", "clear_rim_cache"]
 
@@ -67,32 +66,7 @@ class CheckedRim:
     expiration: datetime
 
 
-class _RimCache:
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._data: OrderedDict[tuple[bytes, str], tuple[Rim, tuple[x509.Certificate, ...]]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[bytes, str]) -> tuple[Rim, tuple[x509.Certificate, ...]] | None:
-        with self._lock:
-            hit = self._data.get(key)
-            if hit is not None:
-                self._data.move_to_end(key)
-            return hit
-
-    def put(self, key: tuple[bytes, str], value: tuple[Rim, tuple[x509.Certificate, ...]]) -> None:
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self._size:
-                self._data.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
-
-
-_CACHE = _RimCache(_CACHE_SIZE)
+_CACHE: LruCache[tuple[bytes, str], tuple[Rim, tuple[x509.Certificate, ...]]] = LruCache(_CACHE_SIZE)
 
 
 def clear_rim_cache() -> None:

@@ -32,7 +32,6 @@ from ccai.errors import (
     ChainError,
     CollateralUnavailable,
     MalformedEvidence,
-    MeasurementMismatch,
     PolicyViolation,
     TcbError,
     UnsupportedEvidence,
@@ -50,7 +49,7 @@ from ccai.evidence import (
 )
 from ccai.verify._anchors_cpu import AmdRoots, amd_roots
 from ccai.verify._cpu_chain import check_crl, check_validity, cn_of, same_cert, verify_ecdsa_raw, verify_link
-from ccai.verify._cpu_policy import SnpPolicy
+from ccai.verify._cpu_policy import SnpPolicy, check_allowed
 from ccai.verify._result import _CAPABILITY, _VerifierCapability
 
 __all__ = ["SNP_STEPS", "SnpVerified", "verify_snp_report"]
@@ -348,16 +347,6 @@ def verify_snp_report(
     )
 
 
-def _allowed(name: str, value: bytes, allowed: frozenset[bytes] | None) -> None:
-    if allowed is not None and not any(hmac.compare_digest(value, a) for a in allowed):
-        raise MeasurementMismatch(
-            f"{name} is not an allowed value",
-            step=S_POLICY,
-            expected=" | ".join(sorted(a.hex() for a in allowed)) or "(empty allow-list)",
-            actual=value.hex(),
-        )
-
-
 def _apply_policy(report: SnpReport, product: SnpProduct, key_name: str, policy: SnpPolicy) -> None:
     flags = report.policy_flags
     if flags & SnpGuestPolicy.DEBUG and not policy.allow_debug:
@@ -391,10 +380,10 @@ def _apply_policy(report: SnpReport, product: SnpProduct, key_name: str, policy:
             expected=f">= {policy.min_guest_svn}",
             actual=report.guest_svn,
         )
-    _allowed("MEASUREMENT", report.measurement, policy.measurement)
-    _allowed("HOST_DATA", report.host_data, policy.host_data)
-    _allowed("ID_KEY_DIGEST", report.id_key_digest, policy.id_key_digest)
-    _allowed("AUTHOR_KEY_DIGEST", report.author_key_digest, policy.author_key_digest)
+    check_allowed("MEASUREMENT", report.measurement, policy.measurement, step=S_POLICY)
+    check_allowed("HOST_DATA", report.host_data, policy.host_data, step=S_POLICY)
+    check_allowed("ID_KEY_DIGEST", report.id_key_digest, policy.id_key_digest, step=S_POLICY)
+    check_allowed("AUTHOR_KEY_DIGEST", report.author_key_digest, policy.author_key_digest, step=S_POLICY)
     if policy.min_tcb is not None:
         reported = report.tcb("reported", product).as_dict()
         below = {k: f"{reported.get(k)} < {v}" for k, v in policy.min_tcb.items() if reported.get(k, -1) < v}

@@ -55,7 +55,7 @@ from ccai.evidence import (
 from ccai.evidence._tdx import INTEL_QE_VENDOR_ID
 from ccai.verify._anchors_cpu import intel_sgx_root_ca
 from ccai.verify._cpu_chain import check_crl, cn_of, verify_chain, verify_ecdsa_raw
-from ccai.verify._cpu_policy import TdxPolicy
+from ccai.verify._cpu_policy import TdxPolicy, check_allowed
 from ccai.verify._result import _CAPABILITY, _VerifierCapability
 
 __all__ = ["TDX_STEPS", "TdxTcbEvaluation", "TdxVerified", "replay_rtmrs", "verify_tdx_quote"]
@@ -338,18 +338,6 @@ def _evaluate_tcb(
         latest_tcb_date=max(dates, key=_iso),
         tcb_evaluation_data_number=int(tcb_info["tcbEvaluationDataNumber"]),
     )
-
-
-def _check_allowed(name: str, value: bytes, allowed: frozenset[bytes] | None) -> None:
-    if allowed is None:
-        return
-    if not any(hmac.compare_digest(value, a) for a in allowed):
-        raise MeasurementMismatch(
-            f"{name} is not an allowed value",
-            step=S_POLICY,
-            expected=" | ".join(sorted(a.hex() for a in allowed)) or "(empty allow-list)",
-            actual=value.hex(),
-        )
 
 
 def _claims(
@@ -751,12 +739,12 @@ def _apply_policy(quote: TdxQuote, tcb: TdxTcbEvaluation | None, policy: TdxPoli
             step=S_POLICY,
             actual=f"{len(quote.trailing)} trailing bytes",
         )
-    _check_allowed("MRTD", body.mr_td, policy.mr_td)
-    _check_allowed("MRCONFIGID", body.mr_config_id, policy.mr_config_id)
-    _check_allowed("MROWNER", body.mr_owner, policy.mr_owner)
-    _check_allowed("MROWNERCONFIG", body.mr_owner_config, policy.mr_owner_config)
+    check_allowed("MRTD", body.mr_td, policy.mr_td, step=S_POLICY)
+    check_allowed("MRCONFIGID", body.mr_config_id, policy.mr_config_id, step=S_POLICY)
+    check_allowed("MROWNER", body.mr_owner, policy.mr_owner, step=S_POLICY)
+    check_allowed("MROWNERCONFIG", body.mr_owner_config, policy.mr_owner_config, step=S_POLICY)
     for i, allowed in enumerate((policy.rtmr0, policy.rtmr1, policy.rtmr2, policy.rtmr3)):
-        _check_allowed(f"RTMR{i}", body.rtmrs[i], allowed)
+        check_allowed(f"RTMR{i}", body.rtmrs[i], allowed, step=S_POLICY)
     if policy.report_data is not None and not hmac.compare_digest(body.report_data, policy.report_data):
         raise BindingError(
             "REPORTDATA differs from the expected value",
