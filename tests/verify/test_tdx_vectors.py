@@ -17,6 +17,7 @@ import pytest
 from ccai.collateral import TdxCollateral, tdx_collateral_from_json
 from ccai.errors import (
     BindingError,
+    CollateralError,
     CollateralUnavailable,
     MeasurementMismatch,
     PolicyViolation,
@@ -180,9 +181,9 @@ def test_window_edges(vectors: Path) -> None:
     verify_tdx_quote(quote, collateral, now=end)
     with pytest.raises(CollateralUnavailable, match="issue date is in the future"):
         verify_tdx_quote(quote, collateral, now=start - timedelta(seconds=1))
-    with pytest.raises(Exception) as info:
-        verify_tdx_quote(quote, collateral, now=end + timedelta(seconds=1))
     # After the window a CRL or the TCB Info has expired: never "evidence invalid".
+    with pytest.raises(CollateralError) as info:
+        verify_tdx_quote(quote, collateral, now=end + timedelta(seconds=1))
     assert info.value.step in ("(3) CRLs and revocation", "(7) TCB Info", "(8) QE Identity")
 
 

@@ -26,6 +26,7 @@ from cryptography import x509
 from ccai.attest import (
     BINDING_NONCE_ONLY,
     BINDING_V1,
+    CpuEvidence,
     EvidenceBundle,
     check_report_data,
     cpu_collateral_from_bundle,
@@ -91,6 +92,7 @@ def _snp_collateral(bundle: EvidenceBundle, collateral: CollateralBundle | None)
 
 def _verify_cpu(
     bundle: EvidenceBundle,
+    cpu: CpuEvidence,
     collateral: CollateralBundle | None,
     *,
     now: datetime,
@@ -99,8 +101,6 @@ def _verify_cpu(
     allow_simulated: bool,
     anchors: VirtualTeeAnchors | None,
 ) -> tuple[bytes, dict[str, Any], bool]:
-    cpu = bundle.cpu
-    assert cpu is not None  # checked by the caller
     hint = "pass allow_simulated=True (CLI: --allow-simulated) to verify virtual-TEE evidence"
     if cpu.type == "tdx":
         quote = parse_tdx_quote(cpu.evidence)
@@ -237,6 +237,7 @@ def verify_composite(
     # (2) CPU evidence
     report_data, cpu_claims, cpu_simulated = _verify_cpu(
         bundle,
+        bundle.cpu,
         collateral,
         now=now,
         tdx_policy=tdx_policy,

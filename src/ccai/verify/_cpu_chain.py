@@ -19,7 +19,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from ccai.errors import CertificateExpired, CertificateRevoked, ChainError, SignatureError
+from ccai.errors import (
+    CertificateExpired,
+    CertificateRevoked,
+    ChainError,
+    CollateralUnavailable,
+    SignatureError,
+)
 
 __all__ = [
     "check_crl",
@@ -127,7 +133,8 @@ def check_crl(
 
     Raises:
         SignatureError: the CRL signature does not verify with ``issuer``.
-        ChainError: the CRL is for another issuer, or outside its validity window.
+        ChainError: the CRL is for another issuer.
+        CollateralUnavailable: the CRL is outside its validity window at ``now``.
         CertificateRevoked: a candidate's serial is listed.
     """
     if crl.issuer != issuer.subject:
@@ -143,8 +150,9 @@ def check_crl(
     next_update = crl.next_update_utc
     window_end = next_update.isoformat() if next_update else "-"
     if crl.last_update_utc > now or (next_update is not None and now > next_update):
-        raise ChainError(
-            f"{what} is not valid at {now.isoformat()}",
+        # A stale (or not yet valid) CRL says nothing about the evidence: fetch a fresh one.
+        raise CollateralUnavailable(
+            f"{what} is not valid at {now.isoformat()}; fetch fresh collateral",
             step=step,
             expected=f"{crl.last_update_utc.isoformat()} .. {window_end}",
             actual=now.isoformat(),

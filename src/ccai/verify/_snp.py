@@ -184,7 +184,8 @@ def verify_snp_report(
 
     Raises:
         MalformedEvidence, UnsupportedEvidence: step 1, or an unknown product (step 2).
-        CollateralUnavailable: the VCEK/VLEK the report needs is not in ``collateral``.
+        CollateralUnavailable: the VCEK/VLEK the report needs is not in ``collateral``, or the
+            ARK CRL is outside its validity window.
         ChainError, CertificateExpired, CertificateRevoked: step 3.
         SignatureError: step 4.
         TcbError: step 5 (reported TCB differs from the certificate) or a TCB below the policy's minimum.
