@@ -270,20 +270,31 @@ class IntelPcsClient(HttpSource):
                 return urllib.parse.unquote(value)
         raise CollateralUnavailable(f"response lacks the {names[0]} header", step="collateral")
 
+    def _signed_json(
+        self, url: str, what: str, member: str, chain_headers: tuple[str, ...]
+    ) -> tuple[str, bytes, str]:
+        """A signed PCS JSON document: (the exact bytes of ``member``, signature, issuer chain PEM)."""
+        response = self._get(url, what)
+        body = response.text
+        try:
+            signature = bytes.fromhex(json.loads(body)["signature"])
+            raw = raw_json_member(body, member)
+        except (ValueError, KeyError, TypeError, MalformedEvidence) as exc:
+            raise CollateralUnavailable(f"malformed {what} response: {exc}", step="collateral") from None
+        return raw, signature, self._chain(response, *chain_headers)
+
     def tdx_tcb_info(self, fmspc: bytes) -> tuple[str, bytes, str]:
         """TDX TCB Info for ``fmspc``: (raw signed JSON, signature, issuer chain PEM).
 
         Raises:
             CollateralUnavailable: network error, non-200 status or a malformed response.
         """
-        response = self._get(f"{self.base_url}/tdx/certification/v4/tcb?fmspc={fmspc.hex()}", "TDX TCB Info")
-        body = response.text
-        try:
-            signature = bytes.fromhex(json.loads(body)["signature"])
-            raw = raw_json_member(body, "tcbInfo")
-        except (ValueError, KeyError, TypeError, MalformedEvidence) as exc:
-            raise CollateralUnavailable(f"malformed TCB Info response: {exc}", step="collateral") from None
-        return raw, signature, self._chain(response, "TCB-Info-Issuer-Chain", "SGX-TCB-Info-Issuer-Chain")
+        return self._signed_json(
+            f"{self.base_url}/tdx/certification/v4/tcb?fmspc={fmspc.hex()}",
+            "TDX TCB Info",
+            "tcbInfo",
+            ("TCB-Info-Issuer-Chain", "SGX-TCB-Info-Issuer-Chain"),
+        )
 
     def tdx_qe_identity(self) -> tuple[str, bytes, str]:
         """The TD QE identity: (raw signed JSON, signature, issuer chain PEM).
@@ -291,14 +302,12 @@ class IntelPcsClient(HttpSource):
         Raises:
             CollateralUnavailable: network error, non-200 status or a malformed response.
         """
-        response = self._get(f"{self.base_url}/tdx/certification/v4/qe/identity", "TD QE Identity")
-        body = response.text
-        try:
-            signature = bytes.fromhex(json.loads(body)["signature"])
-            raw = raw_json_member(body, "enclaveIdentity")
-        except (ValueError, KeyError, TypeError, MalformedEvidence) as exc:
-            raise CollateralUnavailable(f"malformed QE Identity response: {exc}", step="collateral") from None
-        return raw, signature, self._chain(response, "SGX-Enclave-Identity-Issuer-Chain")
+        return self._signed_json(
+            f"{self.base_url}/tdx/certification/v4/qe/identity",
+            "TD QE Identity",
+            "enclaveIdentity",
+            ("SGX-Enclave-Identity-Issuer-Chain",),
+        )
 
     def pck_crl(self, ca: str) -> tuple[bytes, str]:
         """The PCK CRL of ``ca`` (``"platform"`` or ``"processor"``): (DER, issuer chain PEM).

@@ -200,6 +200,34 @@ class AnyOf:
         return "any of (" + "; ".join(p.describe() for p in self.policies) + ")"
 
 
+def _claim_failures(
+    appraisal: Appraisal,
+    rule: Policy,
+    claim: ClaimPath,
+    scope: Scope,
+    *,
+    expected: Any,
+    ok: Callable[[Any], bool],
+    suffix: str = "",
+) -> tuple[PolicyFailure, ...]:
+    """One failure per claim set in ``scope`` whose ``claim`` is absent or not ``ok``."""
+    out = []
+    for gpu, claims in _scoped(appraisal, scope):
+        actual = claim_value(claims, claim)
+        if actual is _MISSING or not ok(actual):
+            shown = "absent" if actual is _MISSING else repr(actual)
+            out.append(
+                PolicyFailure(
+                    rule=rule.describe(),
+                    message=f"claim {_path_text(claim)} is {shown}{suffix}",
+                    gpu=gpu,
+                    expected=expected,
+                    actual=None if actual is _MISSING else actual,
+                )
+            )
+    return tuple(out)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClaimEquals:
     """A claim must be present and equal ``value`` (for every GPU, or in the overall claims).
@@ -216,21 +244,9 @@ class ClaimEquals:
 
     def evaluate(self, appraisal: Appraisal) -> tuple[PolicyFailure, ...]:
         """See :class:`Policy`."""
-        out = []
-        for gpu, claims in _scoped(appraisal, self.scope):
-            actual = claim_value(claims, self.claim)
-            if actual is _MISSING or actual != self.value:
-                out.append(
-                    PolicyFailure(
-                        rule=self.describe(),
-                        message=f"claim {_path_text(self.claim)} is "
-                        + ("absent" if actual is _MISSING else repr(actual)),
-                        gpu=gpu,
-                        expected=self.value,
-                        actual=None if actual is _MISSING else actual,
-                    )
-                )
-        return tuple(out)
+        return _claim_failures(
+            appraisal, self, self.claim, self.scope, expected=self.value, ok=lambda v: bool(v == self.value)
+        )
 
     def describe(self) -> str:
         """See :class:`Policy`."""
@@ -253,21 +269,9 @@ class ClaimIn:
 
     def evaluate(self, appraisal: Appraisal) -> tuple[PolicyFailure, ...]:
         """See :class:`Policy`."""
-        out = []
-        for gpu, claims in _scoped(appraisal, self.scope):
-            actual = claim_value(claims, self.claim)
-            if actual is _MISSING or actual not in self.values:
-                out.append(
-                    PolicyFailure(
-                        rule=self.describe(),
-                        message=f"claim {_path_text(self.claim)} is "
-                        + ("absent" if actual is _MISSING else repr(actual)),
-                        gpu=gpu,
-                        expected=list(self.values),
-                        actual=None if actual is _MISSING else actual,
-                    )
-                )
-        return tuple(out)
+        return _claim_failures(
+            appraisal, self, self.claim, self.scope, expected=list(self.values), ok=lambda v: v in self.values
+        )
 
     def describe(self) -> str:
         """See :class:`Policy`."""
@@ -308,27 +312,23 @@ class MinVersion:
 
     def evaluate(self, appraisal: Appraisal) -> tuple[PolicyFailure, ...]:
         """See :class:`Policy`."""
-        out = []
         floor = _version_key(self.minimum, hex_parts=self.hex_parts)
-        for gpu, claims in _scoped(appraisal, self.scope):
-            actual = claim_value(claims, self.claim)
+
+        def ok(actual: Any) -> bool:
             try:
-                ok = isinstance(actual, str) and _version_key(actual, hex_parts=self.hex_parts) >= floor
+                return isinstance(actual, str) and _version_key(actual, hex_parts=self.hex_parts) >= floor
             except ValueError:
-                ok = False
-            if not ok:
-                out.append(
-                    PolicyFailure(
-                        rule=self.describe(),
-                        message=f"claim {_path_text(self.claim)} is "
-                        + ("absent" if actual is _MISSING else repr(actual))
-                        + f", below the minimum {self.minimum}",
-                        gpu=gpu,
-                        expected=f">= {self.minimum}",
-                        actual=None if actual is _MISSING else actual,
-                    )
-                )
-        return tuple(out)
+                return False
+
+        return _claim_failures(
+            appraisal,
+            self,
+            self.claim,
+            self.scope,
+            expected=f">= {self.minimum}",
+            ok=ok,
+            suffix=f", below the minimum {self.minimum}",
+        )
 
     def describe(self) -> str:
         """See :class:`Policy`."""
