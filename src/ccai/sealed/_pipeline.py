@@ -1,30 +1,39 @@
-"""The load pipeline: ciphertext chunks → N decrypting threads → (pinned) host buffers → device.
+"""The load pipeline: ciphertext chunks → N decrypting threads → pinned staging pool → copy stream → device.
 
-Each worker thread owns an AES-GCM context, two chunk-sized host buffers (pinned when the target is
-a CUDA device) and, on CUDA, its own stream. It takes the next chunk from a shared cursor, decrypts
-it with ``decrypt_into`` straight from the memory-mapped ciphertext into one of its buffers (the GIL
-is released inside), and enqueues an asynchronous copy of that buffer into the file's device
-buffer; the copy of one buffer overlaps the decryption into the other. Host memory stays at
-``threads × 2 × chunk``; plaintext never reaches a file. On the CPU the chunk is decrypted directly
-into the destination tensor (no staging).
+On a CUDA device the pipeline has two stages joined by queues:
+
+* **N decrypt workers** (each with its own AES-GCM context) take the next chunk from a shared cursor,
+  take a free buffer from one pinned staging pool (one pinned allocation, ``threads × 2`` chunk-sized
+  slots by default), ``decrypt_into`` it straight from the memory-mapped ciphertext (the GIL is
+  released inside) and put it on the *filled* queue. They never call into CUDA except to wait, with a
+  blocking (sleeping, not spinning) event, for the copy that last read a slot before refilling it.
+* **One copy submitter** takes filled slots in order, enqueues ``cudaMemcpyAsync`` of each into the
+  file's device buffer on its copy stream(s), records the slot's event and returns the slot to the
+  free queue at once; it never waits for a copy to finish.
+
+So decryption of some slots overlaps the DMA of others, the copy engine gets a steady FIFO of copies
+from one stream, and host memory stays at ``slots × chunk`` pinned; plaintext never reaches a file.
+On the CPU the chunk is decrypted directly into the destination tensor (no staging).
 
 The same pipeline with the AES step replaced by a memory copy (:func:`load_plaintext`) is the
-baseline that prices decryption in ``ccai bench load``.
+baseline that prices decryption in ``ccai bench load``: every stage, buffer and thread is shared,
+only the transform differs.
 
 All or nothing: every chunk must authenticate before any tensor is returned; on the first failure
-the workers stop, the device buffers are dropped and one opaque :class:`~ccai.errors.UnsealError`
-is raised.
+the workers stop, the copy stream is drained, the device buffers are dropped and one opaque
+:class:`~ccai.errors.UnsealError` is raised.
 """
 
 from __future__ import annotations
 
 import mmap
+import queue
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -95,6 +104,85 @@ class _Job:
     aad: bytes | None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Tuning:
+    """Pipeline knobs that are not part of the public API (the benchmarks sweep them).
+
+    Args:
+        slots_per_thread: Pinned staging slots per decrypt worker (host memory: threads × this × chunk).
+        copy_streams: CUDA streams the submitter spreads the copies over (round robin).
+        unmap_early: The worker that finishes a file's last chunk unmaps it while the others keep
+            working. Off by default: ``munmap`` takes the address-space lock for writing (and shoots
+            down TLBs on every core), stalling the page faults of every other worker meanwhile.
+    """
+
+    slots_per_thread: int = 2
+    copy_streams: int = 1
+    unmap_early: bool = False
+
+
+class _Copier(Protocol):
+    """Moves a filled staging slot into its destination."""
+
+    def submit(self, index: int, dest: torch.Tensor, src: torch.Tensor) -> None:
+        """Start copying ``src`` (a view of staging slot ``index``) into ``dest``."""
+
+    def wait(self, index: int) -> None:
+        """Block until the last copy out of slot ``index`` has finished reading it."""
+
+    def finish(self) -> None:
+        """Block until every submitted copy has finished."""
+
+
+class _CudaCopier:
+    """Asynchronous host-to-device copies on ``streams`` CUDA streams, one blocking event per slot."""
+
+    def __init__(self, device: torch.device, *, slots: int, streams: int) -> None:
+        import torch
+
+        self._streams = [torch.cuda.Stream(device) for _ in range(max(1, streams))]  # type: ignore[no-untyped-call]
+        # blocking=True: a waiting worker sleeps instead of spinning on a core that decrypts.
+        self._events = [torch.cuda.Event(blocking=True) for _ in range(slots)]  # type: ignore[no-untyped-call]
+        self._recorded = [False] * slots
+        self._turn = 0
+        self._current: object = None
+
+    def submit(self, index: int, dest: torch.Tensor, src: torch.Tensor) -> None:
+        import torch
+
+        stream = self._streams[self._turn % len(self._streams)]
+        self._turn += 1
+        if stream is not self._current:  # the current stream is per thread: only the submitter's changes
+            torch.cuda.set_stream(stream)
+            self._current = stream
+        dest.copy_(src, non_blocking=True)
+        self._events[index].record(stream)
+        self._recorded[index] = True
+
+    def wait(self, index: int) -> None:
+        # Set before the slot went back to the free queue (queue hand-off orders the accesses).
+        if self._recorded[index]:
+            self._events[index].synchronize()
+
+    def finish(self) -> None:
+        for stream in self._streams:
+            stream.synchronize()
+
+
+class _HostCopier:
+    """Synchronous copies (host destinations): exercises the staged pipeline without a GPU."""
+
+    def submit(self, index: int, dest: torch.Tensor, src: torch.Tensor) -> None:
+        del index
+        dest.copy_(src)
+
+    def wait(self, index: int) -> None:
+        del index
+
+    def finish(self) -> None:
+        pass
+
+
 def _resolve_device(device: str | torch.device) -> torch.device:
     import torch
 
@@ -109,105 +197,185 @@ def _resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-def _run(
-    jobs: Sequence[_Job],
-    sources: Sequence[mmap.mmap],
-    dests: Sequence[torch.Tensor],
-    *,
-    device: torch.device,
-    threads: int,
-    chunk_size: int,
-    key: bytes | None,
-) -> None:
-    """Run the pipeline; raises the first worker exception after all workers have stopped."""
-    import numpy as np
-    import torch
+class _Source:
+    """The memory maps and the per-chunk transform shared by both pipeline shapes."""
 
-    cursor = iter(range(len(jobs)))
-    lock = threading.Lock()
-    # Chunks left per source: the worker that finishes a file's last chunk unmaps it, so that the
-    # unmapping (page-table teardown, proportional to the file size) overlaps the other files'
-    # work instead of running after the pipeline. The caller still closes every map (a no-op then).
-    left = [0] * len(sources)
-    for job in jobs:
-        left[job.slot] += 1
-    stop = threading.Event()
-    cuda = device.type == "cuda"
+    def __init__(self, jobs: Sequence[_Job], sources: Sequence[mmap.mmap], *, unmap_early: bool) -> None:
+        self.jobs = jobs
+        self.stop = threading.Event()
+        self._sources = sources
+        self._cursor = iter(range(len(jobs)))
+        self._lock = threading.Lock()
+        self._unmap_early = unmap_early
+        self._left = [0] * len(sources)
+        for job in jobs:
+            self._left[job.slot] += 1
 
-    def next_job() -> _Job | None:
-        if stop.is_set():
+    def next_job(self) -> _Job | None:
+        if self.stop.is_set():
             return None
-        with lock:
-            i = next(cursor, None)
-        return None if i is None else jobs[i]
+        with self._lock:
+            i = next(self._cursor, None)
+        return None if i is None else self.jobs[i]
 
-    def done(job: _Job) -> None:
-        with lock:
-            left[job.slot] -= 1
-            last = left[job.slot] == 0
+    def done(self, job: _Job) -> None:
+        if not self._unmap_early:
+            return  # the caller unmaps every file after the pipeline
+        with self._lock:
+            self._left[job.slot] -= 1
+            last = self._left[job.slot] == 0
         if last:
-            sources[job.slot].close()
+            self._sources[job.slot].close()
 
-    def transform(job: _Job, out: memoryview, aead: AESGCM | None) -> None:
+    def transform(self, job: _Job, out: memoryview, aead: AESGCM | None) -> None:
+        import numpy as np
+
         # Slices taken inside `with` are released even when decryption fails, so the memory
         # maps can be closed afterwards.
-        with memoryview(sources[job.slot])[job.src_offset : job.src_offset + job.src_length] as src:
+        with memoryview(self._sources[job.slot])[job.src_offset : job.src_offset + job.src_length] as src:
             if aead is None:
                 np.copyto(np.frombuffer(out, dtype=np.uint8), np.frombuffer(src, dtype=np.uint8))
             else:  # encrypted jobs always carry nonce and aad; b"" would fail authentication
                 aead.decrypt_into(job.nonce or b"", src, job.aad or b"", out)
 
-    def cpu_worker() -> None:
+
+def _run(
+    jobs: Sequence[_Job],
+    sources: Sequence[mmap.mmap],
+    dests: Sequence[torch.Tensor],
+    *,
+    threads: int,
+    chunk_size: int,
+    key: bytes | None,
+    copier: _Copier | None,
+    pinned: bool = False,
+    tuning: _Tuning = _Tuning(),
+) -> None:
+    """Run the pipeline; raises the first exception after every thread has stopped.
+
+    ``copier`` None decrypts straight into the (host) destinations; otherwise chunks are staged
+    through a pool of ``threads × tuning.slots_per_thread`` slots (pinned when ``pinned``) and
+    handed to ``copier`` by one submitter thread.
+    """
+    src = _Source(jobs, sources, unmap_early=tuning.unmap_early)
+    if copier is None:
+        _run_direct(src, dests, threads=threads, key=key)
+    else:
+        _run_staged(
+            src,
+            dests,
+            threads=threads,
+            chunk_size=chunk_size,
+            key=key,
+            copier=copier,
+            slots=max(2, threads * tuning.slots_per_thread),
+            pinned=pinned,
+        )
+
+
+def _run_direct(src: _Source, dests: Sequence[torch.Tensor], *, threads: int, key: bytes | None) -> None:
+    def worker() -> None:
         aead = AESGCM(key) if key is not None else None  # one context per thread
         try:
-            while (job := next_job()) is not None:
+            while (job := src.next_job()) is not None:
                 dest = dests[job.slot][job.dest_offset : job.dest_offset + job.length]
                 with memoryview(dest.numpy()) as out:  # type: ignore[arg-type]
-                    transform(job, out, aead)
-                done(job)
+                    src.transform(job, out, aead)
+                src.done(job)
         except BaseException:
-            stop.set()
+            src.stop.set()
             raise
 
-    def cuda_worker() -> None:
-        aead = AESGCM(key) if key is not None else None  # one context per thread
-        stream = torch.cuda.Stream(device)  # type: ignore[no-untyped-call]
-        # The current stream is per thread: set it once instead of entering a context per chunk.
-        torch.cuda.set_stream(stream)
-        staging = [torch.empty(chunk_size, dtype=torch.uint8, pin_memory=True) for _ in range(2)]
-        views = [memoryview(t.numpy()) for t in staging]  # type: ignore[arg-type]
-        events = [torch.cuda.Event(), torch.cuda.Event()]  # type: ignore[no-untyped-call]
-        used = [False, False]
-        turn = 0
-        try:
-            while (job := next_job()) is not None:
-                b = turn % 2
-                turn += 1
-                if used[b]:
-                    events[b].synchronize()  # the previous copy out of this buffer is done
-                with views[b][: job.length] as out:
-                    transform(job, out, aead)
-                done(job)
-                if job.length:
-                    dest = dests[job.slot][job.dest_offset : job.dest_offset + job.length]
-                    dest.copy_(staging[b][: job.length], non_blocking=True)
-                    events[b].record(stream)
-                    used[b] = True
-        except BaseException:
-            stop.set()
-            raise
-        finally:
-            stream.synchronize()
-            for view in views:
-                view.release()
-
-    worker = cuda_worker if cuda else cpu_worker
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ccai-load") as pool:
         futures = [pool.submit(worker) for _ in range(threads)]
+    _raise_first(futures)
+
+
+def _run_staged(
+    src: _Source,
+    dests: Sequence[torch.Tensor],
+    *,
+    threads: int,
+    chunk_size: int,
+    key: bytes | None,
+    copier: _Copier,
+    slots: int,
+    pinned: bool,
+) -> None:
+    import torch
+
+    # One allocation for the whole pool (pinned once, pages resident), fixed views per slot.
+    pool = torch.empty(slots * chunk_size, dtype=torch.uint8, pin_memory=pinned)
+    tensors = [pool[i * chunk_size : (i + 1) * chunk_size] for i in range(slots)]
+    whole = memoryview(pool.numpy())  # type: ignore[arg-type]
+    views = [whole[i * chunk_size : (i + 1) * chunk_size] for i in range(slots)]
+    free: queue.SimpleQueue[int] = queue.SimpleQueue()
+    filled: queue.SimpleQueue[tuple[int, _Job] | None] = queue.SimpleQueue()
+    for i in range(slots):
+        free.put(i)
+
+    def worker() -> None:
+        aead = AESGCM(key) if key is not None else None  # one context per thread
+        try:
+            while (job := src.next_job()) is not None:
+                index = free.get()
+                try:
+                    copier.wait(index)  # the copy that last read this slot is done
+                    with views[index][: job.length] as out:
+                        src.transform(job, out, aead)
+                except BaseException:
+                    free.put(index)
+                    raise
+                src.done(job)
+                filled.put((index, job))
+        except BaseException:
+            src.stop.set()
+            raise
+
+    def submitter() -> None:
+        # Never waits for a copy: slots go back to the free queue at once, guarded by their event.
+        # After a failure it keeps recycling slots (without copying) so no worker blocks on `free`.
+        error: BaseException | None = None
+        while (item := filled.get()) is not None:
+            index, job = item
+            if error is None and job.length:
+                try:
+                    staged = tensors[index] if job.length == chunk_size else tensors[index][: job.length]
+                    copier.submit(
+                        index, dests[job.slot][job.dest_offset : job.dest_offset + job.length], staged
+                    )
+                except BaseException as exc:
+                    error = exc
+                    src.stop.set()
+            free.put(index)
+        if error is not None:
+            raise error
+
+    try:
+        with ThreadPoolExecutor(max_workers=threads + 1, thread_name_prefix="ccai-load") as pool_:
+            copying = pool_.submit(submitter)
+            futures = [pool_.submit(worker) for _ in range(threads)]
+            wait(futures)
+            filled.put(None)
+        copier.finish()
+    finally:
+        for view in views:
+            view.release()
+        whole.release()
+    _raise_first([*futures, copying])
+
+
+def _raise_first(futures: Sequence[Future[None]]) -> None:
     for fut in futures:
         error = fut.exception()
         if error is not None:
             raise error
+
+
+def _copier_for(device: torch.device, *, threads: int, tuning: _Tuning) -> _Copier | None:
+    if device.type != "cuda":
+        return None
+    return _CudaCopier(device, slots=max(2, threads * tuning.slots_per_thread), streams=tuning.copy_streams)
 
 
 def _tensors(info: SafetensorsInfo, flat: torch.Tensor, out: dict[str, torch.Tensor], *, what: str) -> None:
@@ -239,7 +407,8 @@ def load_into(
         key: The KEK that wraps the model's data key, or the data key itself.
         device: ``"cuda"``, ``"cuda:N"`` or ``"cpu"``.
         threads: Decrypting workers (default: usable cores, at most 16). Host memory used is
-            ``threads × 2 × chunk size`` (pinned) on CUDA and nothing extra on the CPU.
+            ``threads × 2 × chunk size`` (one pinned staging pool) on CUDA and nothing extra on
+            the CPU; one more thread submits the host-to-device copies.
         files: Only these safetensors files of the model (default: all of them).
 
     Returns:
@@ -251,6 +420,24 @@ def load_into(
         DriverNotFound: ``device`` is CUDA and CUDA is not available.
         UnsealError: wrong key, tampering, reordering, truncation — any authentication failure.
             Nothing is returned: no partial tensors.
+    """
+    return _load_sealed(sealed, key, device=device, threads=threads, files=files)
+
+
+def _load_sealed(
+    sealed: Path,
+    key: Kek | DataKey,
+    *,
+    device: str | torch.device = "cuda",
+    threads: int | None = None,
+    files: Sequence[str] | None = None,
+    tuning: _Tuning = _Tuning(),
+    stage_on_host: bool = False,
+) -> dict[str, torch.Tensor]:
+    """:func:`load_into` with the private knobs.
+
+    ``tuning`` is swept by the benchmarks; ``stage_on_host`` runs the staged (GPU-shaped) pipeline
+    with synchronous host copies, so tests cover it without a GPU.
     """
     import torch
 
@@ -289,10 +476,12 @@ def load_into(
             jobs,
             sources,
             dests,
-            device=dev,
             threads=workers,
             chunk_size=model.header.chunk_size,
             key=model.content_key,
+            copier=_HostCopier() if stage_on_host else _copier_for(dev, threads=workers, tuning=tuning),
+            pinned=dev.type == "cuda",
+            tuning=tuning,
         )
     except (InvalidTag, ValueError, BufferError, OSError):
         dests.clear()
@@ -332,6 +521,19 @@ def load_plaintext(
         UsageError: a file is missing, bad device.
         MalformedEvidence: a file is not a valid safetensors file.
     """
+    return _load_plain(paths, device=device, threads=threads, chunk_size=chunk_size)
+
+
+def _load_plain(
+    paths: Sequence[Path],
+    *,
+    device: str | torch.device = "cuda",
+    threads: int | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    tuning: _Tuning = _Tuning(),
+    stage_on_host: bool = False,
+) -> dict[str, torch.Tensor]:
+    """:func:`load_plaintext` with the private knobs of :func:`_load_sealed`."""
     import torch
 
     dev = _resolve_device(device)
@@ -366,7 +568,17 @@ def load_plaintext(
                         aad=None,
                     )
                 )
-        _run(jobs, sources, dests, device=dev, threads=workers, chunk_size=chunk_size, key=None)
+        _run(
+            jobs,
+            sources,
+            dests,
+            threads=workers,
+            chunk_size=chunk_size,
+            key=None,
+            copier=_HostCopier() if stage_on_host else _copier_for(dev, threads=workers, tuning=tuning),
+            pinned=dev.type == "cuda",
+            tuning=tuning,
+        )
     finally:
         for mm in sources:
             mm.close()
