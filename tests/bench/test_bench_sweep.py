@@ -180,7 +180,7 @@ def test_cli_json(
     ]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
-    summary = json.loads(res.output)
+    summary = json.loads(res.stdout)  # progress lines go to stderr with --json
     assert summary["mode"] == "A/A" and len(summary["cells"]) == 2
     assert summary["correctness_check"]["ok"] is True
     assert (out / "manifest.json").is_file() and not (out / "plots").exists()

@@ -64,12 +64,15 @@ def openssl_versions() -> dict[str, str]:
     return out
 
 
-def collect_manifest(result: SweepResult, *, argv: list[str] | None = None) -> dict[str, Any]:
+def collect_manifest(
+    result: SweepResult, *, argv: list[str] | None = None, gpu: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Everything a reader needs to interpret or repeat the sweep.
 
     Args:
-        result: The finished sweep.
+        result: The finished sweep (or a snapshot of one in progress).
         argv: The command line, when run from the CLI.
+        gpu: The GPU state, when already read (:func:`gpu_state`; read here otherwise).
 
     Returns:
         A JSON-friendly dict.
@@ -109,7 +112,9 @@ def collect_manifest(result: SweepResult, *, argv: list[str] | None = None) -> d
             "outputs_a": list(result.check.outputs_a),
             "outputs_b": list(result.check.outputs_b),
         },
-        "gpu": gpu_state(),
+        "stopped": result.stopped,
+        "not_run": [f"{io.label} c={c}" for io, c in result.not_run],
+        "gpu": gpu if gpu is not None else gpu_state(),
         "openssl": openssl_versions(),
         "host": {
             "hostname": platform.node(),

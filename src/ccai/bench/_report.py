@@ -16,6 +16,7 @@ import csv
 import io
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from ccai.bench._stats import Delta, mean_interval
 from ccai.bench._sweep import DELTA_METRICS, Cell, SweepResult
 
 __all__ = [
+    "NOT_RUN",
     "TABLE_METRICS",
     "cell_record",
     "delta_table",
@@ -34,6 +36,9 @@ __all__ = [
     "value_table",
     "write_results",
 ]
+
+#: What a table shows for a planned cell that has no timed run (budget exhausted, interrupted).
+NOT_RUN = "not run"
 
 #: The three metrics of the NVIDIA table (plus TTFT, which NVIDIA collected but did not publish).
 TABLE_METRICS = (
@@ -77,7 +82,7 @@ def format_delta(delta: Delta | None) -> str:
 
 
 def _cells_by(result: SweepResult) -> dict[tuple[str, int], Cell]:
-    return {(c.io.label, c.concurrency): c for c in result.cells}
+    return {(c.io.label, c.concurrency): c for c in result.cells if c.runs}
 
 
 def delta_table(result: SweepResult) -> Table:
@@ -105,7 +110,7 @@ def delta_table(result: SweepResult) -> Table:
         for io_len in cfg.ios:
             cell = by.get((io_len.label, c))
             for metric, _ in TABLE_METRICS:
-                row.append(format_delta(cell.deltas.get(metric) if cell else None))
+                row.append(format_delta(cell.deltas.get(metric)) if cell else NOT_RUN)
         table.add_row(*row)
     means = ["mean"]
     for io_len in cfg.ios:
@@ -151,15 +156,17 @@ def value_table(result: SweepResult) -> Table:
         row = [str(c)]
         for io_len in cfg.ios:
             cell = by.get((io_len.label, c))
+            if cell is None:
+                row.extend([NOT_RUN] * (3 * len(arms) + 1))
+                continue
             for arm in arms:
                 for metric, digits in (
                     ("output_throughput_per_gpu", 1),
                     ("median_tpot_ms", 1),
                     ("median_ttft_ms", 0),
                 ):
-                    value = mean_interval(cell.values(arm, metric))[0] if cell else math.nan
-                    row.append(_fmt(value, digits))
-            share = max((r.client_cpu_share for r in cell.runs), default=math.nan) if cell else math.nan
+                    row.append(_fmt(mean_interval(cell.values(arm, metric))[0], digits))
+            share = max((r.client_cpu_share for r in cell.runs), default=math.nan)
             row.append("n/a" if not math.isfinite(share) else f"{100 * share:.0f} %")
         table.add_row(*row)
     return table
@@ -176,6 +183,10 @@ def render_text(result: SweepResult, *, width: int = 220) -> str:
         The text.
     """
     console = Console(record=True, width=width, file=io.StringIO(), highlight=False, color_system=None)
+    if result.stopped is not None:
+        console.print(f"SWEEP STOPPED EARLY: {result.stopped}")
+    if result.not_run:
+        console.print(f"not run: {', '.join(f'{io_len.label} c={c}' for io_len, c in result.not_run)}")
     if result.check is not None and result.check.outputs_b:
         check = result.check
         verdict = "match" if check.ok else "DIFFER"
@@ -296,6 +307,9 @@ def write_results(
 ) -> tuple[list[Path], str | None]:
     """Write every output file under ``out_dir``.
 
+    Each file is written to a temporary name and renamed into place, so the files stay whole when the
+    process is killed between two calls (the CLI calls this after every timed run).
+
     Args:
         result: The sweep.
         out_dir: Results directory (created).
@@ -310,7 +324,9 @@ def write_results(
     written: list[Path] = []
 
     def put(path: Path, text: str) -> None:
-        path.write_text(text, encoding="utf-8")
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
         written.append(path)
 
     put(out_dir / "manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
@@ -319,6 +335,8 @@ def write_results(
     run_rows: list[dict[str, Any]] = []
     delta_rows: list[dict[str, Any]] = []
     for cell in result.cells:
+        if not cell.runs:
+            continue
         record = cell_record(result, cell)
         put(
             out_dir / "cells" / f"{cell.io.input_len}x{cell.io.output_len}_c{cell.concurrency}.json",
@@ -345,7 +363,7 @@ def write_results(
             run_rows.append(
                 {
                     "io": cell.io.label,
-                    "concurrency": cell.concurrency,
+                    "max_concurrency": cell.concurrency,
                     "arm": run["arm"],
                     "repeat": run["repeat"],
                     "position_in_pair": run["position_in_pair"],

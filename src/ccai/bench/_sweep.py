@@ -8,12 +8,18 @@ Order of work (docs/serving-benchmark.md):
 3. For each I/O length, build the prompts once (seeded, exact input length); for each concurrency:
    warm both arms up, then run ``repeats`` pairs with the arm order alternating (AB, BA, AB, …) so
    drift and order effects hit both arms alike; compute each run's metrics and the paired Δ%.
+
+After every timed run the caller's ``on_run`` callback gets a snapshot of everything finished so far
+(the CLI rewrites its result files from it, so a sweep killed from outside still leaves every
+finished run). With ``max_duration`` the sweep stops starting runs that its estimate says would end
+past the budget; the cells it did not reach are listed as not run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -45,6 +51,7 @@ __all__ = [
     "SweepConfig",
     "SweepProgress",
     "SweepResult",
+    "estimate_run_seconds",
     "parse_int_list",
     "parse_io",
     "run_sweep",
@@ -163,6 +170,8 @@ class SweepConfig:
         check_prompts: Greedy prompts in the correctness pre-check (0 skips it).
         check_tokens: Output tokens per pre-check prompt.
         allow_mismatch: Time the arms even when their greedy outputs differ.
+        max_duration: Budget in seconds from the start of the sweep; no run (or pair) is started that
+            is estimated to end past it. ``None`` = no budget.
     """
 
     url: str
@@ -189,6 +198,7 @@ class SweepConfig:
     check_prompts: int = 4
     check_tokens: int = 24
     allow_mismatch: bool = False
+    max_duration: float | None = None
 
     @property
     def mode(self) -> str:
@@ -301,7 +311,9 @@ class SweepResult:
         output_controls: The output-length control used per arm.
         warnings: Things the reader must know (saturated client, failures, shortfalls).
         started_at: Start time (UTC).
-        finished_at: End time (UTC).
+        finished_at: End time (UTC); for a snapshot, the time of the snapshot.
+        stopped: Why the sweep ended before its last planned run (the budget, an interruption);
+            ``None`` when it ran everything (or, for a snapshot, is still running).
     """
 
     config: SweepConfig
@@ -312,6 +324,74 @@ class SweepResult:
     warnings: tuple[str, ...]
     started_at: datetime
     finished_at: datetime
+    stopped: str | None = None
+
+    @property
+    def not_run(self) -> tuple[tuple[IoLength, int], ...]:
+        """Planned cells (I/O length, concurrency) without a single timed run."""
+        done = {(c.io, c.concurrency) for c in self.cells if c.runs}
+        return tuple(
+            (io, c) for io in self.config.ios for c in self.config.concurrencies if (io, c) not in done
+        )
+
+    @property
+    def incomplete(self) -> tuple[Cell, ...]:
+        """Cells with fewer timed runs than planned (``repeats`` per arm)."""
+        arms = 1 if self.config.baseline_url is None else 2
+        return tuple(c for c in self.cells if 0 < len(c.runs) < arms * self.config.repeats)
+
+
+def estimate_run_seconds(
+    previous: Sequence[tuple[int, int, float]], *, num_prompts: int, concurrency: int
+) -> float:
+    """Estimated duration of a timed run, from earlier runs of the same I/O length.
+
+    A closed-loop run of N requests at concurrency C takes about ⌈N/C⌉ "waves"; the estimate
+    scales the latest earlier run by the ratio of waves (it ignores that a wave gets slower as the
+    batch grows, so it errs short).
+
+    Args:
+        previous: Earlier runs as (num_prompts, concurrency, seconds), oldest first.
+        num_prompts: Requests of the run to estimate.
+        concurrency: Its concurrency.
+
+    Returns:
+        Seconds; 0.0 when there is nothing to go by.
+    """
+    if not previous:
+        return 0.0
+    n, c, seconds = previous[-1]
+    return seconds * math.ceil(num_prompts / concurrency) / math.ceil(n / c)
+
+
+#: Called after every timed run with a snapshot of the sweep so far, the run's cell and the run.
+RunCallback = Callable[["SweepResult", "Cell", "ArmRun"], None]
+
+
+@dataclass(slots=True, kw_only=True)
+class _Budget:
+    """The time budget of a sweep (monotonic seconds)."""
+
+    deadline: float | None
+    clock: Callable[[], float]
+    stopped: str | None = None
+
+    def exhausted(self) -> bool:
+        return self.stopped is not None
+
+    def allows(self, seconds: float, what: str) -> bool:
+        if self.stopped is not None:
+            return False
+        if self.deadline is None:
+            return True
+        left = self.deadline - self.clock()
+        if left > 0 and seconds <= left:
+            return True
+        self.stopped = (
+            f"time budget: {what} was not started ({max(left, 0.0):.0f} s of the budget left, "
+            f"estimated {seconds:.0f} s needed)"
+        )
+        return False
 
 
 class SweepProgress(Protocol):
@@ -356,7 +436,9 @@ async def run_sweep(
     *,
     tokenizer: Tokenizer | None = None,
     progress: SweepProgress | None = None,
+    on_run: RunCallback | None = None,
     clock: Callable[[], datetime] = utcnow,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> SweepResult:
     """Run a sweep.
 
@@ -364,10 +446,13 @@ async def run_sweep(
         config: What to run.
         tokenizer: The served model's tokenizer (text prompts need it).
         progress: Optional progress sink.
+        on_run: Called after every timed run with a snapshot of the sweep so far (finished cells, the
+            current cell's runs with Δs over its complete pairs), the current cell and the run.
         clock: Wall clock for the start and end stamps.
+        monotonic: Clock of the time budget (``config.max_duration``) and the run estimates.
 
     Returns:
-        The result.
+        The result; ``stopped`` says why it ended early (budget), ``not_run`` lists skipped cells.
 
     Raises:
         UsageError: a server is unreachable, rejects the model, or fails the pre-check requests.
@@ -375,7 +460,13 @@ async def run_sweep(
     """
     if config.repeats < 1 or config.gpus < 1:
         raise UsageError("--repeats and --gpus must be positive")
+    if config.max_duration is not None and config.max_duration <= 0:
+        raise UsageError("--max-duration must be positive")
     started = clock()
+    t0 = monotonic()
+    budget = _Budget(
+        deadline=None if config.max_duration is None else t0 + config.max_duration, clock=monotonic
+    )
     arms = {"A": Endpoint(url=config.url, model=config.model, api=config.api)}
     if config.baseline_url is not None:
         arms["B"] = Endpoint(
@@ -410,10 +501,30 @@ async def run_sweep(
             warnings.append(f"greedy outputs differ: {check.matches}/{len(check.prompts)} prompts match")
 
     cells: list[Cell] = []
+
+    def snapshot(current: Cell | None) -> SweepResult:
+        return SweepResult(
+            config=config,
+            cells=(*cells, current) if current is not None else tuple(cells),
+            check=check,
+            engines=engines,
+            output_controls={arm: ep.output_control for arm, ep in arms.items()},
+            warnings=tuple(warnings),
+            started_at=started,
+            finished_at=clock(),
+            stopped=budget.stopped,
+        )
+
+    def run_done(cell: Cell, run: ArmRun) -> None:
+        if on_run is not None:
+            on_run(snapshot(cell), cell, run)
+
     max_c = max(config.concurrencies)
     clients = {arm: new_client(connections=max_c, timeout=config.timeout) for arm in arms}
     try:
         for io_index, io in enumerate(config.ios):
+            if budget.exhausted():
+                break
             count = max(config.prompts_for(c) for c in config.concurrencies)
             prompts = await asyncio.to_thread(
                 build_prompts,
@@ -425,6 +536,8 @@ async def run_sweep(
                 token_ids=config.prompt_ids,
                 vocab_size=config.vocab_size,
             )
+            # ("warm" | "run", requests, concurrency, seconds) of this I/O length, for the budget's estimates
+            history: list[tuple[str, int, int, float]] = []
             for c in config.concurrencies:
                 cell = await _cell(
                     config,
@@ -435,21 +548,35 @@ async def run_sweep(
                     prompts=prompts,
                     progress=progress,
                     warnings=warnings,
+                    budget=budget,
+                    history=history,
+                    run_done=run_done,
                 )
-                cells.append(cell)
+                if cell.runs:
+                    cells.append(cell)
+                if budget.exhausted():
+                    break
     finally:
         for http in clients.values():
             await http.aclose()
-    return SweepResult(
-        config=config,
-        cells=tuple(cells),
-        check=check,
-        engines=engines,
-        output_controls={arm: ep.output_control for arm, ep in arms.items()},
-        warnings=tuple(warnings),
-        started_at=started,
-        finished_at=clock(),
-    )
+    result = snapshot(None)
+    if result.stopped is not None:
+        skipped = ", ".join(f"{io.label} c={c}" for io, c in result.not_run)
+        partial = ", ".join(f"{c.io.label} c={c.concurrency}" for c in result.incomplete)
+        note = f"sweep stopped early — {result.stopped}"
+        note += f"; not run: {skipped}" if skipped else ""
+        note += f"; incomplete: {partial}" if partial else ""
+        result = replace(result, warnings=(*result.warnings, note))
+    return result
+
+
+def _cell_deltas(cell: Cell, arms: Sequence[str]) -> dict[str, Delta | None]:
+    """Δ% per metric over the repeats in which both arms ran (complete pairs only)."""
+    if "B" not in arms:
+        return {}
+    repeats = {r.repeat for r in cell.runs if r.arm == "A"} & {r.repeat for r in cell.runs if r.arm == "B"}
+    paired = replace(cell, runs=tuple(r for r in cell.runs if r.repeat in repeats))
+    return {m: paired_delta(paired.values("A", m), paired.values("B", m)) for m in DELTA_METRICS}
 
 
 async def _cell(
@@ -462,38 +589,57 @@ async def _cell(
     prompts: Sequence[Prompt],
     progress: SweepProgress | None,
     warnings: list[str],
+    budget: _Budget,
+    history: list[tuple[str, int, int, float]],
+    run_done: Callable[[Cell, ArmRun], None],
 ) -> Cell:
     n = config.prompts_for(concurrency)
     cell_prompts = list(prompts[:n])
     where = f"{io.label} c={concurrency}"
+    names = list(arms)
+    cell = Cell(io=io, concurrency=concurrency, num_prompts=n, runs=())
 
     def on_done(_: RequestResult) -> None:
         if progress:
             progress.advance()
 
     warm = config.warmup_requests if config.warmup_requests is not None else concurrency
-    for arm, ep in arms.items():
-        if warm > 0:
+    runs_seen = [h[1:] for h in history if h[0] == "run"]
+    warms_seen = [h[1:] for h in history if h[0] == "warm"]
+    pair_estimate = len(names) * estimate_run_seconds(runs_seen, num_prompts=n, concurrency=concurrency)
+    warm_estimate = (
+        estimate_run_seconds(warms_seen, num_prompts=warm, concurrency=concurrency) if warm else 0.0
+    )
+    if not budget.allows(warm_estimate + pair_estimate, f"cell {where}"):
+        return cell
+    if warm > 0:
+        began = budget.clock()
+        for arm, ep in arms.items():
             if progress:
                 progress.start(f"{where} warm-up {arm}", warm)
-            http = clients[arm]
             await run_load(
                 ep,
                 [cell_prompts[i % len(cell_prompts)] for i in range(warm)],
                 max_tokens=min(16, io.output_len),
                 concurrency=concurrency,
                 timeout=config.timeout,
-                client=http,
+                client=clients[arm],
                 on_done=on_done,
             )
+        history.append(("warm", warm, concurrency, budget.clock() - began))
     runs: list[ArmRun] = []
-    names = list(arms)
     for repeat in range(config.repeats):
+        if repeat > 0:
+            own = [h[1:] for h in history[len(history) - len(runs) :]]
+            pair_estimate = len(names) * estimate_run_seconds(own, num_prompts=n, concurrency=concurrency)
+            if not budget.allows(pair_estimate, f"{where} pair {repeat + 1}/{config.repeats}"):
+                break
         order = names if repeat % 2 == 0 else names[::-1]
         for position, arm in enumerate(order):
             if progress:
                 progress.start(f"{where} run {repeat + 1}/{config.repeats} arm {arm}", n)
             http = clients[arm]
+            began = budget.clock()
             load = await run_load(
                 arms[arm],
                 cell_prompts,
@@ -507,17 +653,17 @@ async def _cell(
             )
             metrics = compute_metrics(load.results, duration=load.duration, gpus=config.gpus)
             server_in = [r.server_prompt_tokens for r in load.results if r.server_prompt_tokens is not None]
-            runs.append(
-                ArmRun(
-                    arm=arm,
-                    repeat=repeat,
-                    position=position,
-                    metrics=metrics,
-                    client_cpu_share=load.client_cpu_share,
-                    loop_lag_p99_ms=load.loop_lag_p99_ms,
-                    mean_server_input_len=sum(server_in) / len(server_in) if server_in else None,
-                )
+            run = ArmRun(
+                arm=arm,
+                repeat=repeat,
+                position=position,
+                metrics=metrics,
+                client_cpu_share=load.client_cpu_share,
+                loop_lag_p99_ms=load.loop_lag_p99_ms,
+                mean_server_input_len=sum(server_in) / len(server_in) if server_in else None,
             )
+            runs.append(run)
+            history.append(("run", n, concurrency, budget.clock() - began))
             tag = f"{where} arm {arm} run {repeat + 1}"
             if metrics.failures:
                 detail = "; ".join(
@@ -539,9 +685,7 @@ async def _cell(
                     "on average, "
                     f"not {io.input_len} (tokenizer differs from the served model's?)"
                 )
-    deltas: dict[str, Delta | None] = {}
-    cell = Cell(io=io, concurrency=concurrency, num_prompts=n, runs=tuple(runs))
-    if "B" in arms:
-        for metric in DELTA_METRICS:
-            deltas[metric] = paired_delta(cell.values("A", metric), cell.values("B", metric))
-    return replace(cell, deltas=deltas)
+            cell = replace(cell, runs=tuple(runs))
+            cell = replace(cell, deltas=_cell_deltas(cell, names))
+            run_done(cell, run)
+    return cell

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ccai.cli._output import console, err_console, print_json
+
+if TYPE_CHECKING:
+    from ccai.bench import ArmRun, Cell, SweepResult
 
 __all__ = ["app", "serve"]
 
@@ -107,6 +111,13 @@ def serve(
     allow_mismatch: Annotated[
         bool, typer.Option("--allow-mismatch", help="Time the arms even if their greedy outputs differ.")
     ] = False,
+    max_duration: Annotated[
+        float | None,
+        typer.Option(
+            "--max-duration",
+            help="Time budget (s): start no run estimated to end past it; unreached cells show 'not run'.",
+        ),
+    ] = None,
     plots: Annotated[
         bool, typer.Option("--plots/--no-plots", help="Write PNG plots (needs matplotlib).")
     ] = True,
@@ -115,12 +126,15 @@ def serve(
     """Sweep concurrency × input/output length against one or two OpenAI-compatible servers.
 
     Prints the NVIDIA-layout Δ% table (throughput/GPU, median TPOT, median TTFT, 95 % CIs) and
-    writes JSON, CSV, plots and a manifest to the results directory.
+    writes JSON, CSV, plots and a manifest to the results directory. The files are rewritten after
+    every timed run, and one progress line per run goes to stdout (stderr with --json), so a sweep
+    stopped by SIGTERM or SIGINT still leaves every finished run (and exits non-zero).
     """
     from ccai.bench import (
         SweepConfig,
         collect_manifest,
         delta_table,
+        gpu_state,
         load_tokenizer,
         parse_int_list,
         parse_io,
@@ -151,9 +165,47 @@ def serve(
         output_control=output_control.value,
         check_prompts=check_prompts,
         allow_mismatch=allow_mismatch,
+        max_duration=max_duration,
     )
     tok_path = tokenizer or (model if Path(model).is_dir() else None)
     tok = load_tokenizer(tok_path) if tok_path else None
+    gpu = gpu_state()
+    latest: list[SweepResult] = []
+    line_out = sys.stderr if as_json else sys.stdout
+
+    def on_run(snapshot: SweepResult, cell: Cell, run: ArmRun) -> None:
+        latest[:] = [snapshot]
+        m = run.metrics
+        print(
+            f"run {cell.io.label} c={cell.concurrency} arm {run.arm} "
+            f"repeat {run.repeat + 1}/{config.repeats}: {m['duration']:.1f} s, "
+            f"{m['request_throughput']:.2f} req/s, {m['output_throughput']:.1f} tok/s, "
+            f"median TPOT {m['median_tpot_ms']:.1f} ms, median TTFT {m['median_ttft_ms']:.0f} ms, "
+            f"failed {int(m['failed'])}",
+            file=line_out,
+            flush=True,
+        )
+        write_results(
+            snapshot, output, manifest=collect_manifest(snapshot, argv=sys.argv, gpu=gpu), plots=False
+        )
+
+    async def main() -> SweepResult:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        handled = []
+        if task is not None:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                try:
+                    loop.add_signal_handler(sig, task.cancel)
+                    handled.append(sig)
+                except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
+                    pass
+        try:
+            return await run_sweep(config, tokenizer=tok, progress=_Bars(progress), on_run=on_run)
+        finally:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -163,8 +215,11 @@ def serve(
         transient=True,
         disable=as_json,
     ) as progress:
-        result = asyncio.run(run_sweep(config, tokenizer=tok, progress=_Bars(progress)))
-    manifest = collect_manifest(result, argv=sys.argv)
+        try:
+            result = asyncio.run(main())
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            _interrupted(latest, output, argv=sys.argv, gpu=gpu)
+    manifest = collect_manifest(result, argv=sys.argv, gpu=gpu)
     written, note = write_results(result, output, manifest=manifest, plots=plots)
     if as_json:
         print_json(
@@ -189,3 +244,25 @@ def serve(
     for warning in [*result.warnings, *([note] if note else [])]:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}")
     console.print(f"{len(written)} files written to {escape(str(output))}")
+
+
+def _interrupted(
+    latest: list[SweepResult], output: Path, *, argv: list[str], gpu: dict[str, Any]
+) -> NoReturn:
+    """Write what an interrupted sweep finished and raise the error that reports it."""
+    from dataclasses import replace
+
+    from ccai.bench import collect_manifest, write_results
+    from ccai.errors import Error
+
+    if latest:
+        done = replace(latest[0], stopped="interrupted (SIGTERM/SIGINT) during the run after this snapshot")
+        write_results(done, output, manifest=collect_manifest(done, argv=argv, gpu=gpu), plots=False)
+        runs = sum(len(c.runs) for c in done.cells)
+        kept = f"{runs} finished runs are in {output}"
+    else:
+        kept = "no timed run had finished; nothing was written"
+    print(f"ccai bench serve: interrupted — {kept}", file=sys.stderr, flush=True)
+    raise Error(
+        f"the sweep was interrupted; {kept}", hint="--max-duration stops the sweep cleanly within a budget"
+    )

@@ -67,8 +67,30 @@ def engine(
         bool,
         typer.Option("--continuous-batching/--no-continuous-batching", help="Paged continuous batching."),
     ] = True,
+    attn_implementation: Annotated[
+        str,
+        typer.Option(
+            "--attn-implementation",
+            help="auto (flash attention on CUDA when installed, else sdpa), default, sdpa, paged|eager, …",
+        ),
+    ] = "auto",
+    cuda_graphs: Annotated[
+        bool | None,
+        typer.Option(
+            "--cuda-graphs/--no-cuda-graphs", help="Force CUDA graphs (default: transformers decides)."
+        ),
+    ] = None,
+    max_batch_tokens: Annotated[
+        int | None, typer.Option("--max-batch-tokens", help="Tokens per batching step (default 8192).")
+    ] = None,
+    cpu_threads: Annotated[
+        int, typer.Option("--cpu-threads", help="OMP_NUM_THREADS of a CPU engine (0 = torch default).")
+    ] = 1,
+    settings_file: Annotated[
+        Path | None, typer.Option("--settings-file", help="Also write the engine settings as JSON here.")
+    ] = None,
     json_out: Annotated[
-        bool, typer.Option("--json", help="Print URL and model as JSON once healthy.")
+        bool, typer.Option("--json", help="Print URL, model and settings as JSON once healthy.")
     ] = False,
 ) -> None:
     """Run `transformers serve` (OpenAI API) on a local model until interrupted; prints URL and model name."""
@@ -98,7 +120,12 @@ def engine(
         dtype=dtype,
         hf_cache=ccai_cache() / "hf-hub",
         continuous_batching=continuous_batching,
+        attn_implementation=None if attn_implementation == "default" else attn_implementation,
+        cuda_graphs=cuda_graphs,
+        max_batch_tokens=max_batch_tokens,
+        cpu_threads=cpu_threads or None,
     )
+    import json
     import signal
     import sys
 
@@ -107,13 +134,24 @@ def engine(
     proc = subprocess.Popen(cmd.argv, env={**os.environ, **cmd.env})  # noqa: S603 - fixed argv, no shell
     try:
         took = wait_healthy(cmd.url, process=proc)
-        info = {"url": cmd.url, "model": cmd.model, "pid": proc.pid, "random_weights": bool(random_spec)}
+        info = {
+            "url": cmd.url,
+            "model": cmd.model,
+            "pid": proc.pid,
+            "random_weights": bool(random_spec),
+            "ready_after_s": round(took, 1),
+            "settings": cmd.settings,
+            "argv": list(cmd.argv),
+        }
+        if settings_file is not None:
+            settings_file.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         if json_out:
             print_json(info)
         else:
             console.print(f"engine ready after {took:.1f} s: transformers serve, pid {proc.pid}")
             console.print(f"  URL    {cmd.url}")
             console.print(f"  model  {cmd.model}   (requests must send exactly this 'model')")
+            console.print(f"  settings {json.dumps(cmd.settings)}")
             if random_spec:
                 console.print(
                     "  random weights: same shapes and compute as trained weights — valid for speed, "
