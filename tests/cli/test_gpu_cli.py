@@ -221,8 +221,9 @@ def test_no_driver_exits_4_with_one_line(
     assert _main(monkeypatch, *args) == 4
     captured = capsys.readouterr()
     assert captured.out == ""
-    # One message, no detail lines; rich may still fold it at the terminal width, so join first.
-    text = " ".join(captured.err.split())
+    # One message on one line: no detail lines, and not folded at the (80-column) console width.
+    assert captured.err.count("\n") == 1, captured.err
+    text = captured.err.strip()
     assert text.count("error:") == 1
     assert "actual:" not in text and "hint:" not in text
     assert "DriverNotFound: no NVIDIA driver found (NVML library missing); use --simulate" in text

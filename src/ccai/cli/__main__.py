@@ -15,16 +15,20 @@ __all__ = ["main"]
 
 
 def main() -> None:
-    """Run ``ccai``; every ccai error becomes a message on stderr and its exit code, never a traceback."""
+    """Run ``ccai``; every ccai error becomes a message on stderr and its exit code, never a traceback.
+
+    Error lines are never wrapped at the terminal width: one failure is one line (plus its
+    ``step``/``expected``/``actual`` lines), whole hex values stay copyable, and scripts can grep them.
+    """
     from ccai.cli.app import app
 
     try:
         app()
     except Error as exc:
-        err_console.print(f"[bold red]error:[/] {escape(exc.diagnostics())}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(exc.diagnostics())}", highlight=False, soft_wrap=True)
         sys.exit(int(exit_code_for(exc)))
     except OSError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(int(ExitCode.USAGE))
     except KeyboardInterrupt:
         err_console.print("interrupted")
