@@ -76,17 +76,14 @@ def test_cli_errors(model_dir: Path, tmp_path: Path, ram_dir: Path) -> None:
 
 
 def test_bench_load_command_reports_every_method(tmp_path: Path) -> None:
-    import typer
     from typer.testing import CliRunner
 
-    from ccai.cli.bench_load import load
+    from ccai.cli.app import app
 
-    app = typer.Typer()
-    app.command("load")(load)
-    app.command("noop")(lambda: None)  # two commands keep `load` a named sub-command
     result = CliRunner().invoke(
         app,
         [
+            "bench",
             "load",
             "--size",
             "0.02",

@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 __all__ = ["app", "serve"]
 
 app = typer.Typer(
-    name="bench", help="Benchmarks: the serving sweep (Δ% between two arms).", no_args_is_help=True
+    name="bench",
+    help="Benchmarks: the serving sweep (Δ% between two arms) and the sealed-model load speed.",
+    no_args_is_help=True,
 )
 
 
@@ -266,3 +268,8 @@ def _interrupted(
     raise Error(
         f"the sweep was interrupted; {kept}", hint="--max-duration stops the sweep cleanly within a budget"
     )
+
+
+from ccai.cli import bench_load  # noqa: E402
+
+app.command("load")(bench_load.load)
