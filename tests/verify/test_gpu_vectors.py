@@ -180,6 +180,9 @@ def test_prod_vbios_rim_yields_mismatch_records(vectors: Path, h100_2023: GpuEvi
             [h100_2023], nonce=NONCE_4CFF, collateral=collateral, now=PIN_2024, policy=OFFLINE
         )
     assert info.value.step == "(9) measurements"
+    # The error names the first mismatching index with its golden and runtime values.
+    assert info.value.index == "GPU-0 measurement index 1"
+    assert info.value.expected and info.value.actual and info.value.expected != info.value.actual
 
     # Allowing exactly those indices (and stating the CC mode) accepts it, with the records kept.
     relaxed = default_policy(allow_unchecked_revocation=True, allowed_mismatch_indices=[1, 2, 3, 9])

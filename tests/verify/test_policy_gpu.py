@@ -111,6 +111,8 @@ def test_measurement_allow_list() -> None:
     [failure] = MeasurementIndexAllowList().evaluate(failing)
     assert failure.error is MeasurementMismatch and "[9]" in failure.message
     assert failure.expected == "aa" and failure.actual == "bb"
+    error = failure.to_error()
+    assert error.index == "GPU-0 measurement index 9" and "step:     (9) measurements" in error.diagnostics()
     assert MeasurementIndexAllowList(indices=frozenset({9})).evaluate(failing) == ()
     # A failed comparison without records (e.g. claims from elsewhere) is never waved through.
     assert MeasurementIndexAllowList(indices=frozenset({9})).evaluate(_appraisal(_gpu(measres="fail")))

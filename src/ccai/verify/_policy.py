@@ -91,6 +91,8 @@ class PolicyFailure:
         expected: The required value.
         actual: The value found.
         step: The checklist step the failure belongs to.
+        index: Where inside that GPU's evidence the failure is (e.g. ``"measurement index 9"``),
+            or None when the whole GPU (or the overall claims) is meant.
     """
 
     rule: str
@@ -100,14 +102,18 @@ class PolicyFailure:
     expected: Any = None
     actual: Any = None
     step: str = _POLICY_STEP
+    index: str | None = None
 
     def to_error(self) -> Error:
         """The exception the verifier raises for this failure."""
         where = "" if self.gpu is None else f"GPU-{self.gpu}: "
+        at = None if self.gpu is None else f"GPU-{self.gpu}"
+        if self.index is not None:
+            at = self.index if at is None else f"{at} {self.index}"
         return self.error(
             f"{where}{self.message}",
             step=self.step,
-            index=None if self.gpu is None else f"GPU-{self.gpu}",
+            index=at,
             expected=self.expected,
             actual=self.actual,
             hint=f"policy rule: {self.rule}",
@@ -377,6 +383,7 @@ class MeasurementIndexAllowList:
                     expected=None if first is None else first.get("goldenValue"),
                     actual=None if first is None else first.get("runtimeValue"),
                     step="(9) measurements",
+                    index=None if first is None else f"measurement index {first.get('index')}",
                 )
             )
         return tuple(out)
