@@ -64,6 +64,9 @@ def test_cli_errors(model_dir: Path, tmp_path: Path, ram_dir: Path) -> None:
     ccai("keys", "new", "-o", str(other))
     missing = ccai("seal", str(tmp_path / "nope"), "-o", str(tmp_path / "s"), "--kek", str(kek))
     assert missing.returncode == 2 and "not found" in missing.stderr
+    assert "sealing" not in missing.stderr  # the progress bar appears only once bytes flow
+    shown = ccai("seal", str(model_dir), "-o", str(tmp_path / "s2"), "--kek", str(kek))
+    assert shown.returncode == 0 and "sealing" in shown.stderr
     sealed = tmp_path / "s"
     assert ccai("seal", str(model_dir), "-o", str(sealed), "--kek", str(kek), "--json").returncode == 0
     wrong = ccai("unseal", str(sealed), "-o", str(ram_dir / "u"), "--kek", str(other), "--json")

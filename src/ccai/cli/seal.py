@@ -7,6 +7,7 @@ The commands parse arguments and call :mod:`ccai.sealed`; progress bars go to st
 from __future__ import annotations
 
 import hmac
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,7 +59,7 @@ def _bar(description: str, *, enabled: bool) -> Iterator[Any]:
     if not enabled:
         yield None
         return
-    with Progress(
+    progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         DownloadColumn(binary_units=True),
@@ -66,13 +67,26 @@ def _bar(description: str, *, enabled: bool) -> Iterator[Any]:
         TimeRemainingColumn(),
         console=err_console,
         transient=False,
-    ) as progress:
-        task = progress.add_task(description, total=None)
+    )
+    task = progress.add_task(description, total=None)
+    lock = threading.Lock()
+    started = False
 
-        def update(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
+    def update(done: int, total: int) -> None:
+        # The bar appears with the first bytes, so an argument error shows no empty "0/? bytes" bar.
+        nonlocal started
+        with lock:
+            if not started:
+                progress.start()
+                started = True
+        progress.update(task, completed=done, total=total)
 
+    try:
         yield update
+    finally:
+        with lock:
+            if started:
+                progress.stop()
 
 
 def _header_dict(header: Header) -> dict[str, Any]:
