@@ -122,11 +122,17 @@ def test_tdx_signatures_only_with_ccel(
     assert json.loads(out)["claims"]["x-ccai-event-log-replayed"] is True
 
 
+@pytest.mark.parametrize("nested", [False, True], ids=["TdxPolicy-fields", "bundle-layout"])
 def test_tdx_hex_json_quote_and_policy(
-    vectors: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    vectors: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    nested: bool,
 ) -> None:
+    tdx = {"mr_td": ["00" * 48]}
     policy = tmp_path / "policy.json"
-    policy.write_text(json.dumps({"mr_td": ["00" * 48]}))
+    policy.write_text(json.dumps({"tdx": tdx, "snp": {}} if nested else tdx))
     code, out, _ = _run(
         monkeypatch,
         capsys,

@@ -25,7 +25,12 @@ from ccai.errors import Error, UsageError
 __all__ = ["read_evidence_bytes", "snp_command", "tdx_command"]
 
 PolicyOpt = Annotated[
-    Path | None, typer.Option("--policy", help="Policy JSON (TdxPolicy / SnpPolicy fields).", metavar="FILE")
+    Path | None,
+    typer.Option(
+        "--policy",
+        help='Policy JSON: TdxPolicy / SnpPolicy fields, or the bundle layout {"tdx": {…}, "snp": {…}}.',
+        metavar="FILE",
+    ),
 ]
 
 
@@ -73,6 +78,10 @@ def _load_policy(path: Path | None, kind: str) -> Any:
         raise UsageError(f"policy {path} is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise UsageError(f"policy {path} must be a JSON object")
+    if data and set(data) <= {"tdx", "snp"}:  # the composite bundle's policy file
+        data = data.get(kind, {})
+        if not isinstance(data, dict):
+            raise UsageError(f"policy {path}: '{kind}' must be a JSON object")
     return TdxPolicy.from_mapping(data) if kind == "tdx" else SnpPolicy.from_mapping(data)
 
 

@@ -470,7 +470,9 @@ def verify_tdx_quote(
     if collateral is None:
         if not policy.allow_missing_collateral:
             raise CollateralUnavailable(
-                "no TDX collateral given", step=S_CRL, hint="pass --collateral, or allow_missing_collateral"
+                "no TDX collateral given",
+                step=S_CRL,
+                hint="pass --collateral FILE, or --signatures-only (policy allow_missing_collateral)",
             )
         done(S_CRL, "skipped: no collateral (signatures only)")
     else:
@@ -491,7 +493,7 @@ def verify_tdx_quote(
                 raise CollateralUnavailable(
                     "collateral lacks the PCK CRL",
                     step=S_CRL,
-                    hint="allow_missing_pck_crl skips PCK revocation",
+                    hint='"allow_missing_pck_crl": true in the --policy file skips PCK revocation',
                 )
             done(S_CRL, "ok (PCK CRL absent: PCK revocation not checked)")
         else:
