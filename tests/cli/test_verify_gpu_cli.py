@@ -93,6 +93,43 @@ def test_missing_rim_is_collateral_unavailable_exit_3(vectors: Path, monkeypatch
     assert _main(monkeypatch, *args) == 3
 
 
+SDK = "nvtrust/NVIDIA_attestation-sdk@73c032e/nv-attestation-sdk-cpp/unit-tests/testdata"
+SDK_GPU = f"{SDK}/sample_attestation_data/gpu"
+NONCE_931D = "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb"
+
+
+def test_bad_signature_without_rims_is_evidence_failure_not_missing_collateral(
+    vectors: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No RIMs offline: a report that does not verify with its chain is still "evidence invalid" (1)
+    # at the signature step, never "collateral unavailable" (3).
+    args = [
+        "verify",
+        "gpu",
+        "--report",
+        str(vectors / SDK_GPU / "hopperAttestationReportInvalidSignature.txt"),
+        "--certs",
+        str(vectors / SDK_GPU / "hopperCertChain.txt"),
+        "--nonce",
+        NONCE_931D,
+        "--offline",
+        "--at",
+        "2025-06-01T00:00:00Z",
+    ]
+    assert _main(monkeypatch, *args) == 1
+    doc = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    assert doc["error"]["error"] == "SignatureError" and doc["error"]["step"] == "(2) report signature"
+    # The genuine report of that chain's GPU: bound to another nonce it fails at the nonce step (1);
+    # with its own nonce it passes steps (1)-(5) and only then lacks its RIMs (3).
+    from ccai.evidence import load_report, parse_attestation_report
+
+    report = vectors / SDK_GPU / "hopperAttestationReport.txt"
+    genuine = [str(report) if a == args[3] else a for a in args]
+    assert _main(monkeypatch, *genuine) == 1
+    own_nonce = parse_attestation_report(load_report(report.read_bytes())).nonce.hex()
+    assert _main(monkeypatch, *[own_nonce if a == NONCE_931D else a for a in genuine]) == 3
+
+
 def test_usage_errors_exit_2(vectors: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     args = _vector_args(vectors)
     args[args.index("--nonce") + 1] = "abc"

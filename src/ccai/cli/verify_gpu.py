@@ -43,7 +43,14 @@ if TYPE_CHECKING:
     from ccai.evidence import GpuEvidence
     from ccai.verify import GpuTrustAnchors, Policy, VerifiedEvidence
 
-__all__ = ["build_policy", "gpu_command", "report_outcome", "run_verification", "simulated_anchors"]
+__all__ = [
+    "build_policy",
+    "evidence_failure",
+    "gpu_command",
+    "report_outcome",
+    "run_verification",
+    "simulated_anchors",
+]
 
 
 class _ExplicitRims:
@@ -147,6 +154,36 @@ def gather(
         collateral=bundle, rim_dir=rim_dir, offline=offline, first=_ExplicitRims(explicit)
     )
     return gather_gpu_collateral(items, source, now=now, check_revocation=check_revocation)
+
+
+def evidence_failure(
+    items: Sequence[GpuEvidence], *, nonce: bytes, now: datetime, allow_simulated: bool
+) -> Error | None:
+    """Run the evidence-only steps (1)-(5) with no collateral; the error they raise, if any.
+
+    Used when collateral could not be gathered: a forged, foreign or unbound report is reported
+    as evidence failure (exit 1) at its step, and only genuine-looking evidence as "collateral
+    unavailable" (exit 3).
+    """
+    from ccai.collateral import GpuCollateral
+    from ccai.errors import CollateralError
+    from ccai.verify import default_policy, verify_gpu_evidence
+
+    try:
+        verify_gpu_evidence(
+            items,
+            nonce=nonce,
+            collateral=GpuCollateral(ocsp_checked=False),
+            now=now,
+            policy=default_policy(allow_unchecked_revocation=True),
+            allow_simulated=allow_simulated,
+            simulated_anchors=simulated_anchors() if allow_simulated else None,
+        )
+    except CollateralError:
+        return None
+    except Error as exc:
+        return exc
+    return None
 
 
 def _details(verified: VerifiedEvidence) -> dict[str, str]:
@@ -295,15 +332,22 @@ def gpu_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line 
     check_claims_version(claims_version)
     now = verification_time(at)
     items = _load_items(evidence, report, certs, nonce_bytes)
-    gathered = gather(
-        items,
-        now=now,
-        driver_rim=driver_rim,
-        vbios_rim=vbios_rim,
-        rim_dir=rim_dir,
-        bundle=collateral,
-        offline=offline,
-    )
+    try:
+        gathered = gather(
+            items,
+            now=now,
+            driver_rim=driver_rim,
+            vbios_rim=vbios_rim,
+            rim_dir=rim_dir,
+            bundle=collateral,
+            offline=offline,
+        )
+    except CollateralUnavailable:
+        failure = evidence_failure(items, nonce=nonce_bytes, now=now, allow_simulated=allow_simulated)
+        if failure is None:
+            raise
+        report_outcome(verified=None, error=failure, as_json=as_json, title="GPU evidence")
+        raise failure from None
     run_verification(
         items,
         nonce=nonce_bytes,
