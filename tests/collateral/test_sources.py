@@ -179,6 +179,16 @@ def test_chain_falls_through_and_reports_every_reason(tmp_path: Path, server: st
     assert "not in directory" in str(info.value.actual) and "not found" in str(info.value.actual)
 
 
+def test_nested_chain_keeps_the_transport_error_and_url(tmp_path: Path) -> None:
+    # The CLI nests chains (command-line RIMs, then the default sources): the innermost detail —
+    # connection refused, and where — must survive to the message people read.
+    inner = SourceChain([RimServiceClient("http://127.0.0.1:1")])
+    with pytest.raises(CollateralUnavailable) as info:
+        SourceChain([RimDirectory(tmp_path), inner]).rim(RIM_ID)
+    actual = str(info.value.actual)
+    assert "not in directory" in actual and "ConnectError" in actual and "127.0.0.1:1/v1/rim/" in actual
+
+
 def test_offline_default_source_with_nothing_available(pki: Any) -> None:
     source = default_gpu_source(offline=True)
     with pytest.raises(CollateralUnavailable):

@@ -12,6 +12,13 @@ from ccai.errors import CollateralUnavailable
 __all__ = ["SourceChain"]
 
 
+def _reason(exc: CollateralUnavailable) -> str:
+    """One source's reason, with its detail (the URL asked, a nested chain's reasons) kept."""
+    if exc.actual is None or str(exc.actual) in exc.message:
+        return exc.message
+    return f"{exc.message} ({exc.actual})"
+
+
 class SourceChain:
     """Asks each source in turn; the first answer wins.
 
@@ -39,7 +46,7 @@ class SourceChain:
             try:
                 return source.rim(rim_id)
             except CollateralUnavailable as exc:
-                reasons.append(exc.message)
+                reasons.append(_reason(exc))
         raise CollateralUnavailable(
             f"RIM {rim_id} is not available from any source",
             actual="; ".join(reasons) or "no sources configured",
@@ -57,7 +64,7 @@ class SourceChain:
             try:
                 return source.ocsp(cert, issuer, nonce=nonce)
             except CollateralUnavailable as exc:
-                reasons.append(exc.message)
+                reasons.append(_reason(exc))
         raise CollateralUnavailable(
             f"OCSP response for {cert.subject.rfc4514_string()} is not available",
             actual="; ".join(reasons) or "no sources configured",
