@@ -106,6 +106,22 @@ def test_attest_snp_single_gpu(tmp_path: Path) -> None:
     assert code == 0, out
 
 
+def test_collateral_fetch_failure_is_exit_3_and_marks_no_step_failed(tmp_path: Path) -> None:
+    # Fetching collateral happens before step (1); its failure must not show as "(1) bundle and nonce ✗".
+    bundle = tmp_path / "bare.json"
+    code, out = _run("attest", "--simulate", "snp", "--gpus", "1", "--nonce", NONCE, "-o", str(bundle))
+    assert code == 0, out
+    dead = ["--rim-service-url", "http://127.0.0.1:1", "--ocsp-url", "http://127.0.0.1:1/ocsp"]
+    code, out = _run("verify", str(bundle), "--allow-simulated", *dead)
+    assert code == 3, out
+    assert "✗" not in out and "(1) bundle and nonce" not in out
+    code, out = _run("verify", str(bundle), "--allow-simulated", *dead, "--json")
+    assert code == 3, out
+    doc, _ = json.JSONDecoder().raw_decode(out[out.index("{") :])  # the error message follows on stderr
+    assert {row["status"] for row in doc["steps"]} == {"not run"}
+    assert doc["result"] == "fail"
+
+
 def test_cpu_only_bundle_with_collateral_marks_gpu_step_skipped(tmp_path: Path) -> None:
     # Regression: --gpus 0 --with-collateral crashed (the dev collateral server was given no GPU).
     bundle = tmp_path / "cpu.json"

@@ -104,14 +104,22 @@ def _policies(path: Path | None) -> dict[str, Any]:
 
 
 def _report(
-    trace: list[tuple[str, str]], verified: VerifiedEvidence | None, error: Error | None, *, as_json: bool
+    trace: list[tuple[str, str]],
+    verified: VerifiedEvidence | None,
+    error: Error | None,
+    *,
+    as_json: bool,
+    before_steps: bool = False,
 ) -> None:
     from ccai.verify import COMPOSITE_STEPS
 
     done = {step for step, _ in trace}
     # The composite verifier stops at the first step that raised: the first step it did not finish.
-    failed = next((step for step in COMPOSITE_STEPS if step not in done), None)
+    # An error before it started (fetching collateral) belongs to no step.
+    failed = None if before_steps else next((step for step in COMPOSITE_STEPS if step not in done), None)
     rows = rows_from_trace(COMPOSITE_STEPS, trace, error, failed=failed)
+    if before_steps and not as_json:
+        return  # nothing was checked; the error message says what is missing
     if as_json:
         claims = None
         simulated = {}
@@ -166,6 +174,7 @@ def bundle_command(  # noqa: PLR0917 - Typer maps each parameter to a command-li
     kwargs = _policies(policy)
     trace: list[tuple[str, str]] = []
     verified = None
+    verifying = False
     try:
         coll = _load_collateral(collateral) if collateral is not None else loaded.collateral
         if coll is None and not offline:
@@ -186,6 +195,7 @@ def bundle_command(  # noqa: PLR0917 - Typer maps each parameter to a command-li
             from ccai.collateral import CollateralBundle, GpuCollateral
 
             coll = CollateralBundle(gpu=GpuCollateral(rims={}, ocsp={}, ocsp_checked=False))
+        verifying = True
         verified = verify_composite(
             loaded,
             now=now,
@@ -198,6 +208,6 @@ def bundle_command(  # noqa: PLR0917 - Typer maps each parameter to a command-li
             **kwargs,
         )
     except Error as exc:
-        _report(trace, None, exc, as_json=as_json)
+        _report(trace, None, exc, as_json=as_json, before_steps=not verifying)
         raise
     _report(trace, verified, None, as_json=as_json)
