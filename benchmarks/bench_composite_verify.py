@@ -1,0 +1,144 @@
+"""Median verification time of composite bundles (virtual TDX / SNP VM + virtual GPUs, collateral embedded).
+
+Each bundle is collected the way `ccai attest --simulate tdx|snp --gpus N --with-collateral` does it (the
+collateral comes from ccai's dev collateral server over HTTP) and round-tripped through its JSON file
+layout. Timed per bundle, median of --runs after a warm-up:
+
+* ``GPU only``: :func:`ccai.verify.verify_gpu_evidence` on the bundle's GPU evidence and embedded GPU
+  collateral with the derived GPU nonce — the in-run baseline (what `ccai verify gpu` costs);
+* ``composite``: :func:`ccai.verify.verify_composite` — CPU quote/report, binding and every GPU;
+* ``load + composite``: the same after parsing the bundle JSON each time (what `ccai verify BUNDLE`
+  costs without process start-up);
+* ``composite, cold caches``: the device-chain and RIM caches emptied before every run (the first
+  verification of a new GPU / driver in a long-running verifier).
+
+A bundle with 0 GPUs times the CPU evidence and the binding alone (goal, issue 4: ≤ 10 ms); composite
+minus GPU only is the same cost inside a GPU bundle, but on a busy machine that difference drowns in noise.
+Prints numbers; asserts nothing about time.
+
+    .venv/bin/python benchmarks/bench_composite_verify.py [--runs 100] [--gpus 0,1,8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ccai._time import utcnow
+from ccai.attest import derive_gpu_nonce, dump_evidence_bundle, load_evidence_bundle, open_virtual_vm
+from ccai.cli.attest_composite import collect_bundle
+from ccai.verify import GpuTrustAnchors, verify_composite, verify_gpu_evidence
+from ccai.verify._gpu_certs import _DEVICE_CHAIN_CACHE
+from ccai.verify._rim_check import _CACHE as _RIM_CACHE
+
+NONCE = bytes(range(32))
+
+
+def _median_ms(fn: Callable[[], object], runs: int, before: Callable[[], None] | None = None) -> float:
+    for _ in range(max(3, runs // 20)):
+        fn()
+    samples = []
+    for _ in range(runs):
+        if before is not None:
+            before()
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(samples)
+
+
+def _clear_caches() -> None:
+    _DEVICE_CHAIN_CACHE.clear()
+    _RIM_CACHE.clear()
+
+
+def _bench(tee: str, gpus: int, runs: int, root: Path) -> list[tuple[str, float]]:
+    home = root / f"{tee}-{gpus}"
+    home.mkdir()
+    os.environ["CCAI_HOME"] = str(home)
+    bundle = collect_bundle(nonce=NONCE, simulate=tee, gpus=gpus, bind_keys=[], with_collateral=True)
+    raw = dump_evidence_bundle(bundle)
+    bundle = load_evidence_bundle(raw)
+    cpu, backend = open_virtual_vm(tee=tee, gpus=gpus, home=home)
+    roots = backend.trust_anchors()
+    gpu_anchors = GpuTrustAnchors.simulated_from_pem(
+        device_root_pem=roots.device_root_pem, rim_root_pem=roots.rim_root_pem
+    )
+    anchors: dict[str, Any] = {
+        "simulated_gpu_anchors": gpu_anchors,
+        "simulated_cpu_anchors": cpu.trust_anchors(),
+    }
+    now = utcnow()
+    assert bundle.collateral is not None
+
+    def gpu_only() -> object:
+        assert bundle.collateral is not None
+        return verify_gpu_evidence(
+            bundle.gpus,
+            nonce=derive_gpu_nonce(NONCE),
+            collateral=bundle.collateral.gpu,
+            now=now,
+            allow_simulated=True,
+            simulated_anchors=gpu_anchors,
+        )
+
+    def composite() -> object:
+        return verify_composite(bundle, now=now, expected_nonce=NONCE, allow_simulated=True, **anchors)
+
+    def load_and_composite() -> object:
+        loaded = load_evidence_bundle(raw)
+        return verify_composite(loaded, now=now, expected_nonce=NONCE, allow_simulated=True, **anchors)
+
+    composite()  # fails loudly here rather than timing an error path
+    name = f"{tee.upper()} + {gpus} GPU"
+    rows: list[tuple[str, float]] = []
+    if gpus:
+        rows.append((f"{name}: GPU only (baseline)", _median_ms(gpu_only, runs)))
+    rows += [
+        (
+            f"{name}: composite" + ("" if gpus else " (CPU evidence + binding only)"),
+            _median_ms(composite, runs),
+        ),
+        (f"{name}: load JSON ({len(raw) / 1024:.0f} KiB) + composite", _median_ms(load_and_composite, runs)),
+    ]
+    if gpus:
+        rows.append(
+            (
+                f"{name}: composite, cold caches",
+                _median_ms(composite, max(5, runs // 5), before=_clear_caches),
+            )
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--gpus", default="0,1,8", help="GPU counts per bundle, comma-separated")
+    args = parser.parse_args()
+    counts = [int(x) for x in args.gpus.split(",") if x.strip()]
+    rows: list[tuple[str, float]] = []
+    with tempfile.TemporaryDirectory(prefix="ccai-bench-composite-") as tmp:
+        for tee in ("tdx", "snp"):
+            for gpus in counts:
+                rows += _bench(tee, gpus, args.runs, Path(tmp))
+    import cryptography
+
+    print(
+        f"composite verification, median of {args.runs} runs; {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, cryptography {cryptography.__version__}"
+    )
+    width = max(len(name) for name, _ in rows)
+    for name, ms in rows:
+        print(f"{name:<{width}}  {ms:8.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
