@@ -50,7 +50,10 @@ class SourceChain:
         raise CollateralUnavailable(
             f"RIM {rim_id} is not available from any source",
             actual="; ".join(reasons) or "no sources configured",
-            hint="supply it with --rim-dir, a collateral bundle (ccai collateral fetch), or network access",
+            hint=(
+                "supply it from a RIM directory, an offline collateral bundle (ccai collateral fetch, "
+                "ccai attest --with-collateral), or network access"
+            ),
         )
 
     def ocsp(self, cert: x509.Certificate, issuer: x509.Certificate, *, nonce: bytes | None) -> bytes:
