@@ -4,72 +4,48 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from ccai.cli.__main__ import main
 
-
-def _run(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
-) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["ccai", *map(str, args)])
-    with pytest.raises(SystemExit) as info:
-        main()
-    out = capsys.readouterr()
-    code = info.value.code
-    return (code if isinstance(code, int) else 0), out.out, out.err
+Run = Callable[..., tuple[int, str, str]]
 
 
-def test_tdx_pass_json(
-    vectors: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.fixture
+def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
+    """Run ``ccai ARGS…`` through the real entry point; return (exit code, stdout, stderr)."""
+
+    def _run(*args: object) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["ccai", *map(str, args)])
+        with pytest.raises(SystemExit) as info:
+            main()
+        out = capsys.readouterr()
+        code = info.value.code
+        return (code if isinstance(code, int) else 0), out.out, out.err
+
+    return _run
+
+
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "table"])
+def test_tdx_pass(vectors: Path, run: Run, as_json: bool) -> None:
     v = vectors / "cpu/tdx/dcap-qvl"
-    code, out, _ = _run(
-        monkeypatch,
-        capsys,
-        "verify",
-        "tdx",
-        v / "tdx_quote",
-        "--collateral",
-        v / "tdx_quote_collateral.json",
-        "--at",
-        "2025-06-20T00:00:00Z",
-        "--json",
-    )
+    args = ["verify", "tdx", v / "tdx_quote", "--collateral", v / "tdx_quote_collateral.json"]
+    code, out, _ = run(*args, "--at", "2025-06-20T00:00:00Z", *(["--json"] if as_json else []))
     assert code == 0
-    doc = json.loads(out)
-    assert doc["result"] == "pass"
-    assert doc["claims"]["tcb_status"] == "UpToDate"
-    assert [s["status"] for s in doc["steps"]].count("ok") == 10
+    if as_json:
+        doc = json.loads(out)
+        assert doc["result"] == "pass"
+        assert doc["claims"]["tcb_status"] == "UpToDate"
+        assert [s["status"] for s in doc["steps"]].count("ok") == 10
+    else:
+        assert "✓" in out and "(9) TCB level" in out and "PASS" in out
 
 
-def test_tdx_human_table(
-    vectors: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    v = vectors / "cpu/tdx/dcap-qvl"
-    code, out, _ = _run(
-        monkeypatch,
-        capsys,
-        "verify",
-        "tdx",
-        v / "tdx_quote",
-        "--collateral",
-        v / "tdx_quote_collateral.json",
-        "--at",
-        "2025-06-20T00:00:00Z",
-    )
-    assert code == 0
-    assert "✓" in out and "(9) TCB level" in out and "PASS" in out
-
-
-def test_tdx_debug_fails_exit_1(
-    vectors: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, out, err = _run(
-        monkeypatch,
-        capsys,
+def test_tdx_debug_fails_exit_1(vectors: Path, run: Run) -> None:
+    code, out, err = run(
         "verify",
         "tdx",
         vectors / "cpu/tdx/trustee/tdx_quote_4.dat",
@@ -91,23 +67,15 @@ def test_tdx_debug_fails_exit_1(
     assert "debug TD" in err
 
 
-def test_tdx_without_collateral_exit_3(
-    vectors: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, _, err = _run(
-        monkeypatch, capsys, "verify", "tdx", vectors / "cpu/tdx/dcap-qvl/tdx_quote", "--at", "2025-06-20"
-    )
+def test_tdx_without_collateral_exit_3(vectors: Path, run: Run) -> None:
+    code, _, err = run("verify", "tdx", vectors / "cpu/tdx/dcap-qvl/tdx_quote", "--at", "2025-06-20")
     assert code == 3
     assert "CollateralUnavailable" in err
 
 
-def test_tdx_signatures_only_with_ccel(
-    vectors: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_tdx_signatures_only_with_ccel(vectors: Path, run: Run) -> None:
     base = vectors / "cpu/tdx/go-tdx-guest/ccel"
-    code, out, _ = _run(
-        monkeypatch,
-        capsys,
+    code, out, _ = run(
         "verify",
         "tdx",
         base / "cos-113-tdx-quote.dat",
@@ -126,16 +94,13 @@ def test_tdx_signatures_only_with_ccel(
 def test_tdx_hex_json_quote_and_policy(
     vectors: Path,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    run: Run,
     nested: bool,
 ) -> None:
     tdx = {"mr_td": ["00" * 48]}
     policy = tmp_path / "policy.json"
     policy.write_text(json.dumps({"tdx": tdx, "snp": {}} if nested else tdx))
-    code, out, _ = _run(
-        monkeypatch,
-        capsys,
+    code, out, _ = run(
         "verify",
         "tdx",
         vectors / "cpu/tdx/dstack/quote-report.json",
@@ -151,22 +116,16 @@ def test_tdx_hex_json_quote_and_policy(
     assert json.loads(out)["error"]["error"] == "MeasurementMismatch"
 
 
-def test_tdx_bad_usage_exit_2(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, _, _ = _run(monkeypatch, capsys, "verify", "tdx", tmp_path / "missing.dat")
+def test_tdx_bad_usage_exit_2(tmp_path: Path, run: Run) -> None:
+    code, _, _ = run("verify", "tdx", tmp_path / "missing.dat")
     assert code == 2
-    code, _, _ = _run(monkeypatch, capsys, "verify", "tdx", tmp_path, "--at", "yesterday")
+    code, _, _ = run("verify", "tdx", tmp_path, "--at", "yesterday")
     assert code == 2
 
 
-def test_snp_pass_and_hex(
-    vectors: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_snp_pass_and_hex(vectors: Path, run: Run) -> None:
     v = vectors / "cpu/snp/virtee-sev"
-    code, out, _ = _run(
-        monkeypatch,
-        capsys,
+    code, out, _ = run(
         "verify",
         "snp",
         v / "report_milan.hex",
@@ -183,13 +142,9 @@ def test_snp_pass_and_hex(
     assert doc["claims"]["reported_tcb"] == {"blSPL": 3, "teeSPL": 0, "snpSPL": 8, "ucodeSPL": 115}
 
 
-def test_snp_azure_offset(
-    vectors: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_snp_azure_offset(vectors: Path, run: Run) -> None:
     v = vectors / "cpu/snp/trustee/az-snp-vtpm-genoa"
-    code, out, _ = _run(
-        monkeypatch,
-        capsys,
+    code, out, _ = run(
         "verify",
         "snp",
         v / "hcl-report.bin",
@@ -204,13 +159,9 @@ def test_snp_azure_offset(
     assert "Genoa" in out and "PASS" in out
 
 
-def test_snp_debug_policy_exit_1(
-    vectors: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_snp_debug_policy_exit_1(vectors: Path, run: Run) -> None:
     v = vectors / "cpu/snp/go-sev-guest"
-    code, out, _ = _run(
-        monkeypatch,
-        capsys,
+    code, out, _ = run(
         "verify",
         "snp",
         v / "attestation.bin",
@@ -223,10 +174,6 @@ def test_snp_debug_policy_exit_1(
     assert "✗" in out and "(6) policy" in out
 
 
-def test_snp_without_vcek_exit_3(
-    vectors: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, _, _ = _run(
-        monkeypatch, capsys, "verify", "snp", vectors / "cpu/snp/teekit/sev-gcp.bin", "--at", "2026-01-01"
-    )
+def test_snp_without_vcek_exit_3(vectors: Path, run: Run) -> None:
+    code, _, _ = run("verify", "snp", vectors / "cpu/snp/teekit/sev-gcp.bin", "--at", "2026-01-01")
     assert code == 3
