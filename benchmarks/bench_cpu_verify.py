@@ -3,7 +3,7 @@
 Goal (DESIGN.md): ≤ 10 ms median each. Baseline in the same run: dcap-qvl (Rust, PyPI) on the same
 TDX quote and collateral, when installed. Prints numbers; asserts nothing about time.
 
-    .venv/bin/python benchmarks/bench_cpu_verify.py [--runs 200] [--vectors ../shared/vectors]
+    .venv/bin/python benchmarks/bench_cpu_verify.py [--runs 200] [--vectors tests/vectors]
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def _measure(fn: Callable[[], object], runs: int) -> tuple[float, float, float]:
 
 def main() -> None:
     default_vectors = os.environ.get("CCAI_VECTORS") or str(
-        Path(__file__).resolve().parents[2] / "shared/vectors"
+        Path(__file__).resolve().parents[1] / "tests/vectors"
     )
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)

@@ -2,7 +2,7 @@
 
 Prints median and p90 wall time per call on one core. Usage::
 
-    .venv/bin/python benchmarks/bench_evidence_parse.py [--vectors ../shared/vectors] [--n 2000]
+    .venv/bin/python benchmarks/bench_evidence_parse.py [--vectors tests/vectors] [--n 2000]
 """
 
 from __future__ import annotations
@@ -39,9 +39,7 @@ def measure(fn: Callable[[], object], n: int) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument(
-        "--vectors", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "vectors"
-    )
+    ap.add_argument("--vectors", type=Path, default=Path(__file__).resolve().parents[1] / "tests" / "vectors")
     ap.add_argument("--n", type=int, default=2000)
     args = ap.parse_args()
     v: Path = args.vectors

@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-VECTORS = Path(os.environ.get("CCAI_VECTORS") or REPO.parent / "shared" / "vectors")
+VECTORS = Path(os.environ.get("CCAI_VECTORS") or REPO / "tests" / "vectors")
 NVT0 = (
     VECTORS
     / "nvtrust/NVIDIA_nvtrust@0ab869a/guest_tools/gpu_verifiers/local_gpu_verifier/src/verifier/samples"

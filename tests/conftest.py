@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _vectors_root() -> Path:
     env = os.environ.get("CCAI_VECTORS")
-    return Path(env) if env else REPO.parent / "shared" / "vectors"
+    return Path(env) if env else REPO / "tests" / "vectors"
 
 
 VECTORS = _vectors_root()
@@ -21,7 +21,7 @@ VECTORS = _vectors_root()
 
 @pytest.fixture(scope="session")
 def vectors() -> Path:
-    """Root of the real evidence vectors (``../shared/vectors`` beside the checkout, or $CCAI_VECTORS)."""
+    """Root of the real evidence vectors (the project's copy in ``tests/vectors``, or $CCAI_VECTORS)."""
     if not VECTORS.is_dir():
         pytest.fail(f"real vectors not found at {VECTORS}; set CCAI_VECTORS")
     return VECTORS

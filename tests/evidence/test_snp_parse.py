@@ -1,4 +1,4 @@
-"""SEV-SNP report and VCEK/VLEK extension parsing on the real vectors (shared/vectors/cpu/snp)."""
+"""SEV-SNP report and VCEK/VLEK extension parsing on the real vectors (tests/vectors/cpu/snp)."""
 
 from __future__ import annotations
 

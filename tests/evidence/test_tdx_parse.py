@@ -1,4 +1,4 @@
-"""TDX quote, PCK extension and event-log parsing on the real vectors (shared/vectors/cpu/tdx)."""
+"""TDX quote, PCK extension and event-log parsing on the real vectors (tests/vectors/cpu/tdx)."""
 
 from __future__ import annotations
 
@@ -180,7 +180,7 @@ def test_random_bytes_raise_only_evidence_error(data: bytes) -> None:
 
 def _vectors_root() -> Path:
     env = os.environ.get("CCAI_VECTORS")
-    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "vectors"
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "vectors"
 
 
 _DCAP_QUOTE = _vectors_root() / "cpu" / "tdx" / "dcap-qvl" / "tdx_quote"

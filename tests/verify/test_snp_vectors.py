@@ -1,4 +1,4 @@
-"""Every SEV-SNP vector in shared/vectors/cpu/manifest.json verifies with its chain at a time in its
+"""Every SEV-SNP vector in tests/vectors/cpu/manifest.json verifies with its chain at a time in its
 window; the debug-policy report is rejected; bindings; mutation negatives; policies."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Every TDX vector in shared/vectors/cpu/manifest.json gives its expected result at its pinned time,
+"""Every TDX vector in tests/vectors/cpu/manifest.json gives its expected result at its pinned time,
 plus collateral windows, event-log replay, the real report_data bindings and policy checks."""
 
 from __future__ import annotations
