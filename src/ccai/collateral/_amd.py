@@ -16,9 +16,8 @@ import base64
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
@@ -26,6 +25,10 @@ from cryptography.utils import CryptographyDeprecationWarning
 from ccai.collateral._http import HttpSource, get_ok
 from ccai.errors import CollateralUnavailable, MalformedEvidence
 from ccai.evidence import SnpProduct, SnpReport
+
+if TYPE_CHECKING:
+    import httpx
+
 
 __all__ = [
     "AMD_KDS_URL",

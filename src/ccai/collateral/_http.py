@@ -2,13 +2,19 @@
 
 Every transport failure, timeout or unexpected status becomes :class:`CollateralUnavailable`, so a
 network problem is never reported as "evidence invalid".
+
+httpx is imported by the functions that talk HTTP, not with :mod:`ccai.collateral`: the verifier
+and the offline paths use collateral types without loading an HTTP stack.
 """
 
 from __future__ import annotations
 
-import httpx
+from typing import TYPE_CHECKING
 
 from ccai.errors import CollateralUnavailable
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["DEFAULT_TIMEOUT", "HttpSource", "expect_ok", "get_ok", "http_client", "send"]
 
@@ -25,6 +31,8 @@ def http_client(*, timeout: float = DEFAULT_TIMEOUT, follow_redirects: bool = Fa
         follow_redirects: Follow HTTP redirects (Intel PCS and AMD KDS redirect; NVIDIA's
             services are not allowed to).
     """
+    import httpx
+
     return httpx.Client(
         timeout=timeout, headers={"User-Agent": _USER_AGENT}, follow_redirects=follow_redirects
     )
@@ -71,6 +79,8 @@ def send(client: httpx.Client, request: httpx.Request, *, what: str) -> httpx.Re
     Raises:
         CollateralUnavailable: connection refused, DNS failure, timeout, TLS error.
     """
+    import httpx
+
     try:
         return client.send(request)
     except httpx.HTTPError as exc:
@@ -103,6 +113,8 @@ def get_ok(client: httpx.Client, url: str, *, what: str) -> httpx.Response:
     Raises:
         CollateralUnavailable: a transport error or a status other than 200 (step ``collateral``).
     """
+    import httpx
+
     try:
         response = client.get(url)
     except httpx.HTTPError as exc:

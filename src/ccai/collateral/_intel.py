@@ -20,15 +20,18 @@ import json
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ccai.collateral._http import HttpSource, get_ok
 from ccai.errors import CollateralUnavailable, MalformedEvidence
 from ccai.evidence import TdxQuote, parse_pck_extensions
+
+if TYPE_CHECKING:
+    import httpx
+
 
 __all__ = [
     "INTEL_PCS_URL",

@@ -10,14 +10,18 @@ refuses answers that are not an OCSP response at all, or that carry no status, b
 from __future__ import annotations
 
 import secrets
+from typing import TYPE_CHECKING
 
-import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
 from ccai.collateral._http import DEFAULT_TIMEOUT, HttpSource, expect_ok, send
 from ccai.errors import CollateralUnavailable
+
+if TYPE_CHECKING:
+    import httpx
+
 
 __all__ = ["DEFAULT_OCSP_URL", "OCSP_NONCE_SIZE", "OcspClient", "build_ocsp_request", "new_ocsp_nonce"]
 

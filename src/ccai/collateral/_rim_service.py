@@ -11,14 +11,18 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-import httpx
 from cryptography import x509
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ccai.collateral._http import DEFAULT_TIMEOUT, HttpSource, expect_ok, send
 from ccai.errors import CollateralUnavailable, UsageError
+
+if TYPE_CHECKING:
+    import httpx
+
 
 __all__ = ["DEFAULT_RIM_SERVICE_URL", "RimServiceClient", "check_rim_id"]
 
