@@ -17,16 +17,16 @@ os.environ.setdefault("CCAI_HOME", tempfile.mkdtemp(prefix="ccai-bench-"))
 
 from ccai._time import utcnow
 from ccai.collateral import CollateralCache, default_gpu_source, gather_gpu_collateral
-from ccai.device._virtual import VirtualGpuBackend
 from ccai.evidence import GpuEvidence
-from ccai.service._dev_collateral import (
+from ccai.token import TokenSigner, issue_token, jwks, verify_token
+from ccai.verify._ocsp_check import check_chain_ocsp
+from ccai.verify._result import VerifiedGpu, _issue
+from ccai.virtual import (
+    VirtualGpuBackend,
     create_dev_collateral_app,
     run_in_background,
     settings_for_virtual_gpu,
 )
-from ccai.token import TokenSigner, issue_token, jwks, verify_token
-from ccai.verify._ocsp_check import check_chain_ocsp
-from ccai.verify._result import VerifiedGpu, _issue
 
 
 def median_ms(fn: Callable[[], Any], *, runs: int) -> float:

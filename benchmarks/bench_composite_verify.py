@@ -32,11 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from ccai._time import utcnow
-from ccai.attest import derive_gpu_nonce, dump_evidence_bundle, load_evidence_bundle, open_virtual_vm
 from ccai.cli.attest_composite import collect_bundle
+from ccai.collateral import load_embedded_collateral
+from ccai.evidence import derive_gpu_nonce, dump_evidence_bundle, load_evidence_bundle
 from ccai.verify import GpuTrustAnchors, verify_composite, verify_gpu_evidence
 from ccai.verify._gpu_certs import _DEVICE_CHAIN_CACHE
 from ccai.verify._rim_check import _CACHE as _RIM_CACHE
+from ccai.virtual import open_virtual_vm
 
 NONCE = bytes(range(32))
 
@@ -76,14 +78,15 @@ def _bench(tee: str, gpus: int, runs: int, root: Path) -> list[tuple[str, float]
         "simulated_cpu_anchors": cpu.trust_anchors(),
     }
     now = utcnow()
-    assert bundle.collateral is not None
+    collateral = load_embedded_collateral(bundle)
+    assert collateral is not None
+    gpu_collateral = collateral.gpu
 
     def gpu_only() -> object:
-        assert bundle.collateral is not None
         return verify_gpu_evidence(
             bundle.gpus,
             nonce=derive_gpu_nonce(NONCE),
-            collateral=bundle.collateral.gpu,
+            collateral=gpu_collateral,
             now=now,
             allow_simulated=True,
             simulated_anchors=gpu_anchors,

@@ -11,7 +11,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ccai.device import Architecture, VirtualGpuBackend
+from ccai.device import Architecture
+from ccai.virtual import VirtualGpuBackend
 
 
 def _median_ms(fn: Callable[[], object], repeat: int) -> float:

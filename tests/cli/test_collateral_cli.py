@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ccai.device._virtual import VirtualGpuBackend
 from ccai.evidence import GpuEvidence, dump_evidence_json
+from ccai.virtual import VirtualGpuBackend
 
 
 def _ccai(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

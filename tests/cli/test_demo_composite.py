@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ccai.attest import load_evidence_bundle
 from ccai.cli.demo import run_demo
 from ccai.cli.gpu import ArchChoice
+from ccai.collateral import load_embedded_collateral
+from ccai.evidence import load_evidence_bundle
 
 
 def test_demo_verifies_the_composite_bundle(tmp_path: Path) -> None:
@@ -19,4 +20,5 @@ def test_demo_verifies_the_composite_bundle(tmp_path: Path) -> None:
     assert verified["swapped_gpu_evidence"] == "rejected: BindingError"
     bundle = load_evidence_bundle((tmp_path / "demo-bundle.json").read_bytes())
     assert bundle.nonce == b"\x42" * 32 and bundle.cpu is not None and bundle.cpu.type == "tdx"
-    assert bundle.collateral is not None and "tdx" in bundle.collateral.cpu
+    collateral = load_embedded_collateral(bundle)
+    assert collateral is not None and "tdx" in collateral.cpu

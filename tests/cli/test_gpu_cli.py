@@ -13,9 +13,11 @@ from typer.testing import CliRunner
 from ccai.cli.__main__ import main
 from ccai.cli.app import app
 from ccai.cli.demo import check_report
-from ccai.cli.gpu import parse_nonce, parse_size
-from ccai.errors import NonceMismatch, SignatureError, UsageError
+from ccai.cli.gpu import open_gpu, parse_nonce, parse_size
+from ccai.device import GpuBackend
+from ccai.errors import DriverNotFound, NonceMismatch, SignatureError, UsageError
 from ccai.evidence import parse_evidence_json
+from ccai.virtual import VirtualGpuBackend
 
 NONCE = "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb"
 
@@ -250,3 +252,12 @@ def test_parse_size(text: str, size: int) -> None:
 def test_parse_size_rejects(text: str) -> None:
     with pytest.raises(UsageError):
         parse_size(text)
+
+
+def test_open_gpu_picks_the_implementation() -> None:
+    with pytest.raises(DriverNotFound), open_gpu(simulate=False):
+        pass
+    with open_gpu(simulate=True) as backend:
+        assert isinstance(backend, VirtualGpuBackend)
+        assert isinstance(backend, GpuBackend)
+        assert backend.status().simulated is True

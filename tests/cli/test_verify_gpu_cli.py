@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 
 from ccai.cli.__main__ import main
 from ccai.cli.app import app
-from ccai.device import CcMode, VirtualFault, VirtualGpuBackend
+from ccai.device import CcMode
 from ccai.token import keys_from_jwks, parse_detached_eat, verify_es384
+from ccai.virtual import VirtualFault, VirtualGpuBackend
 
 NVT0 = "nvtrust/NVIDIA_nvtrust@0ab869a/guest_tools/gpu_verifiers/local_gpu_verifier/src/verifier/samples"
 NVT = "nvtrust/NVIDIA_nvtrust@0281730/guest_tools/gpu_verifiers/local_gpu_verifier/src/verifier/samples"

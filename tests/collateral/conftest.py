@@ -13,11 +13,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ccai.errors import CollateralUnavailable
-from ccai.service._dev_collateral import (
+from ccai.virtual import (
     DevCollateralSettings,
     OcspIssuer,
     OcspResponder,
-    Revocation,
+    OcspRevocation,
     create_dev_collateral_app,
     run_in_background,
 )
@@ -73,13 +73,13 @@ class Pki:
     delegate_key: ec.EllipticCurvePrivateKey
     other_key: ec.EllipticCurvePrivateKey
 
-    def revocation(self, issuer: x509.Certificate, serial: int) -> Revocation | None:
+    def revocation(self, issuer: x509.Certificate, serial: int) -> OcspRevocation | None:
         if serial == self.revoked.serial_number:
-            return Revocation(
+            return OcspRevocation(
                 revoked_at=datetime(2025, 1, 1, tzinfo=UTC), reason=x509.ReasonFlags.key_compromise
             )
         if serial == self.held.serial_number:
-            return Revocation(
+            return OcspRevocation(
                 revoked_at=datetime(2025, 2, 1, tzinfo=UTC), reason=x509.ReasonFlags.certificate_hold
             )
         return None

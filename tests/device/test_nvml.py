@@ -21,8 +21,6 @@ from ccai.device import (
     GpuBackend,
     MultiGpuMode,
     NvmlBackend,
-    VirtualGpuBackend,
-    open_backend,
 )
 from ccai.device._nvml import NO_DRIVER_MESSAGE, map_nvml_error, normalize_pem_chain
 from ccai.errors import (
@@ -191,15 +189,6 @@ def test_open_without_driver_raises_driver_not_found() -> None:
         NvmlBackend.open()
     assert info.value.message == NO_DRIVER_MESSAGE
     assert "--simulate" in str(info.value)
-
-
-def test_open_backend_picks_the_implementation() -> None:
-    with pytest.raises(DriverNotFound):
-        open_backend(simulate=False)
-    backend = open_backend(simulate=True)
-    assert isinstance(backend, VirtualGpuBackend)
-    assert isinstance(backend, GpuBackend)
-    assert backend.status().simulated is True
 
 
 # -- error mapping with pynvml's real error classes --------------------------------------------

@@ -17,7 +17,8 @@ import pytest
 
 from ccai.errors import DeviceError, DeviceNotSupported, DriverNotFound, MalformedEvidence, UsageError
 from ccai.evidence import parse_tdx_quote
-from ccai.tee import ConfigfsTsm, VirtualCpuTee, parse_snp_certificate_table
+from ccai.tee import ConfigfsTsm, parse_snp_certificate_table
+from ccai.virtual import VirtualCpuTee
 
 
 class FakeTsmKernel:

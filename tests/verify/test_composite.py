@@ -14,20 +14,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
-from ccai.attest import (
-    BINDING_NONCE_ONLY,
-    EvidenceBundle,
-    bundle_from_nonce_only_pair,
-    collect_composite,
-    composite_report_data,
-    cpu_collateral_section,
-    derive_gpu_nonce,
-    dump_evidence_bundle,
-    gather_composite_collateral,
-    load_evidence_bundle,
-    open_virtual_vm,
-)
-from ccai.device import VirtualGpuBackend
+from ccai.attest import collect_composite, gather_composite_collateral
+from ccai.collateral import cpu_collateral_section, embed_collateral
 from ccai.errors import (
     BindingError,
     CollateralUnavailable,
@@ -35,9 +23,17 @@ from ccai.errors import (
     SimulatedEvidenceRejected,
     UnsupportedEvidence,
 )
-from ccai.service._dev_collateral import settings_for_virtual_gpu
-from ccai.tee import VirtualCpuTee
+from ccai.evidence import (
+    BINDING_NONCE_ONLY,
+    EvidenceBundle,
+    bundle_from_nonce_only_pair,
+    composite_report_data,
+    derive_gpu_nonce,
+    dump_evidence_bundle,
+    load_evidence_bundle,
+)
 from ccai.verify import COMPOSITE_STEPS, GpuTrustAnchors, TdxPolicy, verify_composite
+from ccai.virtual import VirtualCpuTee, VirtualGpuBackend, open_virtual_vm, settings_for_virtual_gpu
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 NONCE = bytes(range(32))
@@ -74,7 +70,7 @@ def _bundle(
     coll = gather_composite_collateral(bundle, now=NOW, gpu_source=_InProcessSource(gpu))
     coll = dataclasses.replace(coll, cpu=cpu_collateral_section(cpu.collateral(NOW)))
     # Round trip through the JSON layout: verification sees exactly what a file holds.
-    return load_evidence_bundle(dump_evidence_bundle(dataclasses.replace(bundle, collateral=coll)))
+    return load_evidence_bundle(dump_evidence_bundle(embed_collateral(bundle, coll)))
 
 
 def _anchors(cpu: VirtualCpuTee, gpu: VirtualGpuBackend) -> dict[str, object]:
@@ -152,7 +148,7 @@ def test_other_keys_and_nonces_are_rejected(tmp_path: Path) -> None:
 
 def test_offline_needs_collateral(tmp_path: Path) -> None:
     cpu, gpu = _vm(tmp_path / "a", "tdx", 1)
-    bundle = dataclasses.replace(_bundle(cpu, gpu), collateral=None)
+    bundle = embed_collateral(_bundle(cpu, gpu), None)
     with pytest.raises(CollateralUnavailable):
         verify_composite(bundle, now=NOW, allow_simulated=True, **_anchors(cpu, gpu))  # type: ignore[arg-type]
 

@@ -10,7 +10,7 @@ import pytest
 
 from ccai._time import utcnow
 from ccai.collateral import GpuCollateral, default_gpu_source, gather_gpu_collateral
-from ccai.device import Architecture, CcMode, VirtualFault, VirtualGpuBackend
+from ccai.device import Architecture, CcMode
 from ccai.errors import (
     CertificateExpired,
     CertificateRevoked,
@@ -23,11 +23,6 @@ from ccai.errors import (
     UsageError,
 )
 from ccai.evidence import GpuEvidence
-from ccai.service._dev_collateral import (
-    create_dev_collateral_app,
-    run_in_background,
-    settings_for_virtual_gpu,
-)
 from ccai.verify import (
     GpuTrustAnchors,
     RevocationGood,
@@ -35,6 +30,13 @@ from ccai.verify import (
     verify_gpu_evidence,
 )
 from ccai.verify._gpu import STEP_CHAIN, STEP_NONCE, STEP_SIGNATURE
+from ccai.virtual import (
+    VirtualFault,
+    VirtualGpuBackend,
+    create_dev_collateral_app,
+    run_in_background,
+    settings_for_virtual_gpu,
+)
 
 
 def _anchors(backend: VirtualGpuBackend) -> GpuTrustAnchors:

@@ -17,7 +17,7 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 from signxml.exceptions import InvalidSignature as XmlInvalidSignature
 from signxml.verifier import XMLVerifier
 
-from ccai.device import Architecture, CcMode, MultiGpuMode, VirtualFault, VirtualGpuBackend
+from ccai.device import Architecture, CcMode, MultiGpuMode
 from ccai.errors import CollateralUnavailable, MalformedEvidence
 from ccai.evidence import (
     AttestationReport,
@@ -27,6 +27,7 @@ from ccai.evidence import (
     parse_rim,
     vbios_rim_id,
 )
+from ccai.virtual import VirtualFault, VirtualGpuBackend
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 NONCE = bytes.fromhex("931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb")

@@ -14,10 +14,9 @@ from ccai.device import (
     CpuCcCapability,
     GpuBackend,
     MultiGpuMode,
-    VirtualFault,
-    VirtualGpuBackend,
 )
 from ccai.errors import DeviceNotSupported, UsageError
+from ccai.virtual import VirtualFault, VirtualGpuBackend
 
 
 def test_open_creates_the_default_system(ccai_home: Path) -> None:

@@ -9,8 +9,8 @@ import pytest
 
 from ccai.errors import ChainError, PolicyViolation, SignatureError, UsageError
 from ccai.evidence import SnpProduct, parse_snp_report, parse_tdx_quote
-from ccai.tee import VirtualCpuTee, open_cpu_tee
 from ccai.verify import AmdRoots, verify_snp_report, verify_tdx_quote
+from ccai.virtual import VirtualCpuTee, open_virtual_vm
 
 NOW = datetime(2027, 2, 3, 4, 5, tzinfo=UTC)
 DATA = bytes(range(64))
@@ -73,8 +73,8 @@ def test_state_persists_and_seeds_are_deterministic(ccai_home: Path, tmp_path: P
         parse_tdx_quote(a.quote(DATA).evidence).pck_chain == parse_tdx_quote(b.quote(DATA).evidence).pck_chain
     )
     assert VirtualCpuTee.open(ccai_home).seed == b"same"
-    switched = open_cpu_tee(simulate="snp", home=ccai_home)
-    assert isinstance(switched, VirtualCpuTee) and switched.tee == "snp" and switched.seed == b"same"
+    switched, _ = open_virtual_vm(tee="snp", gpus=0, home=ccai_home)
+    assert switched.tee == "snp" and switched.seed == b"same"
     (ccai_home / "virtual-tee.json").write_text("{}")
     with pytest.raises(UsageError, match="damaged"):
         VirtualCpuTee.open(ccai_home)

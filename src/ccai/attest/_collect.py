@@ -11,47 +11,45 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import x25519
 
-from ccai.attest._binding import BINDING_V1, composite_report_data, derive_gpu_nonce
-from ccai.attest._bundle import CpuEvidence, EvidenceBundle, cpu_collateral_section
 from ccai.collateral import (
     AmdKdsClient,
     CollateralBundle,
     CollateralSource,
     GpuCollateral,
     IntelPcsClient,
+    cpu_collateral_section,
     gather_gpu_collateral,
 )
 from ccai.errors import DeviceNotSupported, UsageError
-from ccai.evidence import GpuEvidence, SnpProduct, parse_snp_report, parse_tdx_quote
-from ccai.tee import DEFAULT_TEE_SEED, CpuQuote, VirtualCpuTee
+from ccai.evidence import (
+    BINDING_V1,
+    CpuEvidence,
+    EvidenceBundle,
+    GpuEvidence,
+    SnpProduct,
+    composite_report_data,
+    derive_gpu_nonce,
+    parse_snp_report,
+    parse_tdx_quote,
+)
 
 if TYPE_CHECKING:
-    from ccai.device import GpuBackend, VirtualGpuBackend
+    from ccai.device import GpuBackend
+    from ccai.tee import CpuTee
 
 __all__ = [
-    "CpuTee",
     "collect_composite",
     "gather_composite_collateral",
     "keys_from_pem",
-    "open_virtual_vm",
 ]
 
 _ARCH = {"hopper": "HOPPER", "blackwell": "BLACKWELL"}
-
-
-class CpuTee(Protocol):
-    """Anything that returns CPU evidence for 64 report_data bytes (configfs-tsm or the virtual TEE)."""
-
-    def quote(self, report_data: bytes) -> CpuQuote:
-        """A TDX quote or SNP report carrying ``report_data``."""
-        ...
 
 
 def keys_from_pem(pems: Sequence[bytes]) -> tuple[bytes | None, bytes | None]:
@@ -182,46 +180,3 @@ def gather_composite_collateral(
         product = report.product or SnpProduct.MILAN
         cpu = cpu_collateral_section(kds.snp_collateral(report, product))
     return CollateralBundle(gpu=gpu, cpu=cpu, created_at=now)
-
-
-def open_virtual_vm(
-    *, tee: str, gpus: int, home: Path | None = None, seed: str | None = None
-) -> tuple[VirtualCpuTee, VirtualGpuBackend]:
-    """The virtual confidential VM under ``home``: the virtual TDX/SNP guest and its virtual GPUs.
-
-    Existing state is reused when it matches (flavour, GPU count, seed); otherwise both halves are
-    (re)created from one seed — the given one, or the existing TEE's, or the public default.
-
-    Args:
-        tee: ``"tdx"`` or ``"snp"``.
-        gpus: Number of virtual GPUs (0 for a CPU-only VM).
-        home: State directory (default ``$CCAI_HOME``).
-        seed: Seed text for both test PKIs.
-
-    Raises:
-        UsageError: bad flavour or GPU count.
-    """
-    from ccai._home import ccai_home
-    from ccai.device import CcMode, VirtualGpuBackend
-    from ccai.device._virtual import STATE_FILE
-    from ccai.tee._virtual import TEE_STATE_FILE
-
-    home = home if home is not None else ccai_home()
-    if not 0 <= gpus <= 8:
-        raise UsageError("a virtual VM has 0–8 GPUs", expected="0..8", actual=gpus)
-    if (home / TEE_STATE_FILE).exists() and seed is None:
-        cpu = VirtualCpuTee.open(home)
-    else:
-        cpu = VirtualCpuTee.create(home=home, tee=tee, seed=seed if seed is not None else DEFAULT_TEE_SEED)
-    if cpu.tee != tee:
-        cpu = VirtualCpuTee.create(home=home, tee=tee, seed=cpu.seed)
-    count = max(gpus, 1)
-    backend = VirtualGpuBackend.open(home) if (home / STATE_FILE).exists() else None
-    if (
-        backend is None
-        or backend.gpu_count != count
-        or backend.seed != cpu.seed
-        or backend.mode is not CcMode.ON
-    ):
-        backend = VirtualGpuBackend.create(home=home, gpus=count, seed=cpu.seed)
-    return cpu, backend

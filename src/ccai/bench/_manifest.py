@@ -22,11 +22,11 @@ def gpu_state() -> dict[str, Any]:
         ``{"available": True, ...status fields...}`` or ``{"available": False, "reason": ...}``.
     """
     try:
-        from ccai.device import open_backend
+        from ccai.device import NvmlBackend
     except ImportError as exc:
         return {"available": False, "reason": f"ccai.device cannot be imported: {exc}"}
     try:
-        backend = open_backend(simulate=False)
+        backend = NvmlBackend.open()
         try:
             status = backend.status()
         finally:

@@ -32,7 +32,7 @@ from ccai.cli._options import (
 from ccai.errors import CollateralUnavailable
 
 if TYPE_CHECKING:
-    from ccai.device import VirtualGpuBackend
+    from ccai.virtual import VirtualGpuBackend
 
 __all__ = ["app", "gpu_command"]
 
@@ -81,7 +81,7 @@ def gpu_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line 
     from ccai.cli.gpu import collect_evidence, open_gpu
     from ccai.cli.verify_gpu import build_policy, run_verification
     from ccai.collateral import gather_gpu_collateral
-    from ccai.device import VirtualGpuBackend
+    from ccai.virtual import VirtualGpuBackend
 
     check_claims_version(claims_version)
     with open_gpu(simulate=simulate) as backend:

@@ -10,7 +10,6 @@ ccai's dev collateral server, started on loopback for the duration of the comman
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,7 +32,7 @@ from ccai.cli._output import console, print_json, read_input, write_output
 from ccai.errors import UsageError
 
 if TYPE_CHECKING:
-    from ccai.attest import EvidenceBundle
+    from ccai.evidence import EvidenceBundle
 
 __all__ = ["attest_callback", "collect_bundle"]
 
@@ -54,11 +53,7 @@ def _sources(
             pcs_url=pcs_url, kds_url=kds_url, rim_service_url=rim_service_url, ocsp_url=ocsp_url
         )
         return
-    from ccai.service._dev_collateral import (
-        create_dev_collateral_app,
-        run_in_background,
-        settings_for_virtual_gpu,
-    )
+    from ccai.virtual import create_dev_collateral_app, run_in_background, settings_for_virtual_gpu
 
     app = create_dev_collateral_app(settings_for_virtual_gpu(gpu, tee=cpu))
     with run_in_background(app) as url:
@@ -85,21 +80,24 @@ def collect_bundle(
         DeviceError: no TEE / GPU driver, or collection failed.
         CollateralUnavailable: ``with_collateral`` and an item cannot be fetched.
     """
-    from ccai.attest import collect_composite, gather_composite_collateral, keys_from_pem, open_virtual_vm
+    from ccai.attest import collect_composite, gather_composite_collateral, keys_from_pem
+    from ccai.collateral import embed_collateral
 
     tls, hpke = keys_from_pem(bind_keys)
     if simulate is not None:
+        from ccai.virtual import open_virtual_vm
+
         virtual_cpu, backend = open_virtual_vm(tee=simulate, gpus=1 if gpus is None else gpus, seed=seed)
         cpu: Any = virtual_cpu
         gpu: Any = backend if gpus != 0 else None
         # The dev collateral server needs the virtual VM's GPU half even when no GPU is attested.
         server_gpu: Any = backend
     else:
-        from ccai.device import open_backend
+        from ccai.device import NvmlBackend
         from ccai.tee import ConfigfsTsm
 
         cpu = ConfigfsTsm()
-        gpu = open_backend(simulate=False) if gpus != 0 else None
+        gpu = NvmlBackend.open() if gpus != 0 else None
         server_gpu = None
     try:
         bundle = collect_composite(nonce=nonce, cpu=cpu, gpu=gpu, tls_spki_sha256=tls, hpke_public_key=hpke)
@@ -115,7 +113,7 @@ def collect_bundle(
                 ocsp_url=ocsp_url,
             ) as sources:
                 collateral = gather_composite_collateral(bundle, now=now, **sources)
-            bundle = dataclasses.replace(bundle, collateral=collateral)
+            bundle = embed_collateral(bundle, collateral)
     finally:
         close = getattr(gpu, "close", None)
         if callable(close):
@@ -165,7 +163,7 @@ def attest_callback(  # noqa: PLR0917 - Typer maps each parameter to a command-l
     nonce_bytes = parse_nonce(nonce)
     if simulate is not None and simulate not in ("tdx", "snp"):
         raise UsageError("--simulate takes tdx or snp", expected="tdx | snp", actual=simulate)
-    from ccai.attest import dump_evidence_bundle
+    from ccai.evidence import dump_evidence_bundle
 
     keys = [read_input(path, what="bind key") for path in bind_key or []]
     bundle = collect_bundle(
@@ -190,7 +188,7 @@ def attest_callback(  # noqa: PLR0917 - Typer maps each parameter to a command-l
         "nonce": bundle.nonce.hex(),
         "cpu": bundle.cpu.type if bundle.cpu else None,
         "gpus": len(bundle.gpus),
-        "collateral": bundle.collateral is not None,
+        "collateral": bundle.collateral_json is not None,
         "tls_spki_sha256": bundle.tls_spki_sha256.hex() if bundle.tls_spki_sha256 else None,
         "hpke_public_key": bundle.hpke_public_key.hex() if bundle.hpke_public_key else None,
     }

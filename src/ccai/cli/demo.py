@@ -63,7 +63,8 @@ def step_create_gpus(
     run: DemoRun, *, home: Path, gpus: int, arch: ArchChoice, seed: str | None
 ) -> GpuBackend:
     """(1) Create virtual GPUs in CC mode under ``home`` (deterministic test PKI from ``seed``)."""
-    from ccai.device import Architecture, CcMode, VirtualGpuBackend
+    from ccai.device import Architecture, CcMode
+    from ccai.virtual import VirtualGpuBackend
 
     options: dict[str, Any] = {"seed": seed} if seed is not None else {}
     backend = VirtualGpuBackend.create(
@@ -220,14 +221,14 @@ def step_verify(run: DemoRun, backend: GpuBackend, data: bytes, nonce: bytes) ->
     responder for the test PKI) with ``ccai.verify``, and show the claims."""
     from ccai._time import utcnow
     from ccai.collateral import default_gpu_source, gather_gpu_collateral
-    from ccai.device import VirtualGpuBackend
     from ccai.evidence import parse_evidence_json
-    from ccai.service._dev_collateral import (
+    from ccai.verify import GpuTrustAnchors, verify_gpu_evidence
+    from ccai.virtual import (
+        VirtualGpuBackend,
         create_dev_collateral_app,
         run_in_background,
         settings_for_virtual_gpu,
     )
-    from ccai.verify import GpuTrustAnchors, verify_gpu_evidence
 
     if not isinstance(backend, VirtualGpuBackend):
         raise UsageError("the demo verifies virtual-GPU evidence only")
@@ -271,18 +272,18 @@ def step_attest_composite(run: DemoRun, backend: GpuBackend, nonce: bytes, outpu
     GPU reports with the derived GPU nonce, then a TDX quote whose REPORTDATA commits to the nonce
     and the exact GPU evidence (docs/composite-evidence.md), with all collateral from the loopback
     dev collateral server (Intel-PCS-like and NVIDIA-like paths)."""
-    import dataclasses
 
     from ccai._time import utcnow
-    from ccai.attest import collect_composite, dump_evidence_bundle, gather_composite_collateral
-    from ccai.collateral import IntelPcsClient, default_gpu_source
-    from ccai.device import VirtualGpuBackend
-    from ccai.service._dev_collateral import (
+    from ccai.attest import collect_composite, gather_composite_collateral
+    from ccai.collateral import IntelPcsClient, default_gpu_source, embed_collateral
+    from ccai.evidence import dump_evidence_bundle
+    from ccai.virtual import (
+        VirtualCpuTee,
+        VirtualGpuBackend,
         create_dev_collateral_app,
         run_in_background,
         settings_for_virtual_gpu,
     )
-    from ccai.tee import VirtualCpuTee
 
     if not isinstance(backend, VirtualGpuBackend):
         raise UsageError("the demo attests the virtual confidential VM only")
@@ -297,7 +298,7 @@ def step_attest_composite(run: DemoRun, backend: GpuBackend, nonce: bytes, outpu
             gpu_source=default_gpu_source(rim_service_url=url, ocsp_url=url),
             pcs=IntelPcsClient(url),
         )
-    bundle = dataclasses.replace(bundle, collateral=collateral)
+    bundle = embed_collateral(bundle, collateral)
     data = dump_evidence_bundle(bundle)
     write_output(output, data)
     run.record(
@@ -323,10 +324,11 @@ def step_verify_composite(
     import dataclasses
 
     from ccai._time import utcnow
-    from ccai.attest import collect_composite, load_evidence_bundle
-    from ccai.device import VirtualGpuBackend
+    from ccai.attest import collect_composite
     from ccai.errors import BindingError
+    from ccai.evidence import load_evidence_bundle
     from ccai.verify import GpuTrustAnchors, verify_composite
+    from ccai.virtual import VirtualGpuBackend
 
     assert isinstance(backend, VirtualGpuBackend)
     bundle = load_evidence_bundle(bundle_path.read_bytes())

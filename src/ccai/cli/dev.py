@@ -33,8 +33,7 @@ def collateral_server(
     import uvicorn
 
     from ccai.cli._output import console, print_json
-    from ccai.device._virtual import VirtualGpuBackend
-    from ccai.service._dev_collateral import create_dev_collateral_app, settings_for_virtual_gpu
+    from ccai.virtual import VirtualGpuBackend, create_dev_collateral_app, settings_for_virtual_gpu
 
     backend = VirtualGpuBackend.open()
     app_ = create_dev_collateral_app(settings_for_virtual_gpu(backend))

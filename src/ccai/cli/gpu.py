@@ -162,10 +162,21 @@ def collect_evidence(backend: GpuBackend, nonce: bytes) -> list[GpuEvidence]:
 
 @contextmanager
 def open_gpu(*, simulate: bool) -> Iterator[GpuBackend]:
-    """Open the real or virtual backend for one command and close it afterwards."""
-    from ccai.device import open_backend
+    """Open the real or virtual backend for one command and close it afterwards.
 
-    backend = open_backend(simulate=simulate)
+    Raises:
+        DriverNotFound: ``simulate`` is False and there is no NVIDIA driver.
+        DeviceError: NVML failed to initialise, or the virtual GPU's state cannot be used.
+    """
+    backend: GpuBackend
+    if simulate:
+        from ccai.virtual import VirtualGpuBackend
+
+        backend = VirtualGpuBackend.open()
+    else:
+        from ccai.device import NvmlBackend
+
+        backend = NvmlBackend.open()
     try:
         yield backend
     finally:
@@ -289,7 +300,8 @@ def init_cmd(
 ) -> None:
     """Create (or reset) the virtual CC GPUs under $CCAI_HOME. Needs --simulate."""
     _require_simulate(simulate, "init")
-    from ccai.device import Architecture, CcMode, MultiGpuMode, VirtualGpuBackend
+    from ccai.device import Architecture, CcMode, MultiGpuMode
+    from ccai.virtual import VirtualGpuBackend
 
     try:
         multi_gpu = MultiGpuMode(multi_gpu_mode)
@@ -388,7 +400,7 @@ def inject_fault_cmd(
 ) -> None:
     """Make the virtual GPU misbehave in one way (for testing verifiers), or clear it with 'none'."""
     _require_simulate(simulate, "inject-fault")
-    from ccai.device import VirtualFault, VirtualGpuBackend
+    from ccai.virtual import VirtualFault, VirtualGpuBackend
 
     if fault.lower() == "none":
         chosen = None

@@ -34,8 +34,8 @@ from ccai.errors import Error, UsageError
 
 if TYPE_CHECKING:
     from ccai.collateral import CollateralBundle
-    from ccai.tee import VirtualTeeAnchors
     from ccai.verify import VerifiedEvidence
+    from ccai.virtual import VirtualTeeAnchors
 
 __all__ = ["VerifyGroup", "bundle_command", "simulated_cpu_anchors"]
 
@@ -54,8 +54,7 @@ class VerifyGroup(TyperGroup):
 def simulated_cpu_anchors(cpu_type: str) -> VirtualTeeAnchors:
     """The virtual TEE's test roots from ``$CCAI_HOME`` (only used with ``--allow-simulated``)."""
     from ccai._home import ccai_home
-    from ccai.tee import VirtualCpuTee, VirtualTeeAnchors, VirtualTeePki
-    from ccai.tee._virtual_snp import SnpPlatform
+    from ccai.virtual import SnpPlatform, VirtualCpuTee, VirtualTeeAnchors, VirtualTeePki
 
     home = ccai_home()
     pki = VirtualTeePki(VirtualCpuTee.open(home).seed, cache_dir=home)
@@ -68,8 +67,8 @@ def simulated_cpu_anchors(cpu_type: str) -> VirtualTeeAnchors:
 
 
 def _load_collateral(path: Path) -> CollateralBundle:
-    from ccai.attest import load_evidence_bundle
-    from ccai.collateral import load_bundle
+    from ccai.collateral import load_bundle, load_embedded_collateral
+    from ccai.evidence import load_evidence_bundle
 
     data = read_input(path, what="collateral")
     try:
@@ -77,7 +76,7 @@ def _load_collateral(path: Path) -> CollateralBundle:
     except (ValueError, AttributeError):
         kind = None
     if kind == "ccai-evidence-bundle":
-        carried = load_evidence_bundle(data).collateral
+        carried = load_embedded_collateral(load_evidence_bundle(data))
         if carried is None:
             raise UsageError(f"{path} is an evidence bundle without collateral")
         return carried
@@ -164,19 +163,21 @@ def bundle_command(  # noqa: PLR0917 - Typer maps each parameter to a command-li
     ] = False,
 ) -> None:
     """Verify a composite evidence bundle: CPU quote/report, every GPU and the binding."""
-    from ccai.attest import load_evidence_bundle
     from ccai.cli.verify_gpu import simulated_anchors
+    from ccai.collateral import load_embedded_collateral
+    from ccai.evidence import load_evidence_bundle
     from ccai.verify import verify_composite
 
     now = verification_time(at)
     expected = parse_nonce(nonce) if nonce is not None else None
     loaded = load_evidence_bundle(read_input(bundle, what="evidence bundle"))
+    embedded = load_embedded_collateral(loaded)
     kwargs = _policies(policy)
     trace: list[tuple[str, str]] = []
     verified = None
     verifying = False
     try:
-        coll = _load_collateral(collateral) if collateral is not None else loaded.collateral
+        coll = _load_collateral(collateral) if collateral is not None else embedded
         if coll is None and not offline:
             from ccai.attest import gather_composite_collateral
 

@@ -72,8 +72,8 @@ class _ExplicitRims:
 
 def simulated_anchors() -> GpuTrustAnchors:
     """The virtual GPU's test roots from ``$CCAI_HOME`` (only used with ``--allow-simulated``)."""
-    from ccai.device import VirtualGpuBackend
     from ccai.verify import GpuTrustAnchors
+    from ccai.virtual import VirtualGpuBackend
 
     roots = VirtualGpuBackend.open().trust_anchors()
     return GpuTrustAnchors.simulated_from_pem(

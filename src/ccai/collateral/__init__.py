@@ -16,6 +16,10 @@ verifier takes; :func:`default_gpu_source` builds the usual chain.
 CPU TEE collateral: :class:`IntelPcsClient` (Intel PCS v4 or a PCCS) fills a :class:`TdxCollateral`,
 :class:`AmdKdsClient` (AMD KDS) an :class:`SnpCollateral`; both are plain frozen dataclasses of raw
 signed documents, loadable from the vectors' JSON layout (:func:`tdx_collateral_from_json`).
+
+Collateral embedded in a composite evidence bundle: :func:`embed_collateral` and
+:func:`load_embedded_collateral` (the bundle format itself keeps it opaque), with
+:func:`cpu_collateral_section` / :func:`cpu_collateral_from_bundle` for its ``cpu`` part.
 """
 
 from __future__ import annotations
@@ -39,6 +43,12 @@ from ccai.collateral._bundle import (
 )
 from ccai.collateral._cache import CachedSource, CollateralCache
 from ccai.collateral._chain import SourceChain
+from ccai.collateral._embedded import (
+    cpu_collateral_from_bundle,
+    cpu_collateral_section,
+    embed_collateral,
+    load_embedded_collateral,
+)
 from ccai.collateral._gather import gather_gpu_collateral, ocsp_targets, rim_ids_for
 from ccai.collateral._inspect import inspect_bundle
 from ccai.collateral._intel import (
@@ -77,12 +87,16 @@ __all__ = [
     "SourceChain",
     "TdxCollateral",
     "build_ocsp_request",
+    "cpu_collateral_from_bundle",
+    "cpu_collateral_section",
     "default_gpu_source",
     "dump_bundle",
+    "embed_collateral",
     "gather_gpu_collateral",
     "inspect_bundle",
     "load_bundle",
     "load_certificates",
+    "load_embedded_collateral",
     "new_ocsp_nonce",
     "ocsp_key",
     "ocsp_targets",

@@ -26,7 +26,7 @@ import struct
 from collections.abc import Sequence
 
 from ccai.errors import BindingError, UsageError
-from ccai.evidence import GpuEvidence
+from ccai.evidence._nvidia_json import GpuEvidence
 
 __all__ = [
     "BINDING_NONCE_ONLY",

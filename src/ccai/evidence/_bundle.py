@@ -12,9 +12,12 @@
     }
 
 ``gpus`` items are NVIDIA's evidence-JSON items (:func:`ccai.evidence.dump_evidence_json`);
-``collateral`` is ccai's offline collateral bundle (:mod:`ccai.collateral`) whose ``cpu`` part holds
-Intel collateral in the dcap-qvl ``QuoteCollateralV3`` layout or AMD certificates as base64 DER.
-Nothing in a bundle is trusted: the verifier checks every item.
+``collateral`` is ccai's offline collateral bundle whose ``cpu`` part holds Intel collateral in the
+dcap-qvl ``QuoteCollateralV3`` layout or AMD certificates as base64 DER. This module keeps that
+section opaque (:attr:`EvidenceBundle.collateral_json`): :mod:`ccai.collateral` owns its format and
+reads it (:func:`ccai.collateral.load_embedded_collateral`), and ``collateral`` imports
+``evidence``, never the other way round. Nothing in a bundle is trusted: the verifier checks every
+item.
 """
 
 from __future__ import annotations
@@ -22,21 +25,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ccai.collateral import (
-    CollateralBundle,
-    SnpCollateral,
-    TdxCollateral,
-    dump_bundle,
-    load_bundle,
-    snp_collateral_from_json,
-    tdx_collateral_from_json,
-)
-from ccai.errors import MalformedEvidence, UnsupportedEvidence
-from ccai.evidence import GpuEvidence, dump_evidence_json, parse_evidence_json
+from ccai.errors import MalformedEvidence, UnsupportedEvidence, UsageError
+from ccai.evidence._binding import BINDING_NONCE_ONLY
+from ccai.evidence._nvidia_json import GpuEvidence, dump_evidence_json, parse_evidence_json
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -44,8 +38,6 @@ __all__ = [
     "CpuEvidence",
     "EvidenceBundle",
     "bundle_from_nonce_only_pair",
-    "cpu_collateral_from_bundle",
-    "cpu_collateral_section",
     "dump_evidence_bundle",
     "load_evidence_bundle",
 ]
@@ -82,7 +74,9 @@ class EvidenceBundle:
         cpu: The CPU TEE evidence, or ``None`` for a GPU-only bundle.
         tls_spki_sha256: SHA-256 of the bound TLS SubjectPublicKeyInfo, or ``None``.
         hpke_public_key: The bound raw HPKE public key, or ``None``.
-        collateral: Embedded collateral for offline verification, or ``None``.
+        collateral_json: The embedded collateral for offline verification, as the JSON text of
+            the ``collateral`` member (opaque here; :func:`ccai.collateral.load_embedded_collateral`
+            parses it), or ``None``.
     """
 
     nonce: bytes
@@ -91,7 +85,7 @@ class EvidenceBundle:
     cpu: CpuEvidence | None
     tls_spki_sha256: bytes | None = None
     hpke_public_key: bytes | None = None
-    collateral: CollateralBundle | None = None
+    collateral_json: bytes | None = None
 
 
 def _b64(value: Any, what: str) -> bytes:
@@ -117,35 +111,22 @@ def _hex(value: Any, what: str, size: int) -> bytes:
     return raw
 
 
-def cpu_collateral_section(collateral: TdxCollateral | SnpCollateral) -> dict[str, Any]:
-    """The ``cpu`` part of a collateral bundle for one CPU collateral object."""
-    if isinstance(collateral, TdxCollateral):
-        return {"tdx": collateral.to_json()}
-    return {"snp": collateral.to_json()}
-
-
-def cpu_collateral_from_bundle(
-    bundle: CollateralBundle | None, cpu_type: str
-) -> TdxCollateral | SnpCollateral | None:
-    """The TDX or SNP collateral in ``bundle.cpu`` (``None`` when the bundle has none for ``cpu_type``).
-
-    Raises:
-        MalformedEvidence: the section is present but malformed.
-    """
-    if bundle is None:
-        return None
-    section = bundle.cpu.get(cpu_type)
-    if section is None:
-        return None
-    if not isinstance(section, Mapping):
-        raise MalformedEvidence(f"collateral bundle: cpu.{cpu_type} must be an object", step="parse")
-    if cpu_type == "tdx":
-        return tdx_collateral_from_json(section)
-    return snp_collateral_from_json(section)
+def _collateral_object(data: bytes) -> dict[str, Any]:
+    try:
+        section = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise UsageError(f"evidence bundle: collateral_json is not JSON: {exc}") from None
+    if not isinstance(section, dict):
+        raise UsageError("evidence bundle: collateral_json must be a JSON object")
+    return section
 
 
 def dump_evidence_bundle(bundle: EvidenceBundle) -> bytes:
-    """Serialise a bundle to its JSON layout (UTF-8, indented, newline-terminated)."""
+    """Serialise a bundle to its JSON layout (UTF-8, indented, newline-terminated).
+
+    Raises:
+        UsageError: ``collateral_json`` is set but is not a JSON object.
+    """
     doc: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "version": EVIDENCE_BUNDLE_VERSION,
@@ -168,8 +149,8 @@ def dump_evidence_bundle(bundle: EvidenceBundle) -> bytes:
         if bundle.cpu.certificates:
             cpu["certificates"] = base64.b64encode(bundle.cpu.certificates).decode()
         doc["cpu"] = cpu
-    if bundle.collateral is not None:
-        doc["collateral"] = json.loads(dump_bundle(bundle.collateral))
+    if bundle.collateral_json is not None:
+        doc["collateral"] = _collateral_object(bundle.collateral_json)
     return (json.dumps(doc, indent=2) + "\n").encode()
 
 
@@ -235,6 +216,8 @@ def load_evidence_bundle(data: bytes) -> EvidenceBundle:
     tls = keys.get("tls_spki_sha256")
     hpke = keys.get("hpke_public_key")
     collateral_raw = doc.get("collateral")
+    if collateral_raw is not None and not isinstance(collateral_raw, dict):
+        raise MalformedEvidence("evidence bundle: collateral must be a JSON object", step="parse")
     return EvidenceBundle(
         nonce=_hex(doc.get("nonce"), "nonce", 32),
         binding=binding,
@@ -242,7 +225,7 @@ def load_evidence_bundle(data: bytes) -> EvidenceBundle:
         cpu=cpu,
         tls_spki_sha256=_hex(tls, "keys.tls_spki_sha256", 32) if tls is not None else None,
         hpke_public_key=_b64(hpke, "keys.hpke_public_key") if hpke is not None else None,
-        collateral=load_bundle(json.dumps(collateral_raw).encode()) if collateral_raw is not None else None,
+        collateral_json=json.dumps(collateral_raw).encode() if collateral_raw is not None else None,
     )
 
 
@@ -260,8 +243,6 @@ def bundle_from_nonce_only_pair(
     Raises:
         MalformedEvidence: the GPU JSON is not in the SDK layout.
     """
-    from ccai.attest._binding import BINDING_NONCE_ONLY
-
     try:
         doc = json.loads(gpu_json)
         nonce = bytes.fromhex(doc["nonce"])

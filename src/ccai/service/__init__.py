@@ -1,3 +1,3 @@
-"""service stage of ccai (see docs/architecture.md)."""
+"""service stage of ccai: the attestation service (HTTP; see docs/architecture.md). Nothing here yet."""
 
 __all__: list[str] = []

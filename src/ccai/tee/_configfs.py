@@ -31,12 +31,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from ccai._binary import Reader
 from ccai.errors import DeviceError, DeviceNotSupported, DriverNotFound, MalformedEvidence, UsageError
+from ccai.tee._backend import CpuQuote
 
 __all__ = [
     "CONFIGFS_TSM_REPORT",
     "PROVIDER_TEE",
     "ConfigfsTsm",
-    "CpuQuote",
     "LinuxTsmFilesystem",
     "TsmFilesystem",
     "TsmReport",
@@ -55,26 +55,6 @@ _CERT_GUIDS = {
     uuid.UUID("4ab7b379-bbac-4fe4-a02f-05aef327c782"): "ask",
     uuid.UUID("c0b406a4-a803-4952-9743-3fb6014cd0ae"): "ark",
 }
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CpuQuote:
-    """CPU TEE evidence as collected in the guest.
-
-    Attributes:
-        type: ``"tdx"`` or ``"snp"``.
-        evidence: The raw TDX quote or SEV-SNP report.
-        provider: Who produced it (``tdx_guest``, ``sev_guest``, ``ccai-virtual-tdx`` …).
-        certificates: PEM certificates the host supplied with the evidence (SNP: VCEK, ASK, ARK
-            from the certificate table), or ``None``.
-        simulated: True for the virtual CPU TEE.
-    """
-
-    type: str
-    evidence: bytes
-    provider: str
-    certificates: bytes | None = None
-    simulated: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -23,16 +23,15 @@ from typing import Any
 
 from cryptography import x509
 
-from ccai.attest import (
-    BINDING_NONCE_ONLY,
-    BINDING_V1,
-    CpuEvidence,
-    EvidenceBundle,
-    check_report_data,
+from ccai.collateral import (
+    CollateralBundle,
+    GpuCollateral,
+    SnpCollateral,
+    TdxCollateral,
     cpu_collateral_from_bundle,
-    derive_gpu_nonce,
+    load_certificates,
+    load_embedded_collateral,
 )
-from ccai.collateral import CollateralBundle, GpuCollateral, SnpCollateral, TdxCollateral, load_certificates
 from ccai.collateral import snp_collateral_from_certificates as _sort_certs
 from ccai.errors import (
     CollateralUnavailable,
@@ -42,8 +41,17 @@ from ccai.errors import (
     UnsupportedEvidence,
     UsageError,
 )
-from ccai.evidence import SnpProduct, parse_snp_report, parse_tdx_quote
-from ccai.tee import TEST_ORG, VirtualTeeAnchors
+from ccai.evidence import (
+    BINDING_NONCE_ONLY,
+    BINDING_V1,
+    CpuEvidence,
+    EvidenceBundle,
+    SnpProduct,
+    check_report_data,
+    derive_gpu_nonce,
+    parse_snp_report,
+    parse_tdx_quote,
+)
 from ccai.verify._anchors import GpuTrustAnchors
 from ccai.verify._anchors_cpu import AmdRoots
 from ccai.verify._cpu_policy import SnpPolicy, TdxPolicy
@@ -52,6 +60,7 @@ from ccai.verify._policy import Policy
 from ccai.verify._result import VerifiedEvidence, _issue
 from ccai.verify._snp import verify_snp_report
 from ccai.verify._tdx import verify_tdx_quote
+from ccai.virtual import TEST_ORG, VirtualTeeAnchors
 
 __all__ = ["COMPOSITE_STEPS", "verify_composite"]
 
@@ -176,7 +185,7 @@ def verify_composite(
     """Verify a composite bundle: CPU evidence, every GPU and the binding (:data:`COMPOSITE_STEPS`).
 
     Args:
-        bundle: The bundle (:func:`ccai.attest.load_evidence_bundle`).
+        bundle: The bundle (:func:`ccai.evidence.load_evidence_bundle`).
         now: The verification time, captured once by the caller.
         collateral: Collateral to use; default: the bundle's embedded collateral.
         expected_nonce: The nonce this verifier issued; when given the bundle must carry it.
@@ -209,7 +218,7 @@ def verify_composite(
     steps: list[tuple[str, str]] = trace if trace is not None else []
     if scheme not in (BINDING_V1, BINDING_NONCE_ONLY):
         raise UsageError(f"unknown binding scheme {scheme!r}", expected=[BINDING_V1, BINDING_NONCE_ONLY])
-    collateral = collateral if collateral is not None else bundle.collateral
+    collateral = collateral if collateral is not None else load_embedded_collateral(bundle)
 
     # (1) bundle and nonce
     if bundle.binding != scheme:

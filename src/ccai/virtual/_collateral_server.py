@@ -18,12 +18,9 @@ caller asks for simulation by name. :func:`run_in_background` starts it on loopb
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import socket
 import threading
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,34 +31,34 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
 
 from ccai._time import utcnow
-from ccai.errors import CollateralUnavailable, UsageError
 
 if TYPE_CHECKING:
-    from ccai.device._virtual import VirtualGpuBackend
-    from ccai.tee import VirtualCpuTee
+    from fastapi import FastAPI
+
+    from ccai.virtual._gpu import VirtualGpuBackend
+    from ccai.virtual._tee import VirtualCpuTee
 
 __all__ = [
     "DevCollateralSettings",
     "OcspIssuer",
     "OcspResponder",
-    "Revocation",
+    "OcspRevocation",
     "create_dev_collateral_app",
     "run_in_background",
     "settings_for_virtual_gpu",
 ]
 
 _OCSP_REQUEST = "application/ocsp-request"
-_OCSP_RESPONSE = "application/ocsp-response"
-_MAX_OCSP_REQUEST = 16 * 1024
+OCSP_RESPONSE = "application/ocsp-response"
+#: The largest OCSP request body the server reads.
+MAX_OCSP_REQUEST = 16 * 1024
 _DER = serialization.Encoding.DER
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Revocation:
+class OcspRevocation:
     """How the responder reports a revoked certificate."""
 
     revoked_at: datetime
@@ -91,7 +88,7 @@ class OcspResponder:
 
     Args:
         issuers: The CAs answered for.
-        revocation: ``(issuer certificate, serial) → Revocation | None``.
+        revocation: ``(issuer certificate, serial) → OcspRevocation | None``.
         clock: The current time (``thisUpdate``/``producedAt``).
         validity: ``nextUpdate - thisUpdate``.
     """
@@ -100,7 +97,7 @@ class OcspResponder:
         self,
         issuers: Sequence[OcspIssuer],
         *,
-        revocation: Callable[[x509.Certificate, int], Revocation | None],
+        revocation: Callable[[x509.Certificate, int], OcspRevocation | None],
         clock: Callable[[], datetime] = utcnow,
         validity: timedelta = timedelta(hours=1),
     ) -> None:
@@ -133,10 +130,10 @@ class OcspResponder:
         try:
             request = ocsp.load_der_ocsp_request(request_der)
         except ValueError:
-            return _unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+            return unsuccessful_ocsp_response(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
         issuer = self._issuer_for(request)
         if issuer is None:
-            return _unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)
+            return unsuccessful_ocsp_response(ocsp.OCSPResponseStatus.UNAUTHORIZED)
         now = self._clock().replace(microsecond=0)
         revoked = self._revocation(issuer.certificate, request.serial_number)
         builder = ocsp.OCSPResponseBuilder().add_response_by_hash(
@@ -169,7 +166,8 @@ def _key_bits_hash(cert: x509.Certificate, algorithm: hashes.HashAlgorithm) -> b
     return probe.issuer_key_hash
 
 
-def _unsuccessful(status: ocsp.OCSPResponseStatus) -> bytes:
+def unsuccessful_ocsp_response(status: ocsp.OCSPResponseStatus) -> bytes:
+    """A DER OCSPResponse with an error status and no body (RFC 6960 §2.3)."""
     return ocsp.OCSPResponseBuilder.build_unsuccessful(status).public_bytes(_DER)
 
 
@@ -196,139 +194,18 @@ class DevCollateralSettings:
 def create_dev_collateral_app(settings: DevCollateralSettings) -> FastAPI:
     """Build the FastAPI app of the development collateral server.
 
+    FastAPI is imported here, not when :mod:`ccai.virtual` is imported: the virtual hardware is
+    usable without the ``[service]`` extra.
+
     Args:
         settings: What to serve.
 
     Returns:
         The ASGI app (run it under uvicorn).
     """
-    app = FastAPI(title="ccai development collateral server", docs_url=None, redoc_url=None, openapi_url=None)
-    started = datetime.now(UTC).isoformat()
+    from ccai.virtual._collateral_app import build_app
 
-    @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/v1/rim/ids")
-    def rim_ids() -> dict[str, Any]:
-        return {"ids": sorted(settings.rim_ids()), "request_id": str(uuid.uuid4()), "last_updated": started}
-
-    @app.get("/v1/rim/{rim_id}")
-    def rim(rim_id: str) -> Response:
-        try:
-            xml = settings.rim(rim_id)
-        except (CollateralUnavailable, UsageError):
-            return JSONResponse({"message": "RIM_NOT_FOUND"}, status_code=404)
-        return JSONResponse(
-            {
-                "id": rim_id,
-                "rim": base64.b64encode(xml).decode(),
-                "sha256": hashlib.sha256(xml).hexdigest(),
-                "last_updated": started,
-                "rim_format": "TCG",
-                "request_id": str(uuid.uuid4()),
-            }
-        )
-
-    async def ocsp_endpoint(request: Request) -> Response:
-        body = await request.body()
-        if len(body) > _MAX_OCSP_REQUEST:
-            der = _unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
-        else:
-            der = settings.responder.respond(body)
-        return Response(content=der, media_type=_OCSP_RESPONSE)
-
-    app.add_api_route("/ocsp", ocsp_endpoint, methods=["POST"])
-    app.add_api_route("/", ocsp_endpoint, methods=["POST"])
-    if settings.tee is not None:
-        _add_cpu_routes(app, settings.tee, settings.clock)
-    return app
-
-
-def _add_cpu_routes(app: FastAPI, tee: VirtualCpuTee, clock: Callable[[], datetime]) -> None:
-    """Intel PCS v4 and AMD KDS paths (cpu-evidence.md §2.7, §3.3) for the virtual CPU TEE, in the
-    shapes :class:`~ccai.collateral.IntelPcsClient` and :class:`~ccai.collateral.AmdKdsClient` read."""
-    import urllib.parse
-
-    not_found = JSONResponse({"message": "NOT_FOUND"}, status_code=404)
-
-    def tdx() -> Any:
-        return tee.tdx_collateral(clock()) if tee.tee == "tdx" else None
-
-    def signed(body_member: str, text: str, signature: bytes) -> str:
-        # The signed member's exact text, as PCS serves it: the client cuts it out byte-exactly.
-        return f'{{"{body_member}":{text},"signature":"{signature.hex()}"}}'
-
-    def tcb_info(fmspc: str = "") -> Response:
-        coll = tdx()
-        if coll is None or fmspc.lower() != tee.tdx_platform.fmspc.hex():
-            return not_found
-        return Response(
-            signed("tcbInfo", coll.tcb_info, coll.tcb_info_signature),
-            media_type="application/json",
-            headers={"TCB-Info-Issuer-Chain": urllib.parse.quote(coll.tcb_info_issuer_chain)},
-        )
-
-    def qe_identity() -> Response:
-        coll = tdx()
-        if coll is None:
-            return not_found
-        return Response(
-            signed("enclaveIdentity", coll.qe_identity, coll.qe_identity_signature),
-            media_type="application/json",
-            headers={"SGX-Enclave-Identity-Issuer-Chain": urllib.parse.quote(coll.qe_identity_issuer_chain)},
-        )
-
-    def pck_crl(ca: str = "platform", encoding: str = "der") -> Response:
-        coll = tdx()
-        if coll is None or ca != "platform" or coll.pck_crl is None:
-            return not_found
-        return Response(
-            coll.pck_crl,
-            media_type="application/pkix-crl",
-            headers={"SGX-PCK-CRL-Issuer-Chain": urllib.parse.quote(coll.pck_crl_issuer_chain or "")},
-        )
-
-    def root_ca_crl() -> Response:
-        coll = tdx()
-        if coll is None or coll.root_ca_crl is None:
-            return not_found
-        return Response(coll.root_ca_crl, media_type="application/pkix-crl")
-
-    for prefix in ("/tdx/certification/v4", "/sgx/certification/v4"):
-        app.add_api_route(f"{prefix}/tcb", tcb_info, methods=["GET"])
-        app.add_api_route(f"{prefix}/qe/identity", qe_identity, methods=["GET"])
-    app.add_api_route("/sgx/certification/v4/pckcrl", pck_crl, methods=["GET"])
-    app.add_api_route("/sgx/certification/v4/rootcacrl", root_ca_crl, methods=["GET"])
-
-    def snp() -> Any:
-        return tee.snp_collateral(clock()) if tee.tee == "snp" else None
-
-    def vcek(product: str, hwid: str) -> Response:
-        coll = snp()
-        if coll is None or product != tee.snp_platform.product or hwid.lower() != tee.chip_id().hex():
-            return not_found
-        return Response(coll.vcek, media_type="application/pkix-cert")
-
-    def cert_chain(product: str) -> Response:
-        coll = snp()
-        if coll is None or product != tee.snp_platform.product or coll.ask is None or coll.ark is None:
-            return not_found
-        pem = b"".join(
-            x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
-            for der in (coll.ask, coll.ark)
-        )
-        return Response(pem, media_type="application/x-pem-file")
-
-    def amd_crl(product: str) -> Response:
-        coll = snp()
-        if coll is None or product != tee.snp_platform.product or coll.crl is None:
-            return not_found
-        return Response(coll.crl, media_type="application/pkix-crl")
-
-    app.add_api_route("/vcek/v1/{product}/cert_chain", cert_chain, methods=["GET"])
-    app.add_api_route("/vcek/v1/{product}/crl", amd_crl, methods=["GET"])
-    app.add_api_route("/vcek/v1/{product}/{hwid}", vcek, methods=["GET"])
+    return build_app(settings)
 
 
 def settings_for_virtual_gpu(
@@ -352,7 +229,7 @@ def settings_for_virtual_gpu(
     ]
     revoked_serials: frozenset[int] = pki.revoked_serials
 
-    def revocation(issuer: x509.Certificate, serial: int) -> Revocation | None:
+    def revocation(issuer: x509.Certificate, serial: int) -> OcspRevocation | None:
         if serial not in revoked_serials:
             return None
         for cred in pki.credentials():
@@ -360,8 +237,10 @@ def settings_for_virtual_gpu(
             if cert.serial_number == serial and cert.issuer == issuer.subject:
                 record = pki.revocation(cert)
                 if record is not None:
-                    return Revocation(revoked_at=record.revoked_at, reason=record.reason)
-        return Revocation(revoked_at=datetime(2024, 6, 1, tzinfo=UTC), reason=x509.ReasonFlags.unspecified)
+                    return OcspRevocation(revoked_at=record.revoked_at, reason=record.reason)
+        return OcspRevocation(
+            revoked_at=datetime(2024, 6, 1, tzinfo=UTC), reason=x509.ReasonFlags.unspecified
+        )
 
     def rim_ids() -> list[str]:
         return sorted({rim_id for i in range(backend.gpu_count) for rim_id in backend.rim_ids(i)})

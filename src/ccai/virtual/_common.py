@@ -1,7 +1,7 @@
-"""What the virtual CC GPU (:mod:`ccai.device`) and the virtual CPU TEE (:mod:`ccai.tee`) share.
+"""What the virtual CC GPU and the virtual CPU TEE of :mod:`ccai.virtual` share.
 
 Both keep a small JSON state file under ``$CCAI_HOME`` and a test PKI derived from a seed. The
-common parts live here, upstream of both packages:
+common parts live here:
 
 * private files written atomically with mode 0600 (:func:`write_private_file`);
 * versioned JSON state and cache files (:func:`read_state`, :func:`dump_state`, :func:`read_cache`);

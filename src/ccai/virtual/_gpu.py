@@ -4,7 +4,7 @@ It plays 1–8 Hopper or Blackwell GPUs with a configurable driver and VBIOS, CC
 (on / off / devtools), ready state, memory partition and key-rotation threshold. Its state is a
 small JSON file (``virtual-gpu.json``), written atomically, so successive CLI calls see each
 other's changes. Evidence is in NVIDIA's exact formats and signed by ccai's test PKI
-(:class:`~ccai.device._virtual_pki.VirtualPki`); it is marked ``simulated`` everywhere and no
+(:class:`~ccai.virtual._gpu_pki.VirtualPki`); it is marked ``simulated`` everywhere and no
 verifier trusts it unless the caller passes ``allow_simulated=True``.
 
 Faults can be injected (and persist in the state file) so tests and demos can show each
@@ -25,8 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ccai._home import ccai_home
-from ccai._virtual_common import dump_state, read_state, write_private_file
-from ccai.device._backend import (
+from ccai.device import (
     Architecture,
     CcMode,
     CcStatus,
@@ -34,7 +33,9 @@ from ccai.device._backend import (
     GpuInfo,
     MultiGpuMode,
 )
-from ccai.device._virtual_model import (
+from ccai.errors import CollateralUnavailable, DeviceNotSupported, UsageError
+from ccai.virtual._common import dump_state, read_state, write_private_file
+from ccai.virtual._gpu_model import (
     MODELS,
     VirtualGpuModel,
     check_driver_version,
@@ -43,8 +44,8 @@ from ccai.device._virtual_model import (
     model_for,
     vbios_rim_id,
 )
-from ccai.device._virtual_pki import VirtualPki
-from ccai.device._virtual_report import (
+from ccai.virtual._gpu_pki import VirtualPki
+from ccai.virtual._gpu_report import (
     FeatureFlag,
     GoldenMeasurement,
     build_report,
@@ -52,8 +53,7 @@ from ccai.device._virtual_report import (
     golden_measurements,
     runtime_measurements,
 )
-from ccai.device._virtual_rim import build_rim
-from ccai.errors import CollateralUnavailable, DeviceNotSupported, UsageError
+from ccai.virtual._gpu_rim import build_rim
 
 __all__ = [
     "DEFAULT_DRIVER_VERSION",

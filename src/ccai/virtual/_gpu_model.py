@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ccai.device._backend import Architecture
+from ccai.device import Architecture
 from ccai.errors import UsageError
 
 __all__ = [

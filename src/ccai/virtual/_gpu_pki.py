@@ -31,9 +31,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
-from ccai._virtual_common import SeededKeys, der_tlv, key_usage, read_cache, write_private_file
-from ccai.device._backend import Architecture
-from ccai.device._virtual_model import VirtualGpuModel
+from ccai.device import Architecture
+from ccai.virtual._common import SeededKeys, der_tlv, key_usage, read_cache, write_private_file
+from ccai.virtual._gpu_model import VirtualGpuModel
 
 __all__ = [
     "EXPIRED_WINDOW",

@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from ccai.device._backend import Architecture
-from ccai.device._virtual_model import VirtualGpuModel, check_driver_version, vbios_tlv_bytes
+from ccai.device import Architecture
+from ccai.virtual._gpu_model import VirtualGpuModel, check_driver_version, vbios_tlv_bytes
 
 __all__ = [
     "BLOCK_COUNT",

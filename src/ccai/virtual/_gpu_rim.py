@@ -17,9 +17,9 @@ from lxml import etree
 from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
 from signxml.signer import XMLSigner
 
-from ccai.device._virtual_model import VirtualGpuModel
-from ccai.device._virtual_pki import PkiCredential
-from ccai.device._virtual_report import GoldenMeasurement
+from ccai.virtual._gpu_model import VirtualGpuModel
+from ccai.virtual._gpu_pki import PkiCredential
+from ccai.virtual._gpu_report import GoldenMeasurement
 
 __all__ = ["build_rim"]
 
@@ -54,7 +54,7 @@ def build_rim(
         model: GPU model (``product``/``name`` attributes).
         component: ``"driver"`` or ``"vbios"``: which golden entries are active in this RIM.
         version: ``colloquialVersion`` (driver version, or VBIOS version upper-case).
-        golden: The 64 golden entries (:func:`~ccai.device._virtual_report.golden_measurements`).
+        golden: The 64 golden entries (:func:`~ccai.virtual._gpu_report.golden_measurements`).
         signer: The L4 signer key and certificate.
         chain: PEM certificates to embed, L4 first, root last.
 

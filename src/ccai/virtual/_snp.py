@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from ccai.collateral import SnpCollateral
-from ccai.tee._virtual_pki import VirtualTeePki
+from ccai.virtual._tee_pki import VirtualTeePki
 
 __all__ = ["SnpPlatform", "build_snp_report", "snp_collateral"]
 

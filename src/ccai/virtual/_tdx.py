@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from ccai.collateral import TdxCollateral
-from ccai.evidence._tdx import INTEL_QE_VENDOR_ID
-from ccai.tee._virtual_pki import VirtualTeePki
+from ccai.evidence import INTEL_QE_VENDOR_ID
+from ccai.virtual._tee_pki import VirtualTeePki
 
 __all__ = ["TdxPlatform", "build_tdx_quote", "tdx_collateral"]
 

@@ -1,13 +1,13 @@
 """The virtual CPU TEE: a TDX or SEV-SNP guest whose state lives in ``$CCAI_HOME``.
 
 It is the CPU half of ccai's *virtual confidential VM* (the virtual CC GPUs of
-:class:`~ccai.device.VirtualGpuBackend` in the same ``$CCAI_HOME`` are the GPU half). Its state is
+:class:`~ccai.virtual.VirtualGpuBackend` in the same ``$CCAI_HOME`` are the GPU half). Its state is
 a small JSON file (``virtual-tee.json``): the flavour (``tdx`` or ``snp``), the test-PKI seed, the
 TDX quote version, whether the guest is a debug guest, and a boot counter (a new boot gets a new
 attestation key, as a real TD gets a fresh QE key per platform boot).
 
-Evidence is in the exact vendor layouts (:mod:`ccai.tee._virtual_tdx`, :mod:`ccai.tee._virtual_snp`)
-and signed by the test PKI (:class:`~ccai.tee._virtual_pki.VirtualTeePki`); it is marked simulated
+Evidence is in the exact vendor layouts (:mod:`ccai.virtual._tdx`, :mod:`ccai.virtual._snp`)
+and signed by the test PKI (:class:`~ccai.virtual._tee_pki.VirtualTeePki`); it is marked simulated
 and no verifier trusts it unless the caller passes ``allow_simulated=True`` and these anchors.
 """
 
@@ -23,13 +23,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ccai._home import ccai_home
-from ccai._virtual_common import dump_state, read_state, write_private_file
 from ccai.collateral import SnpCollateral, TdxCollateral
 from ccai.errors import UsageError
-from ccai.tee._configfs import CpuQuote
-from ccai.tee._virtual_pki import VirtualTeePki
-from ccai.tee._virtual_snp import SnpPlatform, build_snp_report, chip_id, snp_collateral
-from ccai.tee._virtual_tdx import TdxPlatform, build_tdx_quote, tdx_collateral
+from ccai.tee import CpuQuote
+from ccai.virtual._common import dump_state, read_state, write_private_file
+from ccai.virtual._snp import SnpPlatform, build_snp_report, chip_id, snp_collateral
+from ccai.virtual._tdx import TdxPlatform, build_tdx_quote, tdx_collateral
+from ccai.virtual._tee_pki import VirtualTeePki
 
 __all__ = ["DEFAULT_TEE_SEED", "TEE_STATE_FILE", "VirtualCpuTee", "VirtualTeeAnchors"]
 
@@ -258,7 +258,7 @@ class VirtualCpuTee:
 
     def snp_collateral(self, now: datetime) -> SnpCollateral:
         """The VCEK, ASK, ARK and the ARK CRL (issued at the start of ``now``'s day, valid 30 days)."""
-        from ccai.tee._virtual_tdx import COLLATERAL_LIFETIME
+        from ccai.virtual._tdx import COLLATERAL_LIFETIME
 
         issued = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         pki = self.pki

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
-from ccai._virtual_common import SeededKeys, der_tlv, key_usage, read_cache, write_private_file
+from ccai.virtual._common import SeededKeys, der_tlv, key_usage, read_cache, write_private_file
 
 __all__ = [
     "AMD_PSS",
