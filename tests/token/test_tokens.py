@@ -71,9 +71,11 @@ def test_public_surface_is_pinned() -> None:
         [
             "DEFAULT_ISSUER",
             "DEFAULT_LIFETIME",
+            "DEVELOPMENT_KID_PREFIX",
             "DetachedEat",
             "TokenSigner",
             "VerifiedToken",
+            "is_development_kid",
             "issue_token",
             "jwk_thumbprint",
             "jwks",
@@ -114,8 +116,15 @@ def test_round_trip(signer: TokenSigner, eat: DetachedEat) -> None:
 
 
 def test_simulated_and_cpu_claims(signer: TokenSigner) -> None:
-    eat = issue_token(_verified(gpus=1, simulated=True, cpu={"tee": "tdx"}), signing_key=signer, now=NOW)
-    result = verify_token(eat, jwks=jwks([signer]), nonce=NONCE, now=NOW)
+    dev = TokenSigner.generate(development=True)
+    eat = issue_token(
+        _verified(gpus=1, simulated=True, cpu={"tee": "tdx"}),
+        signing_key=signer,
+        development_key=dev,
+        now=NOW,
+    )
+    result = verify_token(eat, jwks=jwks([signer, dev]), nonce=NONCE, now=NOW, allow_simulated=True)
+    assert result.simulated
     assert result.overall["x-ccai-simulated"] is True
     assert result.submods["GPU-0"]["x-ccai-simulated"] is True
     assert result.submods["CPU-0"]["tee"] == "tdx"

@@ -295,7 +295,8 @@ def run_verification(
         raise
     eat = None
     if as_json:
-        eat = issue_token(verified, signing_key=TokenSigner.load_or_create(), now=now).to_json()
+        signer = TokenSigner.load_or_create(development=verified.simulated)
+        eat = issue_token(verified, signing_key=signer, now=now).to_json()
     report_outcome(verified=verified, error=None, as_json=as_json, title=title, eat=eat, extra=extra)
     return verified
 

@@ -1,7 +1,8 @@
 """token stage of ccai: verified evidence → signed detached EAT; token verification; JWKS.
 
 See docs/tokens.md. Tokens are ES384 only: ccai never signs with HS256 or ``alg: none`` and
-refuses both (and every other algorithm) when verifying.
+refuses both (and every other algorithm) when verifying. Tokens of simulated evidence are signed
+with a separate development key (``ccai-dev-`` kid) and refused unless ``allow_simulated=True``.
 """
 
 from __future__ import annotations
@@ -18,14 +19,24 @@ from ccai.token._eat import (
     verify_token,
 )
 from ccai.token._jws import sign_es384, unverified_header, verify_es384
-from ccai.token._keys import TokenSigner, jwk_thumbprint, jwks, keys_from_jwks, public_jwk
+from ccai.token._keys import (
+    DEVELOPMENT_KID_PREFIX,
+    TokenSigner,
+    is_development_kid,
+    jwk_thumbprint,
+    jwks,
+    keys_from_jwks,
+    public_jwk,
+)
 
 __all__ = [
     "DEFAULT_ISSUER",
     "DEFAULT_LIFETIME",
+    "DEVELOPMENT_KID_PREFIX",
     "DetachedEat",
     "TokenSigner",
     "VerifiedToken",
+    "is_development_kid",
     "issue_token",
     "jwk_thumbprint",
     "jwks",

@@ -7,7 +7,10 @@ against NVIDIA's real EAT vector). NVIDIA's local tools label the digest ``"SHA2
 accepts both labels.
 
 :func:`issue_token` accepts only a :class:`~ccai.verify.VerifiedEvidence` (the verifier's own
-result type), so nothing unverified can be turned into a token.
+result type), so nothing unverified can be turned into a token. Tokens of simulated evidence are
+signed only with a development key (``ccai-dev-`` kid), tokens of real evidence only with a
+production key; :func:`verify_token` refuses development-key tokens and ``x-ccai-simulated``
+claims with :class:`~ccai.errors.SimulatedEvidenceRejected` unless ``allow_simulated=True``.
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ccai.errors import TokenError, UsageError
-from ccai.token._jws import sign_es384, verify_es384
-from ccai.token._keys import TokenSigner, keys_from_jwks
+from ccai._json import load_json
+from ccai.errors import SimulatedEvidenceRejected, TokenError, UsageError
+from ccai.token._jws import sign_es384, unverified_header, verify_es384
+from ccai.token._keys import JwksKeys, TokenSigner, is_development_kid, read_jwks
 from ccai.verify._result import VerifiedEvidence
 
 __all__ = [
@@ -47,6 +51,9 @@ DEFAULT_LIFETIME = timedelta(hours=1)
 _SUBJECT = "NVIDIA-PLATFORM-ATTESTATION"
 _DIGEST_LABELS = ("SHA-256", "SHA256")
 _DEFAULT_LEEWAY = timedelta(seconds=60)
+_SIMULATED = "x-ccai-simulated"
+_EAT_DEPTH = 4  # [["JWT", str], {name: str}]
+_MAX_TIME = 2**53  # NumericDate bound: beyond it a float comparison would overflow or lose meaning
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,29 +84,37 @@ class VerifiedToken:
     Attributes:
         overall: Claims of the overall JWT.
         submods: Submodule name → its claims.
+        simulated: The token is signed by a development key or its claims say
+            ``x-ccai-simulated`` (only ever true when verified with ``allow_simulated=True``).
     """
 
     overall: Mapping[str, Any]
     submods: Mapping[str, Mapping[str, Any]]
+    simulated: bool = False
 
 
 def submod_digest(jwt: str) -> str:
-    """The hex SHA-256 of a submodule JWT string, as NRAS puts it in ``submods``."""
+    """The hex SHA-256 of a submodule JWT string, as NRAS puts it in ``submods``.
+
+    Raises:
+        TokenError: ``jwt`` is not an ASCII string (a compact JWS always is).
+    """
+    if not isinstance(jwt, str) or not jwt.isascii():
+        raise TokenError("submodule token is not an ASCII compact JWS")
     return hashlib.sha256(jwt.encode("ascii")).hexdigest()
 
 
 def parse_detached_eat(data: str | bytes | list[Any]) -> DetachedEat:
     """Parse the wire form of a detached EAT (JSON text or the decoded list).
 
+    Text is read strictly (UTF-8, depth limit, no duplicate keys); every JWT must be ASCII.
+
     Raises:
         TokenError: not ``[["JWT", str], {str: str}]``.
     """
     value: Any = data
     if isinstance(data, str | bytes):
-        try:
-            value = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
-            raise TokenError("detached EAT is not JSON") from None
+        value = load_json(data, what="detached EAT", max_depth=_EAT_DEPTH, error=TokenError)
     if (
         not isinstance(value, list)
         or len(value) != 2
@@ -111,19 +126,36 @@ def parse_detached_eat(data: str | bytes | list[Any]) -> DetachedEat:
         or not all(isinstance(k, str) and isinstance(v, str) for k, v in value[1].items())
     ):
         raise TokenError('detached EAT must be [["JWT", <overall>], {<name>: <jwt>, ...}]')
+    if not value[0][1].isascii() or not all(v.isascii() for v in value[1].values()):
+        raise TokenError("detached EAT holds a token that is not an ASCII compact JWS")
     return DetachedEat(overall=value[0][1], submods=dict(value[1]))
 
 
-def _signer(signing_key: TokenSigner | ec.EllipticCurvePrivateKey, kid: str | None) -> TokenSigner:
-    if isinstance(signing_key, TokenSigner):
-        return (
-            signing_key
-            if kid is None or kid == signing_key.kid
-            else TokenSigner(signing_key.private_key, kid=kid)
+def _signer(
+    signing_key: TokenSigner | ec.EllipticCurvePrivateKey,
+    development_key: TokenSigner | None,
+    kid: str | None,
+    *,
+    simulated: bool,
+) -> TokenSigner:
+    """The signer for this evidence: the development key for simulated evidence, the production
+    key for real evidence, never the other way round."""
+    if development_key is not None and not (
+        isinstance(development_key, TokenSigner) and development_key.development
+    ):
+        raise UsageError("development_key must be a development TokenSigner (development=True)")
+    chosen = development_key if simulated and development_key is not None else signing_key
+    signer = chosen if isinstance(chosen, TokenSigner) else TokenSigner(chosen)
+    if simulated and not signer.development:
+        raise UsageError(
+            "tokens of simulated evidence are signed only with a development key",
+            hint="pass development_key=TokenSigner.load_or_create(development=True)",
         )
-    if kid is None:
-        return TokenSigner(signing_key)
-    return TokenSigner(signing_key, kid=kid)
+    if not simulated and signer.development:
+        raise UsageError("a development key never signs tokens of real evidence")
+    if kid is not None and kid != signer.kid:
+        signer = TokenSigner(signer.private_key, kid=kid, development=signer.development)
+    return signer
 
 
 def issue_token(
@@ -131,6 +163,7 @@ def issue_token(
     *,
     signing_key: TokenSigner | ec.EllipticCurvePrivateKey,
     now: datetime,
+    development_key: TokenSigner | None = None,
     kid: str | None = None,
     issuer: str = DEFAULT_ISSUER,
     lifetime: timedelta = DEFAULT_LIFETIME,
@@ -143,11 +176,18 @@ def issue_token(
     ``x-nvidia-ver``, ``x-nvidia-overall-att-result``, ``eat_nonce`` and ``submods``; every JWT of
     simulated evidence carries ``"x-ccai-simulated": true``.
 
+    The key follows the evidence: simulated evidence is signed with ``development_key`` when given,
+    else with ``signing_key`` if that is a development key; real evidence only with a production
+    ``signing_key``. Any other pairing is refused, so a production key never signs simulated
+    evidence and a development key never signs real evidence.
+
     Args:
         verified: The verifier's result (the only accepted input).
-        signing_key: A :class:`TokenSigner` or a P-384 private key.
+        signing_key: A :class:`TokenSigner` or a P-384 private key (a raw key is a production key).
         now: Issue time (``iat`` = ``nbf``).
-        kid: Key id; defaults to the signer's.
+        development_key: The development :class:`TokenSigner` to use for simulated evidence
+            (a service that holds both keys passes both and the right one is picked).
+        kid: Key id; defaults to the chosen signer's.
         issuer: ``iss``.
         lifetime: ``exp - iat``.
 
@@ -155,13 +195,14 @@ def issue_token(
         The detached EAT.
 
     Raises:
-        UsageError: ``verified`` is not a VerifiedEvidence, or the key is not P-384.
+        UsageError: ``verified`` is not a VerifiedEvidence, the key is not P-384, or the key does
+            not match the evidence (production vs development).
     """
     if not isinstance(verified, VerifiedEvidence):
         raise UsageError("issue_token accepts only VerifiedEvidence from ccai.verify")
     if lifetime <= timedelta(0):
         raise UsageError("token lifetime must be positive")
-    signer = _signer(signing_key, kid)
+    signer = _signer(signing_key, development_key, kid, simulated=verified.simulated)
     iat = int(now.timestamp())
     exp = int((now + lifetime).timestamp())
     nonce_hex = verified.nonce.hex()
@@ -176,7 +217,7 @@ def issue_token(
             "eat_nonce": nonce_hex,
         }
         if verified.simulated:
-            claims["x-ccai-simulated"] = True
+            claims[_SIMULATED] = True
         return claims
 
     submods: dict[str, str] = {}
@@ -238,17 +279,22 @@ def verify_submod_digests(eat: DetachedEat, overall_claims: Mapping[str, Any]) -
             )
 
 
+def _is_time(value: Any) -> TypeGuard[int | float]:
+    """A JWT NumericDate that compares safely with a float: a number within ±2**53 (not NaN)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and -_MAX_TIME <= value <= _MAX_TIME
+
+
 def _check_times(claims: Mapping[str, Any], *, now: datetime, leeway: timedelta, name: str) -> None:
     ts = now.timestamp()
     margin = leeway.total_seconds()
     exp = claims.get("exp")
-    if not isinstance(exp, int | float) or isinstance(exp, bool):
+    if not _is_time(exp):
         raise TokenError("token has no numeric exp", index=name)
     if ts > exp + margin:
         raise TokenError("token has expired", index=name, expected=f"now <= {exp}", actual=int(ts))
     nbf = claims.get("nbf")
     if nbf is not None:
-        if not isinstance(nbf, int | float) or isinstance(nbf, bool):
+        if not _is_time(nbf):
             raise TokenError("token nbf is not numeric", index=name)
         if ts < nbf - margin:
             raise TokenError("token is not yet valid", index=name, expected=f"now >= {nbf}", actual=int(ts))
@@ -264,42 +310,96 @@ def _check_nonce(claims: Mapping[str, Any], nonce_hex: str, *, name: str, requir
         )
 
 
+def _verify_jwt(
+    jwt: str, read: JwksKeys, *, name: str, allow_simulated: bool, allow_high_s: bool
+) -> tuple[dict[str, Any], bool]:
+    """One JWT's claims and whether it is simulated, after the development-key rule and its
+    signature. A development-key token is refused before its key is used."""
+    kid = unverified_header(jwt).get("kid")
+    development = isinstance(kid, str) and (is_development_kid(kid) or kid in read.development)
+    if development and not allow_simulated:
+        raise SimulatedEvidenceRejected(
+            "token is signed by a development key (simulated evidence)",
+            index=name,
+            actual=kid,
+            hint="pass allow_simulated=True to accept tokens of virtual hardware",
+        )
+    if isinstance(kid, str) and kid in read.refused:
+        raise TokenError(
+            "the JWKS key this token names may not verify ES384 signatures",
+            index=name,
+            actual=f"{kid}: {read.refused[kid]}",
+        )
+    claims = verify_es384(jwt, read.keys, allow_high_s=allow_high_s)
+    marker = claims.get(_SIMULATED, False)
+    if not isinstance(marker, bool):
+        raise TokenError(f"token claim {_SIMULATED} is not a boolean", index=name, actual=repr(marker))
+    if marker and not allow_simulated:
+        raise SimulatedEvidenceRejected(
+            "token is for simulated evidence (x-ccai-simulated)",
+            index=name,
+            hint="pass allow_simulated=True to accept tokens of virtual hardware",
+        )
+    if development and not marker:
+        # ccai's issuer never does this; a development key may not vouch for real hardware.
+        raise TokenError("development-key token does not mark its claims simulated", index=name)
+    return claims, development or marker
+
+
 def verify_token(
     eat: DetachedEat | str | bytes | list[Any],
     *,
-    jwks: Mapping[str, Any],
+    jwks: Mapping[str, Any] | str | bytes,
     nonce: bytes,
     now: datetime,
     leeway: timedelta = _DEFAULT_LEEWAY,
     issuer: str | None = None,
+    allow_simulated: bool = False,
+    allow_high_s: bool = False,
 ) -> VerifiedToken:
     """Verify a detached EAT as a relying party and return its claims.
 
-    Checks, in order: (1) the overall JWT's ES384 signature with the JWKS key its ``kid`` names
-    (``none``, ``HS256`` and every other algorithm are refused); (2) ``iss`` when ``issuer`` is
-    given; (3) ``exp``/``nbf`` with ``leeway``; (4) ``eat_nonce`` equals ``nonce`` (constant time);
-    (5) the submodule set and each SHA-256 digest; (6) each submodule JWT's signature, times and
-    nonce.
+    Checks, in order: (0) the wire form and the JWKS (strict JSON; JWKS entries whose ``use``,
+    ``key_ops``, ``alg``, ``kty`` or ``crv`` do not allow ES384 verification are never used);
+    (1) the overall JWT: the development-key rule, then its ES384 signature with the JWKS key its
+    ``kid`` names (``none``, ``HS256`` and every other algorithm are refused), then the simulation
+    rule; (2) ``iss`` when ``issuer`` is given; (3) ``exp``/``nbf`` with ``leeway``;
+    (4) ``eat_nonce`` equals ``nonce`` (constant time); (5) the submodule set and each SHA-256
+    digest; (6) each submodule JWT: development-key rule, signature, simulation rule, times, nonce.
+
+    Simulation rule: a token signed by a development key (``ccai-dev-`` kid, or marked
+    ``x-ccai-development`` in the JWKS) or whose claims say ``"x-ccai-simulated": true`` is refused
+    with :class:`~ccai.errors.SimulatedEvidenceRejected` unless ``allow_simulated=True``.
 
     Args:
         eat: The token (object, JSON text, or decoded list).
-        jwks: The issuer's JWKS document.
+        jwks: The issuer's JWKS document (decoded, or as JSON text).
         nonce: The nonce the relying party sent.
         now: Verification time.
         leeway: Clock tolerance for ``exp``/``nbf``.
         issuer: Required ``iss``, if any.
+        allow_simulated: Accept tokens of simulated evidence (development key, ``x-ccai-simulated``).
+        allow_high_s: Accept high-S ECDSA signatures (for issuers such as NRAS that do not
+            normalise S; ccai's own tokens are low-S).
 
     Returns:
-        The verified claims.
+        The verified claims (``simulated`` says whether the token is for simulated evidence).
 
     Raises:
-        TokenError: any check fails.
+        SimulatedEvidenceRejected: a development-key or simulated token without ``allow_simulated``.
+        TokenError: any other check fails.
+        UsageError: ``nonce`` is not bytes.
     """
-    token = eat if isinstance(eat, DetachedEat) else parse_detached_eat(eat)
-    keys = keys_from_jwks(jwks)
+    if not isinstance(nonce, bytes):
+        raise UsageError("nonce must be bytes")
+    # (0) wire form and keys
+    token = parse_detached_eat(eat.to_json() if isinstance(eat, DetachedEat) else eat)
+    read = read_jwks(jwks)
     nonce_hex = nonce.hex()
-    # (1) overall signature
-    overall = verify_es384(token.overall, keys)
+    # (1) overall signature and simulation rule
+    overall, simulated = _verify_jwt(
+        token.overall, read, name="overall", allow_simulated=allow_simulated, allow_high_s=allow_high_s
+    )
     # (2) issuer
     if issuer is not None and overall.get("iss") != issuer:
         raise TokenError("token issuer not accepted", expected=issuer, actual=repr(overall.get("iss")))
@@ -311,8 +411,11 @@ def verify_token(
     # (6) each submodule
     submods: dict[str, Mapping[str, Any]] = {}
     for name, jwt in token.submods.items():
-        claims = verify_es384(jwt, keys)
+        claims, simulated_submod = _verify_jwt(
+            jwt, read, name=name, allow_simulated=allow_simulated, allow_high_s=allow_high_s
+        )
         _check_times(claims, now=now, leeway=leeway, name=name)
         _check_nonce(claims, nonce_hex, name=name, required=False)
         submods[name] = claims
-    return VerifiedToken(overall=overall, submods=submods)
+        simulated = simulated or simulated_submod
+    return VerifiedToken(overall=overall, submods=submods, simulated=simulated)
