@@ -230,7 +230,7 @@ def test_cli_signs_simulated_evidence_with_the_development_key(
 
     from ccai.cli.app import app
     from ccai.cli.gpu import collect_evidence
-    from ccai.device import VirtualGpuBackend
+    from ccai.virtual import VirtualGpuBackend
     from ccai.evidence import dump_evidence_json
 
     backend = VirtualGpuBackend.create(gpus=1)
