@@ -10,14 +10,17 @@ refuses answers that are not an OCSP response at all, or that carry no status, b
 from __future__ import annotations
 
 import secrets
+from typing import TYPE_CHECKING
 
-import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
-from ccai.collateral._http import DEFAULT_TIMEOUT, HttpSource, expect_ok, send
+from ccai.collateral._http import DEFAULT_TIMEOUT, HttpLimits, HttpSource, expect_ok, send
 from ccai.errors import CollateralUnavailable
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["DEFAULT_OCSP_URL", "OCSP_NONCE_SIZE", "OcspClient", "build_ocsp_request", "new_ocsp_nonce"]
 
@@ -70,8 +73,9 @@ class OcspClient(HttpSource):
     Args:
         url: Responder URL (default NVIDIA's).
         service_key: Optional NVIDIA service key, sent as ``Authorization: Bearer``.
-        timeout: Seconds per request.
+        timeout: Seconds per network read.
         client: An httpx client to reuse (its lifetime stays with the caller).
+        limits: Response size and deadline of each request (default :class:`HttpLimits`).
     """
 
     def __init__(
@@ -81,8 +85,9 @@ class OcspClient(HttpSource):
         service_key: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         client: httpx.Client | None = None,
+        limits: HttpLimits | None = None,
     ) -> None:
-        super().__init__(client=client, timeout=timeout, service_key=service_key)
+        super().__init__(client=client, timeout=timeout, service_key=service_key, limits=limits)
         self.url = url
 
     def __repr__(self) -> str:
@@ -118,6 +123,7 @@ class OcspClient(HttpSource):
             self._client,
             self._client.build_request("POST", self.url, content=body, headers=headers),
             what=what,
+            limits=self.limits,
         )
         expect_ok(response, what=what)
         try:
