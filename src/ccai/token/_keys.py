@@ -7,7 +7,6 @@ import binascii
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ccai._files import atomic_write, private_dir
 from ccai._home import ccai_home
 from ccai.errors import TokenError, UsageError
 from ccai.token._jws import ALGORITHM, b64url_decode, b64url_encode
@@ -95,7 +95,10 @@ class TokenSigner:
         cls, path: str | os.PathLike[str] | None = None, *, kid: str | None = None
     ) -> TokenSigner:
         """Load the key at ``path`` (default ``$CCAI_HOME/token-signing-key.pem``), creating it
-        (mode 0600) when absent.
+        (mode 0600 in a 0700 directory, whatever the umask) when absent.
+
+        Creation never replaces a file: when two processes create the key at once, both end up
+        with the one that was published first.
 
         Raises:
             UsageError: the file exists but is not a P-384 private key, or cannot be written.
@@ -107,12 +110,10 @@ class TokenSigner:
             pass
         signer = cls.generate(kid=kid)
         try:
-            file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", dir=file.parent)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(signer.private_pem())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, file)
+            private_dir(file.parent)
+            atomic_write(file, signer.private_pem(), mode=0o600, replace=False)
+        except FileExistsError:
+            return cls.from_pem(file.read_bytes(), kid=kid)
         except OSError as exc:
             raise UsageError(f"cannot write the token signing key {file}: {exc.strerror}") from None
         return signer
