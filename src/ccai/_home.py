@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ccai._files import private_dir
+
 __all__ = ["ccai_home"]
 
 
@@ -12,9 +14,9 @@ def ccai_home(*, create: bool = True) -> Path:
     """The state directory (virtual hardware state, caches, generated test PKI).
 
     Args:
-        create: Create it (mode 0700) when missing.
+        create: Create it when missing; it is kept private (mode 0700, repaired when wider).
     """
     home = Path(os.environ.get("CCAI_HOME") or Path.home() / ".ccai").expanduser()
     if create:
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(home)
     return home

@@ -230,8 +230,8 @@ def test_cli_signs_simulated_evidence_with_the_development_key(
 
     from ccai.cli.app import app
     from ccai.cli.gpu import collect_evidence
-    from ccai.virtual import VirtualGpuBackend
     from ccai.evidence import dump_evidence_json
+    from ccai.virtual import VirtualGpuBackend
 
     backend = VirtualGpuBackend.create(gpus=1)
     path = tmp_path / "evidence.json"

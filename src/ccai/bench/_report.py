@@ -16,13 +16,13 @@ import csv
 import io
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from ccai._files import atomic_write
 from ccai.bench._stats import Delta, mean_interval
 from ccai.bench._sweep import DELTA_METRICS, Cell, SweepResult
 
@@ -324,9 +324,7 @@ def write_results(
     written: list[Path] = []
 
     def put(path: Path, text: str) -> None:
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, text.encode("utf-8"), mode=0o644)
         written.append(path)
 
     put(out_dir / "manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")

@@ -8,6 +8,7 @@ everywhere). Heavy imports stay inside the functions.
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from ccai._time import parse_instant, utcnow
 from ccai.errors import UsageError
 
 if TYPE_CHECKING:
-    from ccai.collateral import CollateralSource
+    from ccai.collateral import CollateralSource, HttpLimits
 
 __all__ = [
     "AllowSimulatedOpt",
@@ -37,6 +38,7 @@ __all__ = [
     "RimDirOpt",
     "RimServiceUrlOpt",
     "check_claims_version",
+    "collateral_http_limits",
     "gpu_collateral_source",
     "network_sources",
     "parse_nonce",
@@ -116,6 +118,18 @@ def check_claims_version(version: str) -> str:
     return version
 
 
+def collateral_http_limits() -> HttpLimits:
+    """The size and time limits of collateral requests: defaults, or ``CCAI_COLLATERAL_MAX_BYTES``
+    and ``CCAI_COLLATERAL_DEADLINE`` from the environment.
+
+    Raises:
+        UsageError: a variable holds no valid size or number of seconds.
+    """
+    from ccai.collateral import HttpLimits
+
+    return HttpLimits.from_env(os.environ)
+
+
 def gpu_collateral_source(
     *,
     collateral: Path | None,
@@ -160,6 +174,7 @@ def gpu_collateral_source(
         offline=offline,
         rim_service_url=rim_service_url or DEFAULT_RIM_SERVICE_URL,
         ocsp_url=ocsp_url or DEFAULT_OCSP_URL,
+        limits=collateral_http_limits(),
     )
     sources = [s for s in (first, chain, last) if s is not None]
     source: CollateralSource = chain if len(sources) == 1 else SourceChain(sources)
@@ -195,11 +210,13 @@ def network_sources(
         default_gpu_source,
     )
 
+    limits = collateral_http_limits()
     return {
         "gpu_source": default_gpu_source(
             rim_service_url=rim_service_url or DEFAULT_RIM_SERVICE_URL,
             ocsp_url=ocsp_url or DEFAULT_OCSP_URL,
+            limits=limits,
         ),
-        "pcs": IntelPcsClient(pcs_url or INTEL_PCS_URL),
-        "kds": AmdKdsClient(kds_url or AMD_KDS_URL),
+        "pcs": IntelPcsClient(pcs_url or INTEL_PCS_URL, limits=limits),
+        "kds": AmdKdsClient(kds_url or AMD_KDS_URL, limits=limits),
     }

@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
+from ccai._files import atomic_write
 from ccai.errors import UsageError
 
 __all__ = ["console", "err_console", "print_json", "read_input", "write_output"]
@@ -36,17 +37,13 @@ def read_input(path: Path, *, what: str) -> bytes:
 
 
 def write_output(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Write ``data`` atomically: to a temporary file beside ``path``, then rename.
+    """Write an output file (``-o``) atomically with exactly ``mode`` (:func:`ccai._files.atomic_write`).
 
-    A crash or a full disk never leaves a half-written output file behind.
+    A crash or a full disk never leaves a half-written output file behind, and a symlink at
+    ``path`` is replaced, never written through.
     """
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("wb") as fh:
-            fh.write(data)
-        tmp.chmod(mode)
-        tmp.replace(path)
+        atomic_write(path, data, mode=mode)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise UsageError(f"cannot write {path}: {exc.strerror}") from None

@@ -13,7 +13,14 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ccai.cli._options import AtOpt, JsonOpt, OcspUrlOpt, RimDirOpt, verification_time
+from ccai.cli._options import (
+    AtOpt,
+    JsonOpt,
+    OcspUrlOpt,
+    RimDirOpt,
+    collateral_http_limits,
+    verification_time,
+)
 from ccai.cli._output import console, print_json, read_input
 
 __all__ = ["app"]
@@ -47,7 +54,11 @@ def fetch(  # noqa: PLR0917 - Typer maps each parameter to a command-line option
     ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Fetch the RIMs and OCSP responses for EVIDENCE into one offline bundle."""
+    """Fetch the RIMs and OCSP responses for EVIDENCE into one offline bundle.
+
+    Each request is bounded: CCAI_COLLATERAL_MAX_BYTES (default 16M) and CCAI_COLLATERAL_DEADLINE
+    (seconds, default 30).
+    """
     from ccai._time import utcnow
     from ccai.collateral import (
         DEFAULT_OCSP_URL,
@@ -66,6 +77,7 @@ def fetch(  # noqa: PLR0917 - Typer maps each parameter to a command-line option
         rim_service_url=rim_service or DEFAULT_RIM_SERVICE_URL,
         ocsp_url=ocsp_url or DEFAULT_OCSP_URL,
         service_key=service_key,
+        limits=collateral_http_limits(),
     )
     now = utcnow()
     collateral = gather_gpu_collateral(items, source, now=now, check_revocation=not no_revocation)

@@ -97,7 +97,7 @@ def engine(
 
     from ccai._embedded_model import ccai_cache, embedded_model_dir
     from ccai.bench._engine import engine_command, random_model_dir, wait_healthy
-    from ccai.cli._output import console, err_console, print_json
+    from ccai.cli._output import console, err_console, print_json, write_output
     from ccai.errors import UsageError
 
     if model_dir and random_spec:
@@ -143,7 +143,7 @@ def engine(
             "argv": list(cmd.argv),
         }
         if settings_file is not None:
-            settings_file.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+            write_output(settings_file, (json.dumps(info, indent=2) + "\n").encode())
         if json_out:
             print_json(info)
         else:

@@ -10,6 +10,8 @@ Sources of GPU collateral all implement :class:`CollateralSource` (``rim`` / ``o
 * :class:`CachedSource` — a :class:`CollateralCache` in front of another source;
 * :class:`SourceChain` — several sources tried in order.
 
+Every network request is bounded by :class:`HttpLimits` (response size, overall deadline).
+
 :func:`gather_gpu_collateral` turns evidence plus a source into the :class:`GpuCollateral` the
 verifier takes; :func:`default_gpu_source` builds the usual chain.
 
@@ -50,6 +52,7 @@ from ccai.collateral._embedded import (
     load_embedded_collateral,
 )
 from ccai.collateral._gather import gather_gpu_collateral, ocsp_targets, rim_ids_for
+from ccai.collateral._http import DEADLINE_ENV, MAX_BYTES_ENV, HttpLimits
 from ccai.collateral._inspect import inspect_bundle
 from ccai.collateral._intel import (
     INTEL_PCS_URL,
@@ -68,10 +71,12 @@ from ccai.collateral._types import CollateralSource, GpuCollateral, ocsp_key
 __all__ = [
     "AMD_KDS_URL",
     "BUNDLE_VERSION",
+    "DEADLINE_ENV",
     "DEFAULT_OCSP_URL",
     "DEFAULT_RIM_SERVICE_URL",
     "INTEL_PCS_URL",
     "INTEL_ROOT_CA_CRL_URL",
+    "MAX_BYTES_ENV",
     "AmdKdsClient",
     "BundleSource",
     "CachedSource",
@@ -79,6 +84,7 @@ __all__ = [
     "CollateralCache",
     "CollateralSource",
     "GpuCollateral",
+    "HttpLimits",
     "IntelPcsClient",
     "OcspClient",
     "RimDirectory",

@@ -22,7 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
 
-from ccai.collateral._http import HttpSource, get_ok
+from ccai.collateral._http import HttpLimits, HttpSource, get_ok
 from ccai.errors import CollateralUnavailable, MalformedEvidence
 from ccai.evidence import SnpProduct, SnpReport
 
@@ -152,17 +152,23 @@ class AmdKdsClient(HttpSource):
     Args:
         base_url: KDS (:data:`AMD_KDS_URL`) or a caching proxy with the same paths.
         client: An ``httpx.Client`` to use (tests pass one with an in-memory transport).
-        timeout: Seconds per request.
+        timeout: Seconds per network read.
+        limits: Response size and deadline of each request (default :class:`HttpLimits`).
     """
 
     def __init__(
-        self, base_url: str = AMD_KDS_URL, *, client: httpx.Client | None = None, timeout: float = 10.0
+        self,
+        base_url: str = AMD_KDS_URL,
+        *,
+        client: httpx.Client | None = None,
+        timeout: float = 10.0,
+        limits: HttpLimits | None = None,
     ):
         self.base_url = base_url.rstrip("/")
-        super().__init__(client=client, timeout=timeout, follow_redirects=True)
+        super().__init__(client=client, timeout=timeout, follow_redirects=True, limits=limits)
 
     def _get(self, url: str, what: str) -> bytes:
-        return get_ok(self._client, url, what=what).content
+        return get_ok(self._client, url, what=what, limits=self.limits).content
 
     def vcek(self, product: SnpProduct, chip_id: bytes, tcb: Mapping[str, int]) -> bytes:
         """The VCEK (DER) of ``chip_id`` at TCB ``tcb`` (KDS SPL names, e.g. from

@@ -34,6 +34,7 @@ from typing import Any
 from cryptography import x509
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from ccai._files import atomic_write
 from ccai._time import utcnow
 from ccai.collateral._cache import DEFAULT_OCSP_TTL, ocsp_response_expiry
 from ccai.collateral._types import GpuCollateral, ocsp_key
@@ -177,21 +178,20 @@ def read_bundle(path: str | os.PathLike[str]) -> CollateralBundle:
 
 
 def write_bundle(path: str | os.PathLike[str], bundle: CollateralBundle) -> Path:
-    """Write a bundle file atomically (temporary file, then rename) and return its path.
+    """Write a bundle file atomically and return its path.
+
+    The bundle holds only public, vendor-signed documents, so it is written mode 0644 (through
+    :func:`ccai._files.atomic_write`: a symlink at ``path`` is replaced, never followed).
 
     Raises:
         UsageError: the file cannot be written.
     """
     file = Path(path)
-    tmp = file.with_name(f".{file.name}.tmp")
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(dump_bundle(bundle))
-        tmp.replace(file)
+        return atomic_write(file, dump_bundle(bundle), mode=0o644)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise UsageError(f"cannot write collateral bundle {file}: {exc.strerror}") from None
-    return file
 
 
 class BundleSource:

@@ -24,6 +24,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509 import ocsp
 
+from ccai._files import atomic_write, private_dir
 from ccai._home import ccai_home
 from ccai._time import utcnow
 from ccai.collateral._types import CollateralSource, ocsp_key
@@ -175,7 +176,6 @@ class CollateralCache:
         return _Entry(data=data, expires_at=expires_at)
 
     def _save(self, directory: Path, kind: str, key: str, entry: _Entry) -> None:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         file = self._file(directory, kind, key)
         record = {
             "kind": kind,
@@ -183,13 +183,12 @@ class CollateralCache:
             "expires_at": entry.expires_at.isoformat(),
             "data": base64.b64encode(entry.data).decode(),
         }
-        tmp = file.with_name(f".{file.name}.{threading.get_ident()}.tmp")
         try:
-            tmp.write_text(json.dumps(record))
-            tmp.replace(file)
+            private_dir(directory)
+            atomic_write(file, json.dumps(record).encode())
         except OSError:
             # The cache is an optimisation: failing to persist must not fail verification.
-            tmp.unlink(missing_ok=True)
+            pass
 
 
 class CachedSource:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from ccai.collateral._http import HttpSource, get_ok
+from ccai.collateral._http import HttpLimits, HttpSource, get_ok
 from ccai.errors import CollateralUnavailable, MalformedEvidence
 from ccai.evidence import TdxQuote, parse_pck_extensions
 
@@ -242,7 +242,8 @@ class IntelPcsClient(HttpSource):
         root_ca_crl_url: Where to get the Root CA CRL; ``None`` uses the PCCS ``rootcacrl`` endpoint
             for a non-Intel base URL and Intel's published CRL otherwise.
         client: An ``httpx.Client`` to use (tests pass one with an in-memory transport).
-        timeout: Seconds per request.
+        timeout: Seconds per network read.
+        limits: Response size and deadline of each request (default :class:`HttpLimits`).
     """
 
     def __init__(
@@ -252,6 +253,7 @@ class IntelPcsClient(HttpSource):
         root_ca_crl_url: str | None = None,
         client: httpx.Client | None = None,
         timeout: float = 10.0,
+        limits: HttpLimits | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         if root_ca_crl_url is None:
@@ -260,10 +262,10 @@ class IntelPcsClient(HttpSource):
                 INTEL_ROOT_CA_CRL_URL if is_intel else f"{self.base_url}/sgx/certification/v4/rootcacrl"
             )
         self.root_ca_crl_url = root_ca_crl_url
-        super().__init__(client=client, timeout=timeout, follow_redirects=True)
+        super().__init__(client=client, timeout=timeout, follow_redirects=True, limits=limits)
 
     def _get(self, url: str, what: str) -> httpx.Response:
-        return get_ok(self._client, url, what=what)
+        return get_ok(self._client, url, what=what, limits=self.limits)
 
     @staticmethod
     def _chain(response: httpx.Response, *names: str) -> str:

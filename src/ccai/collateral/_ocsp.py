@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
-from ccai.collateral._http import DEFAULT_TIMEOUT, HttpSource, expect_ok, send
+from ccai.collateral._http import DEFAULT_TIMEOUT, HttpLimits, HttpSource, expect_ok, send
 from ccai.errors import CollateralUnavailable
 
 if TYPE_CHECKING:
@@ -74,8 +74,9 @@ class OcspClient(HttpSource):
     Args:
         url: Responder URL (default NVIDIA's).
         service_key: Optional NVIDIA service key, sent as ``Authorization: Bearer``.
-        timeout: Seconds per request.
+        timeout: Seconds per network read.
         client: An httpx client to reuse (its lifetime stays with the caller).
+        limits: Response size and deadline of each request (default :class:`HttpLimits`).
     """
 
     def __init__(
@@ -85,8 +86,9 @@ class OcspClient(HttpSource):
         service_key: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         client: httpx.Client | None = None,
+        limits: HttpLimits | None = None,
     ) -> None:
-        super().__init__(client=client, timeout=timeout, service_key=service_key)
+        super().__init__(client=client, timeout=timeout, service_key=service_key, limits=limits)
         self.url = url
 
     def __repr__(self) -> str:
@@ -122,6 +124,7 @@ class OcspClient(HttpSource):
             self._client,
             self._client.build_request("POST", self.url, content=body, headers=headers),
             what=what,
+            limits=self.limits,
         )
         expect_ok(response, what=what)
         try:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from ccai._files import atomic_write
 from ccai.collateral._rim_service import check_rim_id
 from ccai.errors import CollateralUnavailable
 
@@ -50,13 +51,11 @@ class RimDirectory:
             raise CollateralUnavailable(f"RIM {rim_id}: cannot read {file}: {exc.strerror}") from None
 
     def store(self, rim_id: str, xml: bytes) -> Path:
-        """Write ``xml`` as ``<rim id>.xml`` (atomically) and return its path."""
+        """Write ``xml`` as ``<rim id>.xml`` atomically (mode 0644: a RIM is a public, signed
+        document; a symlink at the name is replaced, never followed) and return its path."""
         file = self._file(rim_id)
         self.path.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_name(f".{file.name}.tmp")
-        tmp.write_bytes(xml)
-        tmp.replace(file)
-        return file
+        return atomic_write(file, xml, mode=0o644)
 
     def ids(self) -> list[str]:
         """The RIM ids present in the directory, sorted."""

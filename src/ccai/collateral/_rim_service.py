@@ -17,7 +17,7 @@ from urllib.parse import quote
 from cryptography import x509
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ccai.collateral._http import DEFAULT_TIMEOUT, HttpSource, expect_ok, send
+from ccai.collateral._http import DEFAULT_TIMEOUT, HttpLimits, HttpSource, expect_ok, send
 from ccai.errors import CollateralUnavailable, UsageError
 
 if TYPE_CHECKING:
@@ -65,8 +65,9 @@ class RimServiceClient(HttpSource):
     Args:
         base_url: Service base URL (``/v1/rim/<id>`` is appended).
         service_key: Optional NVIDIA service key, sent as ``Authorization: Bearer``.
-        timeout: Seconds per request.
+        timeout: Seconds per network read.
         client: An httpx client to reuse (its lifetime stays with the caller).
+        limits: Response size and deadline of each request (default :class:`HttpLimits`).
     """
 
     def __init__(
@@ -76,8 +77,9 @@ class RimServiceClient(HttpSource):
         service_key: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         client: httpx.Client | None = None,
+        limits: HttpLimits | None = None,
     ) -> None:
-        super().__init__(client=client, timeout=timeout, service_key=service_key)
+        super().__init__(client=client, timeout=timeout, service_key=service_key, limits=limits)
         self.base_url = base_url.rstrip("/")
 
     def __repr__(self) -> str:
@@ -97,7 +99,7 @@ class RimServiceClient(HttpSource):
         url = f"{self.base_url}/v1/rim/{quote(rim_id, safe='')}"
         what = f"RIM {rim_id} from {self.base_url}"
         request = self._client.build_request("GET", url, headers=self._headers(Accept="application/json"))
-        response = send(self._client, request, what=what)
+        response = send(self._client, request, what=what, limits=self.limits)
         if response.status_code == 404:
             raise CollateralUnavailable(
                 f"{what}: not found",
@@ -127,7 +129,7 @@ class RimServiceClient(HttpSource):
         url = f"{self.base_url}/v1/rim/ids"
         what = f"RIM ids from {self.base_url}"
         request = self._client.build_request("GET", url, headers=self._headers(Accept="application/json"))
-        response = expect_ok(send(self._client, request, what=what), what=what)
+        response = expect_ok(send(self._client, request, what=what, limits=self.limits), what=what)
         try:
             ids = response.json()["ids"]
         except (ValueError, KeyError, TypeError):

@@ -12,6 +12,7 @@ from ccai._time import utcnow
 from ccai.collateral._bundle import BundleSource, CollateralBundle
 from ccai.collateral._cache import CachedSource, CollateralCache
 from ccai.collateral._chain import SourceChain
+from ccai.collateral._http import HttpLimits
 from ccai.collateral._ocsp import DEFAULT_OCSP_URL, OcspClient
 from ccai.collateral._rim_dir import RimDirectory
 from ccai.collateral._rim_service import DEFAULT_RIM_SERVICE_URL, RimServiceClient
@@ -54,6 +55,7 @@ def default_gpu_source(
     service_key: str | None = None,
     cache: CollateralCache | None = None,
     clock: Callable[[], datetime] = utcnow,
+    limits: HttpLimits | None = None,
 ) -> SourceChain:
     """Build the source chain ``cache → bundle → rim_dir → RIM service / OCSP responder``.
 
@@ -66,6 +68,7 @@ def default_gpu_source(
         service_key: NVIDIA service key for both network services.
         cache: A cache to read first and to fill from the network (None: no cache).
         clock: Current time for the cache and the bundle's staleness check.
+        limits: Response size and deadline of each network request (default :class:`HttpLimits`).
 
     Returns:
         The chain (a :class:`CollateralSource`).
@@ -80,8 +83,8 @@ def default_gpu_source(
     if not offline:
         network = SourceChain(
             [
-                RimServiceClient(rim_service_url, service_key=service_key),
-                OcspClient(ocsp_url, service_key=service_key),
+                RimServiceClient(rim_service_url, service_key=service_key, limits=limits),
+                OcspClient(ocsp_url, service_key=service_key, limits=limits),
             ]
         )
         sources.append(CachedSource(network, cache, clock=clock) if cache is not None else network)

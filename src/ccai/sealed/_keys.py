@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from ccai._files import atomic_write
 from ccai._types import KeyId
 from ccai.errors import UnsealError, UsageError
 
@@ -83,7 +83,10 @@ def _b64url(data: bytes) -> str:
 
 
 def write_kek(kek: Kek, path: Path, *, overwrite: bool = False) -> None:
-    """Write ``kek`` as an ``oct`` JWK file readable only by its owner (mode 0600).
+    """Write ``kek`` as an ``oct`` JWK file readable only by its owner (mode 0600, whatever the umask).
+
+    The file appears complete or not at all (:func:`ccai._files.atomic_write`); a symlink at
+    ``path`` is never written through.
 
     Args:
         kek: The key to write.
@@ -95,16 +98,12 @@ def write_kek(kek: Kek, path: Path, *, overwrite: bool = False) -> None:
     """
     doc = {"kty": "oct", "kid": kek.kid, "alg": "A256GCMKW", "use": "enc", "k": _b64url(kek.key)}
     data = (json.dumps(doc, indent=2) + "\n").encode()
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
     try:
-        fd = os.open(path, flags, 0o600)
+        atomic_write(path, data, mode=0o600, replace=overwrite)
     except FileExistsError:
         raise UsageError(f"key file exists: {path}", hint="choose another path") from None
     except OSError as exc:
         raise UsageError(f"cannot write key file {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "wb") as fh:
-        os.fchmod(fh.fileno(), 0o600)
-        fh.write(data)
 
 
 def read_kek(path: Path) -> Kek:

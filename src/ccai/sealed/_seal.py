@@ -17,6 +17,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from ccai._files import atomic_write, open_private_exclusive, private_dir
 from ccai.errors import MalformedEvidence, UnsealError, UsageError
 from ccai.sealed._container import OpenedModel, default_threads, open_model, read_header, resolve_data_key
 from ccai.sealed._format import (
@@ -163,7 +164,7 @@ def _seal_file(
             finally:
                 slot.release()
 
-    with src.open("rb", buffering=0) as fin, dst.open("wb") as fout:
+    with src.open("rb", buffering=0) as fin, os.fdopen(open_private_exclusive(dst), "wb") as fout:
         out_fd = fout.fileno()
         os.ftruncate(out_fd, size + TAG_BYTES * count)
 
@@ -215,7 +216,8 @@ def seal(
 
     A fresh random data key and model id are made for this sealing; the data key is stored only
     wrapped by ``kek``. Memory use is bounded by ``2 × threads`` chunk buffers. The output appears
-    atomically: it is written beside ``out`` and renamed into place when complete.
+    atomically: it is written beside ``out`` and renamed into place when complete. Its files are
+    mode 0600 and its directories 0700, whatever the umask.
 
     Args:
         model_dir: A model directory (safetensors weights, config, tokenizer, …).
@@ -247,9 +249,9 @@ def seal(
     counter = _Counter(sum(p.stat().st_size for _, p in files), progress)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = private_dir(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        (tmp / DATA_DIR).mkdir()
+        private_dir(tmp / DATA_DIR)
         slots: queue.Queue[_Slot] = queue.Queue()
         buf = min(chunk_size, max(p.stat().st_size for _, p in files) or 1)
         for _ in range(2 * workers):
@@ -283,7 +285,7 @@ def seal(
         blob = AESGCM(manifest_key).encrypt(
             manifest_nonce, manifest.to_json(), manifest_aad(model_id, chunk_size)
         )
-        (tmp / MANIFEST_NAME).write_bytes(blob)
+        atomic_write(tmp / MANIFEST_NAME, blob)
         wrap_nonce, wrapped = wrap_data_key(data_key, kek, binding=header_binding(model_id))
         header = Header(
             model_id=model_id,
@@ -293,7 +295,7 @@ def seal(
             wrapped_key=wrapped,
             manifest_nonce=manifest_nonce,
         )
-        (tmp / HEADER_NAME).write_bytes(header.to_json())
+        atomic_write(tmp / HEADER_NAME, header.to_json())
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -310,7 +312,8 @@ def rewrap(sealed: Path, old: Kek | DataKey, new: Kek) -> Header:
         new: The KEK to wrap it with.
 
     Returns:
-        The new header (written atomically in place of the old one).
+        The new header (written atomically in place of the old one, mode 0600; a symlink planted
+        at the header's name is replaced, not followed).
 
     Raises:
         UnsealError: ``old`` does not unwrap the data key.
@@ -327,9 +330,7 @@ def rewrap(sealed: Path, old: Kek | DataKey, new: Kek) -> Header:
         wrapped_key=wrapped,
         manifest_nonce=header.manifest_nonce,
     )
-    tmp = sealed / f".{HEADER_NAME}.tmp"
-    tmp.write_bytes(updated.to_json())
-    tmp.replace(sealed / HEADER_NAME)
+    atomic_write(sealed / HEADER_NAME, updated.to_json())
     return updated
 
 
@@ -440,7 +441,9 @@ def unseal_to_directory(
 
     Plaintext weights must not reach a disk: ``out`` has to be on tmpfs or ramfs (for example
     ``/dev/shm`` inside the confidential VM) unless ``force_disk=True``. Every file is checked
-    against its SHA-256; on any failure everything written is removed (all or nothing).
+    against its SHA-256; on any failure everything written is removed (all or nothing). Files are
+    created exclusively with mode 0600 and directories (``out`` included) get mode 0700, whatever
+    the umask.
 
     Args:
         sealed: The sealed model directory.
@@ -470,7 +473,7 @@ def unseal_to_directory(
     workers = threads or default_threads()
     counter = _Counter(model.manifest.total_size, progress)
     created = not out.exists()
-    out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dir(out)
     try:
         slots: queue.Queue[bytearray] = queue.Queue()
         for _ in range(2 * workers):
@@ -510,11 +513,11 @@ def _unseal_file(
     target = (out / entry.name).resolve()
     if not target.is_relative_to(out.resolve()):
         raise UnsealError()  # a name escaping the output directory: never produced by seal()
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(target.parent)
     aead = AESGCM(model.content_key)
     prefix = model.aad_prefix(entry)
     mm = model.map_data(entry)
-    fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = open_private_exclusive(target)
     try:
         os.ftruncate(fd, entry.size)
 

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ccai._files import open_private_exclusive
 from ccai.errors import UnsealError, UsageError
 from ccai.sealed._container import OpenedModel, open_model
 from ccai.sealed._keys import DataKey, Kek
@@ -142,8 +143,7 @@ def load_tokenizer(sealed: Path, key: Kek | DataKey, *, tmp_dir: Path | None = N
             if entry.safetensors is not None or "/" in entry.name or entry.name.endswith(_WEIGHT_SUFFIXES):
                 continue
             target = work / entry.name
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as fh:
+            with os.fdopen(open_private_exclusive(target), "wb") as fh:
                 fh.write(model.decrypt_file(entry))
         return AutoTokenizer.from_pretrained(str(work))
     finally:

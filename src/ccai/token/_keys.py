@@ -20,7 +20,6 @@ import binascii
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ccai._files import atomic_write, private_dir
 from ccai._home import ccai_home
 from ccai._json import load_json
 from ccai.errors import TokenError, UsageError
@@ -165,10 +165,13 @@ class TokenSigner:
     def load_or_create(
         cls, path: str | os.PathLike[str] | None = None, *, kid: str | None = None, development: bool = False
     ) -> TokenSigner:
-        """Load the key at ``path``, creating it (mode 0600) when absent.
+        """Load the key at ``path``, creating it (mode 0600 in a 0700 directory, whatever the umask)
+        when absent.
 
         The default path is ``$CCAI_HOME/token-signing-key.pem`` for the production key and
         ``$CCAI_HOME/token-dev-signing-key.pem`` for the development key: two files, two keys.
+        Creation never replaces a file: when two processes create the key at once, both end up
+        with the one that was published first.
 
         Raises:
             UsageError: the file exists but is not a P-384 private key, or cannot be written.
@@ -181,12 +184,10 @@ class TokenSigner:
             pass
         signer = cls.generate(kid=kid, development=development)
         try:
-            file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", dir=file.parent)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(signer.private_pem())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, file)
+            private_dir(file.parent)
+            atomic_write(file, signer.private_pem(), mode=0o600, replace=False)
+        except FileExistsError:
+            return cls.from_pem(file.read_bytes(), kid=kid, development=development)
         except OSError as exc:
             raise UsageError(f"cannot write the token signing key {file}: {exc.strerror}") from None
         return signer

@@ -15,8 +15,6 @@ Nothing here is trusted by a verifier; it only builds the virtual hardware.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,6 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from ccai._files import atomic_write, private_dir
 from ccai.errors import UsageError
 
 __all__ = [
@@ -47,19 +46,9 @@ _CURVE_ORDERS = {"secp256r1": _N_P256, "secp384r1": _N_P384}
 
 
 def write_private_file(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename), mode 0600."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` atomically, mode 0600, in a 0700 folder (:mod:`ccai._files`)."""
+    private_dir(path.parent)
+    atomic_write(path, data, mode=0o600)
 
 
 def dump_state(fields: dict[str, Any]) -> bytes:
