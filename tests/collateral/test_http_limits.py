@@ -219,9 +219,8 @@ def test_limits_from_the_environment() -> None:
 
 
 def test_collateral_fetch_over_the_limit_exits_3(serve: Callable[[Handler], str], tmp_path: Path) -> None:
-    from ccai.device._virtual import VirtualGpuBackend
-
     from ccai.evidence import GpuEvidence, dump_evidence_json
+    from ccai.virtual import VirtualGpuBackend
 
     backend = VirtualGpuBackend.create()
     nonce = secrets.token_bytes(32)
