@@ -4,6 +4,7 @@ An asyncio + httpx load generator for OpenAI-compatible servers (streaming SSE, 
 loop, exact-length prompts, fixed output length), the metrics of sglang's ``bench_serving`` and
 ``vllm bench serve``, sweeps over concurrency and input/output lengths with interleaved arms and
 paired Δ% confidence intervals, NVIDIA-layout tables, JSON/CSV/PNG output and a run manifest; plus
+the sealed-model load benchmark (:func:`run_load_benchmark`, ``ccai bench load``) and
 a deliberately buffering proxy (:func:`serve_proxy`, ``ccai dev buffering-proxy``) that shows what
 a buffering gateway does to TTFT and ITL. The protocol pieces it shares with the gateway and the
 client (SSE, request bodies, chunk readers, the development engine) live in
@@ -20,11 +21,12 @@ from ccai.bench._client import (
     run_load,
     send_request,
 )
+from ccai.bench._load import LoadMeasurement, LoadReport, run_load_benchmark, write_synthetic_model
 from ccai.bench._manifest import collect_manifest, gpu_state, openssl_versions
 from ccai.bench._metrics import RequestResult, RunMetrics, compute_metrics, summarize
 from ccai.bench._prompts import Prompt, Tokenizer, build_prompts, load_tokenizer
 from ccai.bench._proxy import ProxyMode, build_proxy_app, serve_proxy
-from ccai.bench._report import delta_table, format_delta, render_text, value_table, write_results
+from ccai.bench._report import cell_record, delta_table, format_delta, render_text, value_table, write_results
 from ccai.bench._stats import Delta, mean_interval, paired_delta, t_quantile
 from ccai.bench._sweep import (
     DELTA_METRICS,
@@ -50,6 +52,8 @@ __all__ = [
     "Endpoint",
     "EngineInfo",
     "IoLength",
+    "LoadMeasurement",
+    "LoadReport",
     "LoadResult",
     "ProbeResult",
     "Prompt",
@@ -62,6 +66,7 @@ __all__ = [
     "Tokenizer",
     "build_prompts",
     "build_proxy_app",
+    "cell_record",
     "collect_manifest",
     "compute_metrics",
     "delta_table",
@@ -78,6 +83,7 @@ __all__ = [
     "render_text",
     "request_body",
     "run_load",
+    "run_load_benchmark",
     "run_sweep",
     "send_request",
     "serve_proxy",
@@ -85,4 +91,5 @@ __all__ = [
     "t_quantile",
     "value_table",
     "write_results",
+    "write_synthetic_model",
 ]
