@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ccai.tee._configfs import (
     CONFIGFS_TSM_REPORT,
@@ -24,6 +24,9 @@ from ccai.tee._configfs import (
 )
 from ccai.tee._virtual import DEFAULT_TEE_SEED, VirtualCpuTee, VirtualTeeAnchors
 from ccai.tee._virtual_pki import TEST_ORG, VirtualTeePki
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "CONFIGFS_TSM_REPORT",
