@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from ccai.attest import load_evidence_bundle
 from ccai.cli.demo import run_demo
 from ccai.cli.gpu import ArchChoice
 
 
+@pytest.mark.extra("service")  # the demo runs the dev collateral server
 def test_demo_verifies_the_composite_bundle(tmp_path: Path) -> None:
     run = run_demo(
         home=tmp_path, gpus=2, arch=ArchChoice.HOPPER, token_bytes=lambda n: b"\x42" * n, verbose=False

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import pytest
 from cryptography import x509
@@ -13,18 +15,23 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ccai.errors import CollateralUnavailable
-from ccai.service._dev_collateral import (
-    DevCollateralSettings,
-    OcspIssuer,
-    OcspResponder,
-    Revocation,
-    create_dev_collateral_app,
-    run_in_background,
-)
+
+if TYPE_CHECKING:
+    from ccai.service._dev_collateral import OcspResponder, Revocation
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 RIM_ID = "NV_GPU_DRIVER_GH100_550.144.03"
 RIM_XML = b"<SoftwareIdentity>test</SoftwareIdentity>"
+
+
+def dev_collateral() -> ModuleType:
+    """The development collateral server's module (FastAPI); skips the test without the [service] extra."""
+    pytest.importorskip(
+        "fastapi", reason="the dev collateral server needs the [service] extra: pip install 'ccai[service]'"
+    )
+    import ccai.service._dev_collateral as dev
+
+    return dev
 
 
 def make_cert(
@@ -74,6 +81,7 @@ class Pki:
     other_key: ec.EllipticCurvePrivateKey
 
     def revocation(self, issuer: x509.Certificate, serial: int) -> Revocation | None:
+        Revocation = dev_collateral().Revocation  # noqa: N806
         if serial == self.revoked.serial_number:
             return Revocation(
                 revoked_at=datetime(2025, 1, 1, tzinfo=UTC), reason=x509.ReasonFlags.key_compromise
@@ -85,13 +93,14 @@ class Pki:
         return None
 
     def responder(self, *, delegated: bool = False, clock_at: datetime = NOW) -> OcspResponder:
-        issuer = OcspIssuer(
+        dev = dev_collateral()
+        issuer = dev.OcspIssuer(
             certificate=self.ca,
             private_key=self.ca_key,
             delegate_certificate=self.delegate if delegated else None,
             delegate_key=self.delegate_key if delegated else None,
         )
-        return OcspResponder([issuer], revocation=self.revocation, clock=lambda: clock_at)
+        return dev.OcspResponder([issuer], revocation=self.revocation, clock=lambda: clock_at)
 
 
 @pytest.fixture(scope="session")
@@ -130,20 +139,21 @@ def pki() -> Pki:
 @pytest.fixture(scope="module")
 def server(pki: Pki) -> Iterator[str]:
     """The development collateral server on loopback, serving one RIM and OCSP for the test CA."""
+    dev = dev_collateral()
 
     def rim(rim_id: str) -> bytes:
         if rim_id != RIM_ID:
             raise CollateralUnavailable(f"no RIM {rim_id}")
         return RIM_XML
 
-    settings = DevCollateralSettings(
+    settings = dev.DevCollateralSettings(
         rim=rim,
         rim_ids=lambda: [RIM_ID],
-        responder=OcspResponder(
-            [OcspIssuer(certificate=pki.ca, private_key=pki.ca_key)], revocation=pki.revocation
+        responder=dev.OcspResponder(
+            [dev.OcspIssuer(certificate=pki.ca, private_key=pki.ca_key)], revocation=pki.revocation
         ),
     )
-    with run_in_background(create_dev_collateral_app(settings)) as url:
+    with dev.run_in_background(dev.create_dev_collateral_app(settings)) as url:
         yield url
 
 

@@ -19,8 +19,12 @@ from ccai.errors import (
     SignatureError,
     VerificationError,
 )
-from ccai.service._dev_collateral import OcspIssuer, OcspResponder
 from ccai.verify._ocsp_check import OcspCertStatus, check_ocsp
+
+pytest.importorskip(
+    "fastapi", reason="needs the dev collateral server, the [service] extra: pip install 'ccai[service]'"
+)
+from ccai.service._dev_collateral import OcspIssuer, OcspResponder
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 NONCE = bytes(range(32))

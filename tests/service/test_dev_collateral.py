@@ -20,12 +20,16 @@ from ccai.collateral import (
 from ccai.device._virtual import VirtualFault, VirtualGpuBackend
 from ccai.errors import CertificateRevoked, CollateralUnavailable
 from ccai.evidence import GpuEvidence, parse_rim
+from ccai.verify._ocsp_check import OcspCertStatus, check_chain_ocsp, check_ocsp
+
+pytest.importorskip(
+    "fastapi", reason="needs the dev collateral server, the [service] extra: pip install 'ccai[service]'"
+)
 from ccai.service._dev_collateral import (
     create_dev_collateral_app,
     run_in_background,
     settings_for_virtual_gpu,
 )
-from ccai.verify._ocsp_check import OcspCertStatus, check_chain_ocsp, check_ocsp
 
 
 def _evidence(backend: VirtualGpuBackend, index: int = 0) -> GpuEvidence:

@@ -35,9 +35,13 @@ from ccai.errors import (
     SimulatedEvidenceRejected,
     UnsupportedEvidence,
 )
-from ccai.service._dev_collateral import settings_for_virtual_gpu
 from ccai.tee import VirtualCpuTee
 from ccai.verify import COMPOSITE_STEPS, GpuTrustAnchors, TdxPolicy, verify_composite
+
+pytest.importorskip(
+    "fastapi", reason="needs the dev collateral server, the [service] extra: pip install 'ccai[service]'"
+)
+from ccai.service._dev_collateral import settings_for_virtual_gpu
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 NONCE = bytes(range(32))

@@ -23,11 +23,6 @@ from ccai.errors import (
     UsageError,
 )
 from ccai.evidence import GpuEvidence
-from ccai.service._dev_collateral import (
-    create_dev_collateral_app,
-    run_in_background,
-    settings_for_virtual_gpu,
-)
 from ccai.verify import (
     GpuTrustAnchors,
     RevocationGood,
@@ -35,6 +30,15 @@ from ccai.verify import (
     verify_gpu_evidence,
 )
 from ccai.verify._gpu import STEP_CHAIN, STEP_NONCE, STEP_SIGNATURE
+
+pytest.importorskip(
+    "fastapi", reason="needs the dev collateral server, the [service] extra: pip install 'ccai[service]'"
+)
+from ccai.service._dev_collateral import (
+    create_dev_collateral_app,
+    run_in_background,
+    settings_for_virtual_gpu,
+)
 
 
 def _anchors(backend: VirtualGpuBackend) -> GpuTrustAnchors:
