@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from ccai.sealed._bench import run_load_benchmark
+from ccai.bench import run_load_benchmark
 
 
 def _list(text: str, kind: type) -> list:

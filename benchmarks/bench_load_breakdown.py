@@ -39,7 +39,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ccai.sealed._bench import _warm, _workdir, write_synthetic_model
+from ccai.bench._load import _warm, _workdir, write_synthetic_model
 from ccai.sealed._container import open_model
 from ccai.sealed._format import TAG_BYTES, chunk_aad, chunk_nonce, data_file_name
 from ccai.sealed._keys import Kek, new_kek

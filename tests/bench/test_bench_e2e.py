@@ -19,9 +19,9 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
     """transformers serve on the embedded model, on a free loopback port."""
     import socket
 
-    pytest.importorskip("transformers")
+    pytest.importorskip("transformers", reason="needs the [torch] extra: pip install 'ccai[torch]'")
     from ccai._embedded_model import embedded_model_dir
-    from ccai.bench._engine import engine_command, wait_healthy
+    from ccai.openai_protocol import engine_command, wait_healthy
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -43,6 +43,7 @@ def _keys(folder: Path) -> list[str]:
     return ["--bind-key", str(folder / "tls.pem"), "--bind-key", str(folder / "hpke.pem")]
 
 
+@pytest.mark.extra("service")  # --with-collateral runs the dev collateral server
 def test_attest_then_verify_round_trip(tmp_path: Path) -> None:
     bundle = tmp_path / "b.json"
     code, out = _run(
@@ -96,6 +97,7 @@ def test_attest_then_verify_round_trip(tmp_path: Path) -> None:
     assert code == 0, out
 
 
+@pytest.mark.extra("service")
 def test_attest_snp_single_gpu(tmp_path: Path) -> None:
     bundle = tmp_path / "s.json"
     code, out = _run(
@@ -122,6 +124,7 @@ def test_collateral_fetch_failure_is_exit_3_and_marks_no_step_failed(tmp_path: P
     assert doc["result"] == "fail"
 
 
+@pytest.mark.extra("service")
 def test_cpu_only_bundle_with_collateral_marks_gpu_step_skipped(tmp_path: Path) -> None:
     # Regression: --gpus 0 --with-collateral crashed (the dev collateral server was given no GPU).
     bundle = tmp_path / "cpu.json"

@@ -78,6 +78,7 @@ def dev_server(evidence_file: Path) -> Iterator[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.extra("service")
 def test_fetch_then_inspect(dev_server: str, evidence_file: Path, tmp_path: Path) -> None:
     bundle = tmp_path / "bundle.json"
     done = _ccai(

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from ccai.cli.app import app
 from ccai.cli.demo import run_demo
 from ccai.cli.gpu import ArchChoice
 from ccai.evidence import parse_evidence_json
+
+pytestmark = pytest.mark.extra("service")  # the demo runs the dev collateral server
 
 runner = CliRunner()
 

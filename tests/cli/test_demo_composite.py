@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from ccai.cli.demo import run_demo
 from ccai.cli.gpu import ArchChoice
 from ccai.collateral import load_embedded_collateral
 from ccai.evidence import load_evidence_bundle
 
 
+@pytest.mark.extra("service")  # the demo runs the dev collateral server
 def test_demo_verifies_the_composite_bundle(tmp_path: Path) -> None:
     run = run_demo(
         home=tmp_path, gpus=2, arch=ArchChoice.HOPPER, token_bytes=lambda n: b"\x42" * n, verbose=False

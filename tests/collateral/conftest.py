@@ -27,6 +27,13 @@ RIM_ID = "NV_GPU_DRIVER_GH100_550.144.03"
 RIM_XML = b"<SoftwareIdentity>test</SoftwareIdentity>"
 
 
+def need_service_extra() -> None:
+    """Skip the test without the [service] extra (the collateral server's HTTP app needs FastAPI)."""
+    pytest.importorskip(
+        "fastapi", reason="the dev collateral server needs the [service] extra: pip install 'ccai[service]'"
+    )
+
+
 def make_cert(
     cn: str,
     key: ec.EllipticCurvePrivateKey,
@@ -130,6 +137,7 @@ def pki() -> Pki:
 @pytest.fixture(scope="module")
 def server(pki: Pki) -> Iterator[str]:
     """The development collateral server on loopback, serving one RIM and OCSP for the test CA."""
+    need_service_extra()
 
     def rim(rim_id: str) -> bytes:
         if rim_id != RIM_ID:

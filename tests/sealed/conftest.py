@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip(
+    "torch",
+    reason="sealed-model tests load torch tensors: pip install 'ccai[torch]'",
+)
 from safetensors.torch import save_file  # noqa: E402
 
 from ccai.sealed import Kek, new_kek, seal  # noqa: E402

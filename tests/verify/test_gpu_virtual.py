@@ -198,6 +198,7 @@ def revoked_backend() -> VirtualGpuBackend:
 
 @pytest.fixture
 def revoked_server(revoked_backend: VirtualGpuBackend) -> Iterator[str]:
+    pytest.importorskip("fastapi", reason="the dev collateral server needs the [service] extra")
     with run_in_background(create_dev_collateral_app(settings_for_virtual_gpu(revoked_backend))) as url:
         yield url
 
@@ -231,6 +232,7 @@ def test_revoked_certificate_via_the_real_ocsp_responder(
     assert verified.gpus[0].claims["x-nvidia-attestation-warning"]
 
 
+@pytest.mark.extra("service")  # the dev collateral server
 def test_online_collateral_all_good() -> None:
     backend = VirtualGpuBackend.create(gpus=2)
     with run_in_background(create_dev_collateral_app(settings_for_virtual_gpu(backend))) as url:

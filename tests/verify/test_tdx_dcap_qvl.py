@@ -15,7 +15,9 @@ from ccai.collateral import tdx_collateral_from_json
 from ccai.errors import PolicyViolation, TcbError
 from ccai.verify import TdxPolicy, verify_tdx_quote
 
-dcap_qvl = pytest.importorskip("dcap_qvl", reason="dcap-qvl (PyPI) is not installed; pip install dcap-qvl")
+dcap_qvl = pytest.importorskip(
+    "dcap_qvl", reason="the dcap-qvl oracle is part of the [dev] extra: pip install 'ccai[dev]'"
+)
 
 # (manifest id, quote file, collateral file)
 CASES = [

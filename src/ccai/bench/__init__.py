@@ -4,26 +4,29 @@ An asyncio + httpx load generator for OpenAI-compatible servers (streaming SSE, 
 loop, exact-length prompts, fixed output length), the metrics of sglang's ``bench_serving`` and
 ``vllm bench serve``, sweeps over concurrency and input/output lengths with interleaved arms and
 paired Δ% confidence intervals, NVIDIA-layout tables, JSON/CSV/PNG output and a run manifest; plus
-``ccai dev engine`` (transformers serve on the embedded or a random model) and a deliberately
-buffering proxy that shows what buffering does to TTFT and ITL.
+the sealed-model load benchmark (:func:`run_load_benchmark`, ``ccai bench load``) and
+a deliberately buffering proxy (:func:`serve_proxy`, ``ccai dev buffering-proxy``) that shows what
+a buffering gateway does to TTFT and ITL. The protocol pieces it shares with the gateway and the
+client (SSE, request bodies, chunk readers, the development engine) live in
+:mod:`ccai.openai_protocol`.
 """
 
 from ccai.bench._client import (
     Endpoint,
     EngineInfo,
     LoadResult,
-    OutputControl,
     ProbeResult,
     probe_endpoint,
     request_body,
     run_load,
     send_request,
 )
+from ccai.bench._load import LoadMeasurement, LoadReport, run_load_benchmark, write_synthetic_model
 from ccai.bench._manifest import collect_manifest, gpu_state, openssl_versions
 from ccai.bench._metrics import RequestResult, RunMetrics, compute_metrics, summarize
-from ccai.bench._prompts import Api, Prompt, Tokenizer, build_prompts, load_tokenizer
-from ccai.bench._report import delta_table, format_delta, render_text, value_table, write_results
-from ccai.bench._sse import SseEvent, SseParser
+from ccai.bench._prompts import Prompt, Tokenizer, build_prompts, load_tokenizer
+from ccai.bench._proxy import ProxyMode, build_proxy_app, serve_proxy
+from ccai.bench._report import cell_record, delta_table, format_delta, render_text, value_table, write_results
 from ccai.bench._stats import Delta, mean_interval, paired_delta, t_quantile
 from ccai.bench._sweep import (
     DELTA_METRICS,
@@ -42,7 +45,6 @@ from ccai.bench._sweep import (
 
 __all__ = [
     "DELTA_METRICS",
-    "Api",
     "ArmRun",
     "Cell",
     "CorrectnessCheck",
@@ -50,19 +52,21 @@ __all__ = [
     "Endpoint",
     "EngineInfo",
     "IoLength",
+    "LoadMeasurement",
+    "LoadReport",
     "LoadResult",
-    "OutputControl",
     "ProbeResult",
     "Prompt",
+    "ProxyMode",
     "RequestResult",
     "RunMetrics",
-    "SseEvent",
-    "SseParser",
     "SweepConfig",
     "SweepProgress",
     "SweepResult",
     "Tokenizer",
     "build_prompts",
+    "build_proxy_app",
+    "cell_record",
     "collect_manifest",
     "compute_metrics",
     "delta_table",
@@ -79,10 +83,13 @@ __all__ = [
     "render_text",
     "request_body",
     "run_load",
+    "run_load_benchmark",
     "run_sweep",
     "send_request",
+    "serve_proxy",
     "summarize",
     "t_quantile",
     "value_table",
     "write_results",
+    "write_synthetic_model",
 ]

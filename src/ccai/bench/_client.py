@@ -17,30 +17,36 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
 from ccai.bench._metrics import RequestResult
-from ccai.bench._prompts import Api, Prompt
-from ccai.bench._sse import SseParser
+from ccai.bench._prompts import Prompt
 from ccai.errors import UsageError
+from ccai.openai_protocol import (
+    STREAM_DONE,
+    Api,
+    OutputControl,
+    SseParser,
+    api_path,
+    chat_completion_request,
+    choice_text,
+    completion_request,
+    read_usage,
+    v1_url,
+)
 
 __all__ = [
     "Endpoint",
     "EngineInfo",
     "LoadResult",
-    "OutputControl",
     "ProbeResult",
     "probe_endpoint",
     "request_body",
     "run_load",
     "send_request",
 ]
-
-OutputControl = Literal["ignore_eos", "generation_config", "none"]
-"""How a fixed output length is enforced: vLLM/SGLang's ``ignore_eos``, a transformers
-``generation_config`` with ``min_new_tokens``, or nothing (shortfalls are then reported)."""
 
 _HEADERS = {"accept": "text/event-stream", "accept-encoding": "identity"}
 _LAG_TICK = 0.01
@@ -54,7 +60,7 @@ class Endpoint:
         url: Base URL of the server (``http://host:port`` or ``…/v1``).
         model: The ``model`` field of each request.
         api: ``"completions"`` or ``"chat"``.
-        output_control: How to force the output length (see :data:`OutputControl`).
+        output_control: How to force the output length (see :data:`ccai.openai_protocol.OutputControl`).
     """
 
     url: str
@@ -71,10 +77,7 @@ class Endpoint:
         Returns:
             The URL.
         """
-        base = self.url.rstrip("/")
-        if not base.endswith("/v1"):
-            base += "/v1"
-        return f"{base}/{what}"
+        return v1_url(self.url, what)
 
 
 def request_body(
@@ -99,37 +102,26 @@ def request_body(
     Returns:
         The body.
     """
-    body: dict[str, Any] = {"model": endpoint.model, "max_tokens": max_tokens, "temperature": 0.0}
+    control: OutputControl = endpoint.output_control if fixed_length else "none"
     if endpoint.api == "chat":
-        body["messages"] = [{"role": "user", "content": prompt.text or ""}]
-    else:
-        body["prompt"] = list(prompt.token_ids) if prompt.token_ids is not None else (prompt.text or "")
-    if stream:
-        body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
-    if seed is not None:
-        body["seed"] = seed
-    if fixed_length:
-        if endpoint.output_control == "ignore_eos":
-            body["ignore_eos"] = True
-        elif endpoint.output_control == "generation_config":
-            body["generation_config"] = json.dumps(
-                {"max_new_tokens": max_tokens, "min_new_tokens": max_tokens, "do_sample": False}
-            )
-    return body
-
-
-def _chunk_text(obj: dict[str, Any], api: Api) -> tuple[str, str | None]:
-    choices = obj.get("choices") or []
-    if not choices or not isinstance(choices[0], dict):
-        return "", None
-    choice = choices[0]
-    if api == "chat":
-        delta = choice.get("delta") or choice.get("message") or {}
-        text = delta.get("content") or ""
-    else:
-        text = choice.get("text") or ""
-    return (text if isinstance(text, str) else ""), choice.get("finish_reason")
+        return chat_completion_request(
+            model=endpoint.model,
+            messages=[{"role": "user", "content": prompt.text or ""}],
+            max_tokens=max_tokens,
+            temperature=0.0,
+            stream=stream,
+            seed=seed,
+            output_control=control,
+        )
+    return completion_request(
+        model=endpoint.model,
+        prompt=prompt.token_ids if prompt.token_ids is not None else (prompt.text or ""),
+        max_tokens=max_tokens,
+        temperature=0.0,
+        stream=stream,
+        seed=seed,
+        output_control=control,
+    )
 
 
 def _failure(kind: str, message: str, start: float, prompt: Prompt, max_tokens: int) -> RequestResult:
@@ -167,7 +159,7 @@ async def send_request(
         The request's record; failures carry ``error_kind`` and ``error``.
     """
     body = request_body(endpoint, prompt, max_tokens, fixed_length=fixed_length)
-    url = endpoint.path("chat/completions" if endpoint.api == "chat" else "completions")
+    url = endpoint.path(api_path(endpoint.api))
     start = time.perf_counter()
     first: float | None = None
     last = 0.0
@@ -193,7 +185,7 @@ async def send_request(
                 async for block in resp.aiter_raw():
                     now = time.perf_counter()
                     for event in parser.feed(block):
-                        if event.data.strip() == "[DONE]":
+                        if event.data.strip() == STREAM_DONE:
                             continue
                         try:
                             obj = json.loads(event.data)
@@ -205,12 +197,14 @@ async def send_request(
                         if "error" in obj:
                             why = f"server error: {obj['error']}"
                             return _failure("stream_error", why, start, prompt, max_tokens)
-                        text, reason = _chunk_text(obj, endpoint.api)
+                        text, reason = choice_text(obj, endpoint.api)
                         finish = reason or finish
-                        usage = obj.get("usage")
-                        if isinstance(usage, dict):
-                            usage_out = usage.get("completion_tokens", usage_out)
-                            usage_in = usage.get("prompt_tokens", usage_in)
+                        usage = read_usage(obj)
+                        if usage is not None:
+                            if usage.completion_tokens is not None:
+                                usage_out = usage.completion_tokens
+                            if usage.prompt_tokens is not None:
+                                usage_in = usage.prompt_tokens
                         if text:
                             if first is None:
                                 first = now
@@ -478,7 +472,7 @@ async def probe_endpoint(endpoint: Endpoint, *, timeout: float = 120.0) -> Probe
         except httpx.HTTPError as exc:
             why = f"{type(exc).__name__}: {exc}"
             raise UsageError(f"the server at {endpoint.url} does not answer: {why}") from None
-        url = endpoint.path("chat/completions" if endpoint.api == "chat" else "completions")
+        url = endpoint.path(api_path(endpoint.api))
         last = ""
         controls: tuple[OutputControl, ...] = ("ignore_eos", "generation_config", "none")
         for control in controls:

@@ -13,13 +13,12 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Protocol, cast
 
 from ccai.errors import UsageError
+from ccai.openai_protocol import Api
 
-__all__ = ["Api", "Prompt", "Tokenizer", "build_prompts", "load_tokenizer"]
-
-Api = Literal["completions", "chat"]
+__all__ = ["Prompt", "Tokenizer", "build_prompts", "load_tokenizer"]
 
 _POOL_CANDIDATES = 6000
 _MIN_POOL = 64

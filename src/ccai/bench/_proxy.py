@@ -5,6 +5,9 @@ hold every SSE event until the upstream response is complete: the client sees th
 when the last one is generated (TTFT ≈ E2E latency) and then all tokens in one burst (ITL ≈ 0).
 ``mode="buffer"`` does exactly that; ``mode="stream"`` forwards each chunk as it arrives, so the two
 modes together separate the cost of a Python proxy hop from the damage buffering does.
+
+Starlette and uvicorn come with the ``service`` extra; they are imported when a proxy is built, so
+``ccai.bench`` imports without them.
 """
 
 from __future__ import annotations
@@ -12,18 +15,23 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import httpx
-from starlette.applications import Starlette
-from starlette.background import BackgroundTask
-from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
+
+from ccai.errors import UsageError
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
 
 __all__ = ["ProxyMode", "build_proxy_app", "serve_proxy"]
 
 ProxyMode = Literal["buffer", "stream"]
+"""``"buffer"`` holds each response until it is complete; ``"stream"`` forwards chunks as they arrive."""
+
+_NEEDS_SERVICE = "pip install 'ccai[service]'"
 
 _HOP_BY_HOP = {
     "connection",
@@ -52,7 +60,17 @@ def build_proxy_app(upstream: str, *, mode: ProxyMode = "buffer", timeout: float
 
     Returns:
         The ASGI app.
+
+    Raises:
+        UsageError: Starlette is not installed (the ``service`` extra).
     """
+    try:
+        from starlette.applications import Starlette
+        from starlette.background import BackgroundTask
+        from starlette.responses import Response, StreamingResponse
+        from starlette.routing import Route
+    except ImportError:
+        raise UsageError("the buffering proxy needs Starlette", hint=_NEEDS_SERVICE) from None
     base = upstream.rstrip("/")
     client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=10.0), trust_env=False)
 
@@ -103,11 +121,18 @@ def serve_proxy(
         host: Listen address.
         port: Listen port.
         mode: ``"buffer"`` or ``"stream"``.
+
+    Raises:
+        UsageError: Starlette or uvicorn is not installed (the ``service`` extra).
     """
-    import uvicorn
+    app = build_proxy_app(upstream, mode=mode)
+    try:
+        import uvicorn
+    except ImportError:
+        raise UsageError("the buffering proxy needs uvicorn", hint=_NEEDS_SERVICE) from None
 
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    config = uvicorn.Config(build_proxy_app(upstream, mode=mode), log_level="warning")
+    config = uvicorn.Config(app, log_level="warning")
     uvicorn.Server(config).run(sockets=[sock])

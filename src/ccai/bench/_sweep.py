@@ -31,16 +31,16 @@ from ccai._time import utcnow
 from ccai.bench._client import (
     Endpoint,
     EngineInfo,
-    OutputControl,
     new_client,
     probe_endpoint,
     run_load,
     send_request,
 )
 from ccai.bench._metrics import RequestResult, RunMetrics, compute_metrics
-from ccai.bench._prompts import Api, Prompt, Tokenizer, build_prompts
+from ccai.bench._prompts import Prompt, Tokenizer, build_prompts
 from ccai.bench._stats import Delta, paired_delta
 from ccai.errors import UsageError, VerificationError
+from ccai.openai_protocol import Api, OutputControl
 
 __all__ = [
     "DELTA_METRICS",
@@ -166,7 +166,7 @@ class SweepConfig:
         timeout: Seconds per request.
         prompt_ids: Send token-id prompts.
         vocab_size: Vocabulary size for id prompts without a tokenizer.
-        output_control: ``"auto"`` (probe) or a fixed :data:`OutputControl`.
+        output_control: ``"auto"`` (probe) or a fixed :data:`~ccai.openai_protocol.OutputControl`.
         check_prompts: Greedy prompts in the correctness pre-check (0 skips it).
         check_tokens: Output tokens per pre-check prompt.
         allow_mismatch: Time the arms even when their greedy outputs differ.

@@ -7,7 +7,7 @@ import sys
 
 from rich.markup import escape
 
-from ccai.cli._errors import ExitCode, exit_code_for
+from ccai.cli._errors import ExitCode, exit_code_for, missing_extra
 from ccai.cli._output import err_console
 from ccai.errors import Error
 
@@ -36,6 +36,13 @@ def main() -> None:
     except Exception as exc:
         if os.environ.get("CCAI_DEBUG"):
             raise
+        needed = missing_extra(exc)
+        if needed is not None:
+            # An optional extra (pyproject.toml) is not installed: a one-line hint, not a traceback.
+            module, extra = needed
+            hint = f"this command needs {module} (the [{extra}] extra): pip install 'ccai[{extra}]'"
+            err_console.print(f"[bold red]error:[/] {escape(hint)}", highlight=False, soft_wrap=True)
+            sys.exit(int(ExitCode.USAGE))
         err_console.print(
             f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
             "This is a bug in ccai. Rerun with CCAI_DEBUG=1 for the traceback.",

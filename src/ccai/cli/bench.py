@@ -134,6 +134,7 @@ def serve(
     """
     from ccai.bench import (
         SweepConfig,
+        cell_record,
         collect_manifest,
         delta_table,
         gpu_state,
@@ -144,7 +145,6 @@ def serve(
         value_table,
         write_results,
     )
-    from ccai.bench._report import cell_record
 
     config = SweepConfig(
         url=url,

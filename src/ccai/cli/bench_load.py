@@ -1,7 +1,7 @@
 """``ccai bench load``: sealed-model load speed against stock safetensors and the plaintext pipeline.
 
 The command is mounted on the ``ccai bench`` group (``app.command("load")(bench_load.load)`` in
-``ccai.cli.bench``); the measurement lives in :mod:`ccai.sealed._bench`.
+``ccai.cli.bench``); the measurement lives in :func:`ccai.bench.run_load_benchmark`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def load(
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
 ) -> None:
     """Measure stock safetensors, ccai's pipeline without decryption, and ccai's sealed load (GB/s)."""
-    from ccai.sealed._bench import run_load_benchmark
+    from ccai.bench import run_load_benchmark
 
     report = run_load_benchmark(
         size_bytes=int(size_gib * 2**30),

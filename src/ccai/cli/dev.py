@@ -96,9 +96,9 @@ def engine(
     import subprocess
 
     from ccai._embedded_model import ccai_cache, embedded_model_dir
-    from ccai.bench._engine import engine_command, random_model_dir, wait_healthy
     from ccai.cli._output import console, err_console, print_json, write_output
     from ccai.errors import UsageError
+    from ccai.openai_protocol import engine_command, random_model_dir, wait_healthy
 
     if model_dir and random_spec:
         raise UsageError("give a model directory or --random, not both")
@@ -188,7 +188,7 @@ def buffering_proxy(
     ] = False,
 ) -> None:
     """A reverse proxy that buffers whole responses (like nginx proxy_buffering), to show TTFT/ITL damage."""
-    from ccai.bench._proxy import serve_proxy
+    from ccai.bench import serve_proxy
     from ccai.cli._output import console, print_json
 
     url = f"http://{host}:{port}"

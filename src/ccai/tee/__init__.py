@@ -8,6 +8,8 @@ virtual TDX/SNP guest that satisfies the same interface lives in :mod:`ccai.virt
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ccai.tee._backend import CpuQuote, CpuTee
 from ccai.tee._configfs import (
     CONFIGFS_TSM_REPORT,
@@ -17,6 +19,7 @@ from ccai.tee._configfs import (
     TsmReport,
     parse_snp_certificate_table,
 )
+
 
 __all__ = [
     "CONFIGFS_TSM_REPORT",

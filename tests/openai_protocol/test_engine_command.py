@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ccai.bench._engine import default_attn_implementation, engine_command
+from ccai.openai_protocol import default_attn_implementation, engine_command
 
 
 @pytest.fixture
-def model_dir(tmp_path: Path) -> Path:
+def model_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A model directory, and a ``transformers`` command wherever the [torch] extra is missing."""
+    if shutil.which("transformers") is None and not Path(sys.executable).with_name("transformers").exists():
+        monkeypatch.setattr(shutil, "which", lambda name: f"/opt/bin/{name}")
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "config.json").write_text("{}")
     return tmp_path / "m"

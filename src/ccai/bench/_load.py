@@ -29,9 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ccai.sealed._keys import new_kek
-from ccai.sealed._pipeline import load_into, load_plaintext
-from ccai.sealed._seal import seal
+from ccai.sealed import load_into, load_plaintext, new_kek, seal
 
 __all__ = ["LoadMeasurement", "LoadReport", "run_load_benchmark", "write_synthetic_model"]
 
