@@ -20,7 +20,6 @@ from ccai.tee._configfs import (
     parse_snp_certificate_table,
 )
 
-
 __all__ = [
     "CONFIGFS_TSM_REPORT",
     "ConfigfsTsm",
