@@ -141,7 +141,8 @@ def load_nvidia_policy(
     """Load an NVIDIA JSON appraisal policy.
 
     Args:
-        source: A path, the JSON text/bytes, or the already-decoded object.
+        source: A path (:class:`~pathlib.Path`, or a ``str`` that does not start with ``{``),
+            the JSON text/bytes, or the already-decoded object.
         defer_token_claims: See :class:`NvidiaJsonPolicy`.
 
     Returns:
@@ -151,6 +152,8 @@ def load_nvidia_policy(
         UsageError: unreadable file, not JSON, or not an ``authorization-rules`` policy of type JWT.
     """
     name = "NVIDIA JSON policy"
+    if isinstance(source, str) and not source.lstrip().startswith("{"):
+        source = Path(source)
     if isinstance(source, Path):
         name = source.name
         try:
