@@ -208,7 +208,7 @@ def _cpu_rules(cpu: _Cpu) -> ByTee:
     )
 
 
-def _gpu_rules(gpu: _Gpu, base: Path) -> AllOf:
+def _gpu_rules(gpu: _Gpu, base: Path, name: str) -> AllOf:
     rules: list[Policy] = [
         RevocationGood(
             allow_not_checked=gpu.allow_unchecked_revocation,
@@ -231,7 +231,7 @@ def _gpu_rules(gpu: _Gpu, base: Path) -> AllOf:
         path = Path(gpu.nvidia_policy)
         rules.append(load_nvidia_policy(path if path.is_absolute() else base / path))
     elif gpu.nvidia_policy is not None:
-        rules.append(load_nvidia_policy(gpu.nvidia_policy))
+        rules.append(load_nvidia_policy(gpu.nvidia_policy, name=name))
     return AllOf(policies=tuple(rules))
 
 
@@ -248,7 +248,7 @@ def _gpu_count_rules(gpus: _Gpus, *, cpu_present: bool) -> list[Policy]:
     return rules
 
 
-def _build(spec: _File, part: Part, base: Path) -> Policy:
+def _build(spec: _File, part: Part, base: Path, name: str) -> Policy:
     given = spec.model_fields_set
     if spec.unsafe_accept_anything:
         if given - {"format", "name", "description", "unsafe_accept_anything"}:
@@ -273,7 +273,7 @@ def _build(spec: _File, part: Part, base: Path) -> Policy:
             raise UsageError("a CPU-only policy (gpus.count 0) cannot judge GPU evidence")
         rules += _gpu_count_rules(spec.gpus, cpu_present=spec.cpu is not None)
         if spec.gpu is not None:
-            rules.append(_gpu_rules(spec.gpu, base))
+            rules.append(_gpu_rules(spec.gpu, base, name))
     return AllOf(policies=tuple(rules))
 
 
@@ -306,9 +306,9 @@ def load_policy(
     except ValidationError as exc:
         raise UsageError(_validation_message(exc, name)) from None
     try:
-        policy = _build(spec, part, base)
+        policy = _build(spec, part, base, name)
     except UsageError as exc:
-        if exc.message.startswith("policy "):
+        if exc.message.startswith(f"policy {name}"):
             raise
         raise UsageError(f"policy {name}: {exc.message}") from None
     if accepts_anything(policy):
