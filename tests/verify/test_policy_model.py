@@ -542,3 +542,38 @@ def test_accept_anything_logs_a_warning(caplog: pytest.LogCaptureFixture) -> Non
     with caplog.at_level(logging.WARNING, logger="ccai.verify.policy"):
         load_policy(DOCS / "production-tdx-h100.json")
     assert not caplog.records
+
+
+def test_policy_model_is_exported() -> None:
+    import ccai.verify
+
+    assert set(ccai.verify.__all__) >= {
+        "Appraisal",
+        "Policy",
+        "PolicyFailure",
+        "appraise",
+        "load_policy",
+        "POLICY_FORMAT",
+        "default_policy",
+        "default_composite_policy",
+        "tdx_rules",
+        "snp_rules",
+        "ByTee",
+        "CpuDebugOff",
+        "CpuRevocationChecked",
+        "CpuAllowList",
+        "CpuReportData",
+        "TdxTcb",
+        "TdxAttributes",
+        "TdxNoTrailingData",
+        "TdxEventLogReplayed",
+        "SnpGuest",
+        "SnpTcb",
+        "GpuCount",
+        "MinGpus",
+        "DistinctGpus",
+        "CpuOnly",
+        "NotSimulated",
+        "UnsafeAcceptAnything",
+    }
+    assert not {"TdxPolicy", "SnpPolicy"} & set(ccai.verify.__all__)
