@@ -35,7 +35,7 @@ from ccai._time import utcnow
 from ccai.cli.attest_composite import collect_bundle
 from ccai.collateral import load_embedded_collateral
 from ccai.evidence import derive_gpu_nonce, dump_evidence_bundle, load_evidence_bundle
-from ccai.verify import GpuTrustAnchors, verify_composite, verify_gpu_evidence
+from ccai.verify import GpuTrustAnchors, default_composite_policy, verify_composite, verify_gpu_evidence
 from ccai.verify._gpu_certs import _DEVICE_CHAIN_CACHE
 from ccai.verify._rim_check import _CACHE as _RIM_CACHE
 from ccai.virtual import open_virtual_vm
@@ -92,12 +92,19 @@ def _bench(tee: str, gpus: int, runs: int, root: Path) -> list[tuple[str, float]
             simulated_anchors=gpu_anchors,
         )
 
+    # Zero GPUs pass only a policy that says CPU-only.
+    policy = default_composite_policy(allow_no_gpus=gpus == 0)
+
     def composite() -> object:
-        return verify_composite(bundle, now=now, expected_nonce=NONCE, allow_simulated=True, **anchors)
+        return verify_composite(
+            bundle, now=now, expected_nonce=NONCE, allow_simulated=True, policy=policy, **anchors
+        )
 
     def load_and_composite() -> object:
         loaded = load_evidence_bundle(raw)
-        return verify_composite(loaded, now=now, expected_nonce=NONCE, allow_simulated=True, **anchors)
+        return verify_composite(
+            loaded, now=now, expected_nonce=NONCE, allow_simulated=True, policy=policy, **anchors
+        )
 
     composite()  # fails loudly here rather than timing an error path
     name = f"{tee.upper()} + {gpus} GPU"

@@ -132,11 +132,27 @@ def test_cpu_only_bundle_with_collateral_marks_gpu_step_skipped(tmp_path: Path) 
         "attest", "--simulate", "tdx", "--gpus", "0", "--nonce", NONCE, "-o", str(bundle), "--with-collateral"
     )
     assert code == 0, out
+    # Zero GPUs fail the default policy: a CPU-only deployment must say so in its policy.
     code, out = _run("verify", str(bundle), "--offline", "--allow-simulated", "--nonce", NONCE, "--json")
+    assert code == 1, out
+    assert "CPU-only deployment must say so" in out
+    cpu_only = tmp_path / "cpu-only.json"
+    cpu_only.write_text(json.dumps({"format": "ccai-policy/1", "gpus": {"count": 0}, "gpu": None}))
+    code, out = _run(
+        "verify",
+        str(bundle),
+        "--offline",
+        "--allow-simulated",
+        "--nonce",
+        NONCE,
+        "--policy",
+        str(cpu_only),
+        "--json",
+    )
     assert code == 0, out
     statuses = {row["step"]: row["status"] for row in json.loads(out)["steps"]}
     assert statuses["(4) GPU evidence"] == "skipped"
-    assert [s for s in statuses.values() if s != "skipped"] == ["ok"] * 4
+    assert [s for s in statuses.values() if s != "skipped"] == ["ok"] * 5
 
 
 def test_verify_rejects_a_nonce_that_is_not_32_bytes(tmp_path: Path) -> None:

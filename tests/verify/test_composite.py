@@ -32,7 +32,13 @@ from ccai.evidence import (
     dump_evidence_bundle,
     load_evidence_bundle,
 )
-from ccai.verify import COMPOSITE_STEPS, GpuTrustAnchors, TdxPolicy, verify_composite
+from ccai.verify import (
+    COMPOSITE_STEPS,
+    GpuTrustAnchors,
+    default_composite_policy,
+    tdx_rules,
+    verify_composite,
+)
 from ccai.virtual import VirtualCpuTee, VirtualGpuBackend, open_virtual_vm, settings_for_virtual_gpu
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -182,14 +188,14 @@ def _secretvm(vectors: Path) -> EvidenceBundle:
 def test_real_tdx_h100_pair_checks_under_its_nonce_only_binding(vectors: Path) -> None:
     bundle = _secretvm(vectors)
     now = datetime(2026, 3, 1, tzinfo=UTC)
-    signatures_only = TdxPolicy(allow_missing_collateral=True)
+    signatures_only = default_composite_policy(tdx=tdx_rules(allow_missing_collateral=True))
     with pytest.raises(UnsupportedEvidence):  # never accepted unless selected by name
-        verify_composite(bundle, now=now, tdx_policy=signatures_only)
+        verify_composite(bundle, now=now, policy=signatures_only)
     trace: list[tuple[str, str]] = []
     # No RIMs for this driver are public: the GPU part stops at RIM selection, after its chain,
     # signature and nonce (the nonce-only binding) passed.
     with pytest.raises(CollateralUnavailable) as info:
-        verify_composite(bundle, now=now, scheme=BINDING_NONCE_ONLY, tdx_policy=signatures_only, trace=trace)
+        verify_composite(bundle, now=now, scheme=BINDING_NONCE_ONLY, policy=signatures_only, trace=trace)
     assert [s for s, _ in trace] == list(COMPOSITE_STEPS[:3])
     assert info.value.step == "(6) RIM selection"
     # report_data[32:64] is the nonce: another nonce breaks the binding.
@@ -197,12 +203,12 @@ def test_real_tdx_h100_pair_checks_under_its_nonce_only_binding(vectors: Path) -
         bundle, nonce=bytes(32), gpus=tuple(dataclasses.replace(g, nonce=bytes(32)) for g in bundle.gpus)
     )
     with pytest.raises(BindingError):
-        verify_composite(other, now=now, scheme=BINDING_NONCE_ONLY, tdx_policy=signatures_only)
+        verify_composite(other, now=now, scheme=BINDING_NONCE_ONLY, policy=signatures_only)
     # report_data[0:32] is the TLS SPKI hash: a claimed key that is not it breaks the binding.
     with pytest.raises(BindingError):
         verify_composite(
             dataclasses.replace(bundle, tls_spki_sha256=bytes(32)),
             now=now,
             scheme=BINDING_NONCE_ONLY,
-            tdx_policy=signatures_only,
+            policy=signatures_only,
         )

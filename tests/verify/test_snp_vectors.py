@@ -34,8 +34,11 @@ from ccai.errors import (
     VerificationError,
 )
 from ccai.evidence import SnpProduct, parse_snp_report
-from ccai.verify import SNP_STEPS, SnpPolicy, amd_roots, verify_snp_report
+from ccai.verify import SNP_STEPS, amd_roots, load_policy, snp_rules, verify_snp_report
 from ccai.verify._cpu_chain import verify_link
+
+# No vector carries an ARK CRL: revocation is unchecked, which the default policy refuses.
+NO_CRL = snp_rules(allow_unchecked_revocation=True)
 
 # A time inside each vector's window (SNP entries give windows as text: "any in A..B").
 TIMES = {
@@ -88,7 +91,7 @@ def test_vector_verifies(vectors: Path, vid: str) -> None:
     reports, collateral, now = _load(vectors, vid)
     expect = _manifest(vectors)[vid]["expect"]
     for raw in reports:
-        result = verify_snp_report(raw, collateral, now=now)
+        result = verify_snp_report(raw, collateral, now=now, policy=NO_CRL)
         assert result.claims["version"] == expect.get("version", result.claims["version"])
         assert [s for s, _ in result.steps] == list(SNP_STEPS)
         tcb = expect.get("reported_tcb")
@@ -113,14 +116,16 @@ def test_debug_policy_report_rejected_by_default(vectors: Path) -> None:
         verify_snp_report(raw, collateral, now=now, trace=trace)
     assert info.value.step == "(6) policy"
     assert [s for s, _ in trace] == list(SNP_STEPS[:5])  # chain, signature, TCB all fine
-    result = verify_snp_report(raw, collateral, now=now, policy=SnpPolicy(allow_debug=True))
+    result = verify_snp_report(
+        raw, collateral, now=now, policy=snp_rules(allow_unchecked_revocation=True, allow_debug=True)
+    )
     assert result.claims["policy_debug"] is True
     assert result.claims["report_data"].startswith("0102030405")
 
 
 def test_vlek_aws(vectors: Path) -> None:
     (raw,), collateral, now = _load(vectors, "snp-trustee-milan-v3-vlek-aws")
-    result = verify_snp_report(raw, collateral, now=now)
+    result = verify_snp_report(raw, collateral, now=now, policy=NO_CRL)
     assert result.claims["csp_id"] == "CN=cc-us-east-2.amazonaws.com"
     assert result.claims["vmpl"] == 1
     assert result.claims["chip_id"] == "00" * 64
@@ -130,7 +135,10 @@ def test_vlek_aws(vectors: Path) -> None:
     assert info.value.step == "(3) certificate chain"
     with pytest.raises(PolicyViolation, match="VLEK"):
         verify_snp_report(
-            raw, collateral, now=now, policy=SnpPolicy(allowed_signing_keys=frozenset({"VCEK"}))
+            raw,
+            collateral,
+            now=now,
+            policy=snp_rules(allow_unchecked_revocation=True, allowed_signing_keys=frozenset({"VCEK"})),
         )
 
 
@@ -138,7 +146,7 @@ def test_dstack_fails_before_vcek_not_before(vectors: Path) -> None:
     (raw,), collateral, _ = _load(vectors, "snp-dstack-milan-v3")
     with pytest.raises(CertificateExpired):
         verify_snp_report(raw, collateral, now=_at("2026-06-01"))
-    result = verify_snp_report(raw, collateral, now=_at("2026-07-01"))
+    result = verify_snp_report(raw, collateral, now=_at("2026-07-01"), policy=NO_CRL)
     assert bytes.fromhex(result.claims["report_data"]) == b"attest-test-fixture-2026".ljust(64, b"\0")
     assert result.claims["host_data"] == "783f0057820acb99249af56cc3b07b4e8d80f65183167cba9cf437bb680f742f"
     assert result.claims["measurement"].startswith("7f51e17f72a04d54")
@@ -152,11 +160,15 @@ def test_gcp_x25519_binding(vectors: Path) -> None:
         if "=" in line
     )
     expected = hashlib.sha512(bytes.fromhex(values["NONCE"]) + bytes.fromhex(values["X25519_KEY"])).digest()
-    result = verify_snp_report(raw, collateral, now=now, policy=SnpPolicy(report_data=expected))
+    result = verify_snp_report(
+        raw, collateral, now=now, policy=snp_rules(allow_unchecked_revocation=True, report_data=expected)
+    )
     assert result.claims["report_data"] == expected.hex()
     other_key = hashlib.sha512(bytes.fromhex(values["NONCE"]) + bytes(32)).digest()
     with pytest.raises(BindingError, match="REPORT_DATA"):
-        verify_snp_report(raw, collateral, now=now, policy=SnpPolicy(report_data=other_key))
+        verify_snp_report(
+            raw, collateral, now=now, policy=snp_rules(allow_unchecked_revocation=True, report_data=other_key)
+        )
 
 
 @pytest.mark.parametrize("vid", ["snp-azure-milan-v2", "snp-azure-genoa-v3"])
@@ -166,7 +178,7 @@ def test_azure_hcl_binding(vectors: Path, vid: str) -> None:
     (raw,), collateral, now = _load(vectors, vid)
     length = int.from_bytes(hcl[1232:1236], "little")
     runtime_claims = hcl[1236 : 1236 + length]
-    result = verify_snp_report(raw, collateral, now=now)
+    result = verify_snp_report(raw, collateral, now=now, policy=NO_CRL)
     assert bytes.fromhex(result.claims["report_data"])[:32] == hashlib.sha256(runtime_claims).digest()
 
 
@@ -259,41 +271,67 @@ def test_reported_tcb_must_match_vcek(vectors: Path) -> None:
 def test_policies(vectors: Path) -> None:
     (raw, vmpl1), collateral, now = _load(vectors, "snp-gcp-milan-v5")
     report = parse_snp_report(raw)
-    ok = SnpPolicy(
-        measurement=frozenset({report.measurement}),
-        host_data=frozenset({report.host_data}),
-        allowed_vmpls=frozenset({0}),
-        min_tcb={"blSPL": 4, "snpSPL": 27, "ucodeSPL": 222},
-    )
+    fields: dict[str, Any] = {
+        "allow_unchecked_revocation": True,
+        "measurement": {report.measurement},
+        "host_data": {report.host_data},
+        "allowed_vmpls": {0},
+        "min_tcb": {"blSPL": 4, "snpSPL": 27, "ucodeSPL": 222},
+    }
+    ok = snp_rules(**fields)
     verify_snp_report(raw, collateral, now=now, policy=ok)
     with pytest.raises(PolicyViolation, match="VMPL"):
         verify_snp_report(vmpl1, collateral, now=now, policy=ok)
     with pytest.raises(MeasurementMismatch, match="MEASUREMENT"):
-        verify_snp_report(raw, collateral, now=now, policy=replace(ok, measurement=frozenset({bytes(48)})))
+        verify_snp_report(
+            raw, collateral, now=now, policy=snp_rules(**{**fields, "measurement": [bytes(48)]})
+        )
     with pytest.raises(TcbError, match="minimum") as info:
-        verify_snp_report(raw, collateral, now=now, policy=replace(ok, min_tcb={"ucodeSPL": 223}))
+        verify_snp_report(
+            raw, collateral, now=now, policy=snp_rules(**{**fields, "min_tcb": {"ucodeSPL": 223}})
+        )
     assert "223" in str(info.value.actual)
     with pytest.raises(PolicyViolation, match="SMT"):
-        verify_snp_report(raw, collateral, now=now, policy=SnpPolicy(allow_smt=False))
+        verify_snp_report(
+            raw, collateral, now=now, policy=snp_rules(allow_unchecked_revocation=True, allow_smt=False)
+        )
 
 
 def test_committed_tcb_policy(vectors: Path) -> None:
     (raw,), collateral, now = _load(vectors, "snp-trustee-milan-v2-vcek")
-    result = verify_snp_report(raw, collateral, now=now)
+    result = verify_snp_report(raw, collateral, now=now, policy=NO_CRL)
     assert result.claims["x-ccai-committed-equals-current"] is False
     with pytest.raises(TcbError, match="COMMITTED_TCB"):
-        verify_snp_report(raw, collateral, now=now, policy=SnpPolicy(require_committed_tcb=True))
+        verify_snp_report(
+            raw,
+            collateral,
+            now=now,
+            policy=snp_rules(allow_unchecked_revocation=True, require_committed_tcb=True),
+        )
 
 
 def test_policy_from_mapping() -> None:
-    policy = SnpPolicy.from_mapping(
-        {"host_data": ["00" * 32], "min_tcb": {"snpSPL": 8}, "allowed_vmpls": [0]}
+    policy = load_policy(
+        {"snp": {"host_data": ["00" * 32], "min_tcb": {"snpSPL": 8}, "allowed_vmpls": [0]}}, part="cpu"
     )
-    assert policy.host_data == frozenset({bytes(32)})
-    with pytest.raises(UsageError):
-        SnpPolicy.from_mapping({"min_tcb": {"microcode": 1}})
-    with pytest.raises(UsageError):
-        SnpPolicy.from_mapping({"host_data": ["zz"]})
+    assert "host_data in an allow-list of 1" in policy.describe()
+    with pytest.raises(UsageError, match="min_tcb"):
+        load_policy({"snp": {"min_tcb": {"microcode": 1}}})
+    with pytest.raises(UsageError, match="host_data"):
+        load_policy({"snp": {"host_data": ["zz"]}})
+
+
+def test_default_policy_requires_snp_revocation(vectors: Path) -> None:
+    (raw,), collateral, now = _load(vectors, "snp-virtee-milan-v2")
+    assert collateral.crl is None
+    trace: list[tuple[str, str]] = []
+    with pytest.raises(CollateralUnavailable, match="revocation was not checked: no ARK CRL") as info:
+        verify_snp_report(raw, collateral, now=now, trace=trace)
+    assert info.value.step == "(6) policy"
+    assert [s for s, _ in trace] == list(SNP_STEPS[:5])
+    result = verify_snp_report(raw, collateral, now=now, policy=NO_CRL)
+    assert result.claims["x-ccai-revocation-checked"] is False
+    assert result.claims["x-ccai-revocation-unchecked"] == ["ARK CRL"]
 
 
 def test_collateral_json_round_trip(vectors: Path) -> None:

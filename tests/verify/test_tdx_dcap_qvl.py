@@ -13,7 +13,7 @@ import pytest
 
 from ccai.collateral import tdx_collateral_from_json
 from ccai.errors import PolicyViolation, TcbError
-from ccai.verify import TdxPolicy, verify_tdx_quote
+from ccai.verify import tdx_rules, verify_tdx_quote
 
 dcap_qvl = pytest.importorskip(
     "dcap_qvl", reason="the dcap-qvl oracle is part of the [dev] extra: pip install 'ccai[dev]'"
@@ -54,7 +54,7 @@ def _quote(path: Path) -> bytes:
 def _ccai_outcome(quote: bytes, collateral_json: str, now: datetime) -> str:
     # dcap-qvl reports the status and leaves acceptance to the caller, except that it refuses debug
     # TDs and "no matching TCB level"; mirror that with a policy accepting every status.
-    policy = TdxPolicy(
+    policy = tdx_rules(
         accepted_tcb_statuses=frozenset(
             {
                 "UpToDate",

@@ -125,7 +125,7 @@ def test_tdx_bad_usage_exit_2(tmp_path: Path, run: Run) -> None:
 
 def test_snp_pass_and_hex(vectors: Path, run: Run) -> None:
     v = vectors / "cpu/snp/virtee-sev"
-    code, out, _ = run(
+    args = [
         "verify",
         "snp",
         v / "report_milan.hex",
@@ -136,7 +136,13 @@ def test_snp_pass_and_hex(vectors: Path, run: Run) -> None:
         "--at",
         "2025-01-01",
         "--json",
-    )
+    ]
+    # No ARK CRL: revocation is unchecked, which the default policy refuses (collateral: exit 3).
+    code, out, err = run(*args)
+    assert code == 3
+    assert json.loads(out)["steps"][-1]["status"] == "failed"
+    assert "revocation was not checked" in err
+    code, out, _ = run(*args, "--allow-unchecked-revocation")
     assert code == 0
     doc = json.loads(out)
     assert doc["claims"]["reported_tcb"] == {"blSPL": 3, "teeSPL": 0, "snpSPL": 8, "ucodeSPL": 115}
@@ -154,6 +160,7 @@ def test_snp_azure_offset(vectors: Path, run: Run) -> None:
         v / "vcek.pem",
         "--at",
         "2025-06-01",
+        "--allow-unchecked-revocation",
     )
     assert code == 0
     assert "Genoa" in out and "PASS" in out

@@ -25,7 +25,7 @@ from ccai.errors import (
     UsageError,
 )
 from ccai.evidence import parse_ccel, parse_json_event_log, parse_tdx_quote
-from ccai.verify import TDX_STEPS, TdxPolicy, TdxVerified, replay_rtmrs, verify_tdx_quote
+from ccai.verify import TDX_STEPS, TdxVerified, load_policy, replay_rtmrs, tdx_rules, verify_tdx_quote
 
 
 def _at(text: str) -> datetime:
@@ -103,7 +103,7 @@ def test_full_collateral_uptodate(vectors: Path, vid: str) -> None:
 def test_no_matching_tcb_level(vectors: Path, vid: str, first_miss: str) -> None:
     quote, collateral, now = _vector(vectors, vid)
     trace: list[tuple[str, str]] = []
-    lenient = TdxPolicy(accepted_tcb_statuses=frozenset({"UpToDate", "OutOfDate"}), allow_trailing_data=True)
+    lenient = tdx_rules(accepted_tcb_statuses=frozenset({"UpToDate", "OutOfDate"}), allow_trailing_data=True)
     with pytest.raises(TcbError, match="NotSupported") as info:
         verify_tdx_quote(quote, collateral, now=now, policy=lenient, trace=trace)
     assert info.value.step == "(9) TCB level"
@@ -118,7 +118,7 @@ def test_debug_td_rejected_by_default(vectors: Path) -> None:
         verify_tdx_quote(quote, collateral, now=now)
     assert info.value.step == "(11) policy"
     # With the debug switch the same quote verifies, and the TCB is UpToDate.
-    result = verify_tdx_quote(quote, collateral, now=now, policy=TdxPolicy(allow_debug=True))
+    result = verify_tdx_quote(quote, collateral, now=now, policy=tdx_rules(allow_debug=True))
     assert result.claims["debug"] is True
     assert result.claims["tcb_status"] == "UpToDate"
 
@@ -129,13 +129,13 @@ def test_q6_partial_collateral_outofdate(vectors: Path) -> None:
     with pytest.raises(CollateralUnavailable, match="PCK CRL"):
         verify_tdx_quote(quote, collateral, now=now)
     with pytest.raises(TcbError, match="OutOfDate") as info:
-        verify_tdx_quote(quote, collateral, now=now, policy=TdxPolicy(allow_missing_pck_crl=True))
+        verify_tdx_quote(quote, collateral, now=now, policy=tdx_rules(allow_missing_pck_crl=True))
     assert info.value.step == "(11) policy"
     result = verify_tdx_quote(
         quote,
         collateral,
         now=now,
-        policy=TdxPolicy(allow_missing_pck_crl=True, accepted_tcb_statuses=frozenset({"OutOfDate"})),
+        policy=tdx_rules(allow_missing_pck_crl=True, accepted_tcb_statuses=frozenset({"OutOfDate"})),
     )
     assert result.tcb is not None
     assert (result.tcb.status, result.tcb.platform_status) == ("OutOfDate", "OutOfDate")
@@ -155,7 +155,7 @@ def test_signatures_only_vectors(vectors: Path, vid: str) -> None:
     assert collateral is None
     with pytest.raises(CollateralUnavailable):
         verify_tdx_quote(quote, None, now=now)
-    result = verify_tdx_quote(quote, None, now=now, policy=TdxPolicy(allow_missing_collateral=True))
+    result = verify_tdx_quote(quote, None, now=now, policy=tdx_rules(allow_missing_collateral=True))
     assert result.tcb is None
     assert result.claims["x-ccai-tcb-evaluated"] is False
     assert result.claims["fmspc"] == _manifest(vectors)[vid]["expect"]["fmspc"]
@@ -165,7 +165,7 @@ def test_signatures_only_vectors(vectors: Path, vid: str) -> None:
 def test_composite_secretvm_quote_signatures(vectors: Path) -> None:
     quote = _load_quote(vectors / "cpu/composite/secretvm/cpu_quote.txt")
     result = verify_tdx_quote(
-        quote, None, now=_at("2026-03-01T00:00:00Z"), policy=TdxPolicy(allow_missing_collateral=True)
+        quote, None, now=_at("2026-03-01T00:00:00Z"), policy=tdx_rules(allow_missing_collateral=True)
     )
     gpu = json.loads((vectors / "cpu/composite/secretvm/gpu_attest.txt").read_text())
     report_data = bytes.fromhex(result.claims["report_data"])
@@ -217,15 +217,14 @@ def test_ccel_replays_rtmr0_to_3_and_nonce(vectors: Path) -> None:
     parsed = parse_tdx_quote(quote)
     assert replay_rtmrs(events) == parsed.body.rtmrs
     nonce = (base / "nonce.dat").read_bytes()
-    policy = TdxPolicy(allow_missing_collateral=True, require_event_log=True, report_data=nonce)
+    policy = tdx_rules(allow_missing_collateral=True, require_event_log=True, report_data=nonce)
     result = verify_tdx_quote(quote, None, now=now, policy=policy, event_log=events)
     assert result.claims["report_data"] == nonce.hex()
     with pytest.raises(PolicyViolation, match="event log"):
         verify_tdx_quote(quote, None, now=now, policy=policy)
+    other = tdx_rules(allow_missing_collateral=True, require_event_log=True, report_data=b"\x01" * 64)
     with pytest.raises(BindingError, match="REPORTDATA"):
-        verify_tdx_quote(
-            quote, None, now=now, policy=replace(policy, report_data=b"\x01" * 64), event_log=events
-        )
+        verify_tdx_quote(quote, None, now=now, policy=other, event_log=events)
 
 
 def test_azure_hcl_binding(vectors: Path) -> None:
@@ -233,7 +232,7 @@ def test_azure_hcl_binding(vectors: Path) -> None:
     hcl = (vectors / "cpu/tdx/trustee/az-tdx-vtpm/hcl-report.bin").read_bytes()
     (length,) = struct.unpack_from("<I", hcl, 1232)
     claims_json = hcl[1236 : 1236 + length]
-    result = verify_tdx_quote(quote, None, now=now, policy=TdxPolicy(allow_missing_collateral=True))
+    result = verify_tdx_quote(quote, None, now=now, policy=tdx_rules(allow_missing_collateral=True))
     assert bytes.fromhex(result.claims["report_data"])[:32] == hashlib.sha256(claims_json).digest()
 
 
@@ -241,28 +240,28 @@ def test_gcp_ita_binding(vectors: Path) -> None:
     quote, _, now = _vector(vectors, "tdx-gcp-ita-nonce")
     nonce = json.loads((vectors / "cpu/tdx/teekit/tdx-v4-gcp.json").read_text())["tdx"]["verifier_nonce"]
     expected = hashlib.sha512(base64.b64decode(nonce["val"]) + base64.b64decode(nonce["iat"])).digest()
-    policy = TdxPolicy(allow_missing_collateral=True, report_data=expected)
+    policy = tdx_rules(allow_missing_collateral=True, report_data=expected)
     assert verify_tdx_quote(quote, None, now=now, policy=policy).claims["report_data"] == expected.hex()
 
 
 def test_reference_value_policy(vectors: Path) -> None:
     quote, collateral, now = _vector(vectors, "tdx-dcapqvl-v4-uptodate")
     body = parse_tdx_quote(quote).body
-    ok = TdxPolicy(
+    ok = tdx_rules(
         mr_td=frozenset({body.mr_td}), rtmr0=frozenset({body.rtmr0}), rtmr3=frozenset({body.rtmr3})
     )
     verify_tdx_quote(quote, collateral, now=now, policy=ok)
     with pytest.raises(MeasurementMismatch, match="MRTD"):
-        verify_tdx_quote(quote, collateral, now=now, policy=TdxPolicy(mr_td=frozenset({bytes(48)})))
+        verify_tdx_quote(quote, collateral, now=now, policy=tdx_rules(mr_td=frozenset({bytes(48)})))
     with pytest.raises(MeasurementMismatch, match="RTMR2"):
-        verify_tdx_quote(quote, collateral, now=now, policy=TdxPolicy(rtmr2=frozenset()))
+        verify_tdx_quote(quote, collateral, now=now, policy=tdx_rules(rtmr2=frozenset()))
     with pytest.raises(PolicyViolation, match="SEPT_VE_DISABLE"):
         azure, _, anow = _vector(vectors, "tdx-azure-vtpm")
         verify_tdx_quote(
             azure,
             None,
             now=anow,
-            policy=TdxPolicy(allow_missing_collateral=True, require_sept_ve_disable=True),
+            policy=tdx_rules(allow_missing_collateral=True, require_sept_ve_disable=True),
         )
 
 
@@ -271,24 +270,21 @@ def test_trailing_non_zero_bytes_are_a_policy_decision(vectors: Path) -> None:
     tampered = quote + b"junk"
     with pytest.raises(PolicyViolation, match="non-zero bytes follow"):
         verify_tdx_quote(tampered, collateral, now=now)
-    verify_tdx_quote(tampered, collateral, now=now, policy=TdxPolicy(allow_trailing_data=True))
+    verify_tdx_quote(tampered, collateral, now=now, policy=tdx_rules(allow_trailing_data=True))
 
 
 def test_policy_from_mapping() -> None:
-    policy = TdxPolicy.from_mapping(
-        {
-            "accepted_tcb_statuses": ["UpToDate", "SWHardeningNeeded"],
-            "mr_td": ["00" * 48],
-            "allow_debug": False,
-        }
+    policy = load_policy(
+        {"tdx": {"accepted_tcb_statuses": ["UpToDate", "SWHardeningNeeded"], "mr_td": ["00" * 48]}},
+        part="cpu",
     )
-    assert policy.mr_td == frozenset({bytes(48)})
-    with pytest.raises(UsageError, match="unknown"):
-        TdxPolicy.from_mapping({"mrtd": []})
+    assert "mr_td in an allow-list of 1" in policy.describe()
+    with pytest.raises(UsageError, match=r"unknown key 'cpu\.tdx\.mrtd'"):
+        load_policy({"tdx": {"mrtd": []}})
     with pytest.raises(UsageError, match="48 bytes"):
-        TdxPolicy.from_mapping({"mr_td": ["00"]})
+        load_policy({"tdx": {"mr_td": ["00"]}})
     with pytest.raises(UsageError, match="status"):
-        TdxPolicy(accepted_tcb_statuses=frozenset({"Fine"}))
+        tdx_rules(accepted_tcb_statuses=frozenset({"Fine"}))
 
 
 def test_naive_time_is_usage_error(vectors: Path) -> None:

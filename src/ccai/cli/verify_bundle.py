@@ -86,20 +86,9 @@ def _load_collateral(path: Path) -> CollateralBundle:
 def _policies(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
-    from ccai.verify import SnpPolicy, TdxPolicy
+    from ccai.verify import load_policy
 
-    try:
-        doc = json.loads(read_input(path, what="policy"))
-    except ValueError as exc:
-        raise UsageError(f"policy {path} is not JSON: {exc}") from None
-    if not isinstance(doc, dict) or set(doc) - {"tdx", "snp"}:
-        raise UsageError(f'policy {path} must be {{"tdx": {{…TdxPolicy}}, "snp": {{…SnpPolicy}}}}')
-    out: dict[str, Any] = {}
-    if "tdx" in doc:
-        out["tdx_policy"] = TdxPolicy.from_mapping(doc["tdx"])
-    if "snp" in doc:
-        out["snp_policy"] = SnpPolicy.from_mapping(doc["snp"])
-    return out
+    return {"policy": load_policy(read_input(path, what="policy"), name=str(path))}
 
 
 def _report(
@@ -147,7 +136,12 @@ def bundle_command(  # noqa: PLR0917 - Typer maps each parameter to a command-li
     ] = None,
     at: AtOpt = None,
     policy: Annotated[
-        Path | None, typer.Option("--policy", help='Policy JSON {"tdx": {…}, "snp": {…}}.')
+        Path | None,
+        typer.Option(
+            "--policy",
+            help="Policy JSON: a ccai policy (docs/policies.md), an NVIDIA authorization-rules file, "
+            'or {"tdx": {…}, "snp": {…}}.',
+        ),
     ] = None,
     allow_simulated: AllowSimulatedOpt = False,
     nonce: NonceOpt = None,

@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -22,13 +22,17 @@ from ccai.cli._output import console, print_json, read_input
 from ccai.cli._steps import outcome_document, print_pass, print_step_table, rows_from_trace
 from ccai.errors import Error, UsageError
 
+if TYPE_CHECKING:
+    from ccai.verify import Policy
+
 __all__ = ["read_evidence_bytes", "snp_command", "tdx_command"]
 
 PolicyOpt = Annotated[
     Path | None,
     typer.Option(
         "--policy",
-        help='Policy JSON: TdxPolicy / SnpPolicy fields, or the bundle layout {"tdx": {…}, "snp": {…}}.',
+        help="Policy JSON: a ccai policy (docs/policies.md; its CPU rules apply), tdx_rules / snp_rules "
+        'fields, or the layout {"tdx": {…}, "snp": {…}}.',
         metavar="FILE",
     ),
 ]
@@ -67,22 +71,30 @@ def read_evidence_bytes(data: bytes, *, what: str) -> bytes:
         raise UsageError(f"{what} is text but neither hex nor base64") from None
 
 
-def _load_policy(path: Path | None, kind: str) -> Any:
-    if path is None:
-        return None
-    from ccai.verify import SnpPolicy, TdxPolicy
+def _load_policy(path: Path | None, kind: str, relax: dict[str, bool]) -> Policy | None:
+    """The CPU part of a policy file, with the command-line relaxations ``relax`` applied;
+    ``None`` (the verifier's default) when there is neither."""
+    from ccai.verify import load_policy
 
+    if path is None:
+        return load_policy({kind: relax}, part="cpu", name="command line") if relax else None
     try:
         data = json.loads(read_input(path, what="policy"))
     except ValueError as exc:
         raise UsageError(f"policy {path} is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise UsageError(f"policy {path} must be a JSON object")
-    if data and set(data) <= {"tdx", "snp"}:  # the composite bundle's policy file
-        data = data.get(kind, {})
-        if not isinstance(data, dict):
-            raise UsageError(f"policy {path}: '{kind}' must be a JSON object")
-    return TdxPolicy.from_mapping(data) if kind == "tdx" else SnpPolicy.from_mapping(data)
+    layout = "format" in data or "authorization-rules" in data or (data and set(data) <= {"tdx", "snp"})
+    if not layout:
+        data = {kind: data}  # the fields of tdx_rules / snp_rules
+    if relax:
+        if "format" in data:
+            cpu = data.get("cpu", {})
+            if isinstance(cpu, dict):
+                data = {**data, "cpu": {**cpu, kind: {**(cpu.get(kind) or {}), **relax}}}
+        elif "authorization-rules" not in data:
+            data = {**data, kind: {**(data.get(kind) or {}), **relax}}
+    return load_policy(data, part="cpu", name=str(path))
 
 
 def _step_of(error: Error, steps: tuple[str, ...]) -> str:
@@ -135,18 +147,14 @@ def tdx_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line 
     as_json: JsonOpt = False,
 ) -> None:
     """Verify an Intel TDX quote (v4/v5) against the pinned Intel root and Intel collateral."""
-    from dataclasses import replace
-
     from ccai.collateral import tdx_collateral_from_json
     from ccai.evidence import parse_ccel, parse_json_event_log
-    from ccai.verify import TDX_STEPS, TdxPolicy, verify_tdx_quote
+    from ccai.verify import TDX_STEPS, verify_tdx_quote
 
     now = verification_time(at)
     raw = read_evidence_bytes(read_input(quote, what="quote"), what="quote")
     coll = tdx_collateral_from_json(read_input(collateral, what="collateral")) if collateral else None
-    pol: TdxPolicy = _load_policy(policy, "tdx") or TdxPolicy()
-    if signatures_only:
-        pol = replace(pol, allow_missing_collateral=True)
+    pol = _load_policy(policy, "tdx", {"allow_missing_collateral": True} if signatures_only else {})
     events = None
     if event_log is not None:
         log = read_input(event_log, what="event log")
@@ -187,11 +195,18 @@ def snp_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line 
     ] = 0,
     at: AtOpt = None,
     policy: PolicyOpt = None,
+    allow_unchecked_revocation: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unchecked-revocation",
+            help="Accept the report without the ARK CRL (ASK/ASVK revocation NOT checked).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify an AMD SEV-SNP attestation report against AMD's pinned ARK/ASK."""
     from ccai.collateral import SnpCollateral, load_certificates, snp_collateral_from_certificates
-    from ccai.verify import SNP_STEPS, SnpPolicy, verify_snp_report
+    from ccai.verify import SNP_STEPS, verify_snp_report
 
     now = verification_time(at)
     raw = read_evidence_bytes(read_input(report, what="report"), what="report")
@@ -205,7 +220,9 @@ def snp_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line 
             certs += load_certificates(read_input(path, what=what))
     crl_der = read_input(crl, what="CRL") if crl else None
     coll = snp_collateral_from_certificates(certs, crl=crl_der) if certs else SnpCollateral(crl=crl_der)
-    pol: SnpPolicy = _load_policy(policy, "snp") or SnpPolicy()
+    pol = _load_policy(
+        policy, "snp", {"allow_unchecked_revocation": True} if allow_unchecked_revocation else {}
+    )
     trace: list[tuple[str, str]] = []
     try:
         result = verify_snp_report(raw, coll, now=now, policy=pol, trace=trace)

@@ -12,6 +12,7 @@ unavailable (``ccai.cli._errors``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -82,16 +83,33 @@ def simulated_anchors() -> GpuTrustAnchors:
 
 
 def build_policy(path: Path | None, *, revocation_checked: bool) -> Policy:
-    """The appraisal policy: ccai's default, or an NVIDIA JSON policy combined with the CC-mode guard.
+    """The appraisal policy: ccai's default, an NVIDIA JSON policy combined with the CC-mode guard,
+    or the GPU rules of a ccai policy file (docs/policies.md).
 
     NVIDIA's policies do not check CC mode or DevTools (gpu-evidence.md §12.2); ccai adds those two
-    rules to every policy loaded from a file, and accepts "revocation not checked" only when the
-    user chose an offline run without OCSP responses.
+    rules to every NVIDIA policy loaded from a file, and accepts "revocation not checked" only when
+    the user chose an offline run without OCSP responses. A ccai policy file says itself whether
+    unchecked revocation is acceptable (``gpu.allow_unchecked_revocation``).
     """
-    from ccai.verify import AllOf, CcModeOn, DevToolsOff, RevocationGood, default_policy, load_nvidia_policy
+    from ccai.verify import (
+        AllOf,
+        CcModeOn,
+        DevToolsOff,
+        RevocationGood,
+        default_policy,
+        load_nvidia_policy,
+        load_policy,
+    )
 
     if path is None:
         return default_policy(allow_unchecked_revocation=not revocation_checked)
+    data = read_input(path, what="policy")
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict) and "format" in doc:
+        return load_policy(doc, part="gpu", name=str(path))
     rules = load_nvidia_policy(path)
     return AllOf(
         policies=(

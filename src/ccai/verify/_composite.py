@@ -4,14 +4,17 @@
 
 (1) bundle: a known binding scheme (the foreign ``secretvm/nonce-only`` scheme only when the caller
     selects it by name); the bundle nonce equals the verifier's nonce when one is given
-(2) CPU evidence: :func:`verify_tdx_quote` / :func:`verify_snp_report` against the pinned Intel/AMD
-    roots — or, only with ``allow_simulated=True``, the virtual TEE's test roots
+(2) CPU evidence: the evidence checks of :func:`verify_tdx_quote` / :func:`verify_snp_report`
+    against the pinned Intel/AMD roots — or, only with ``allow_simulated=True``, the virtual TEE's
+    test roots — without their own appraisal
 (3) binding: recompute report_data from the nonce, the exact GPU evidence and the bound keys and
     compare it with the verified CPU report's in constant time (:class:`BindingError`); every GPU
     item names the derived GPU nonce (:class:`NonceMismatch`)
-(4) GPU evidence: :func:`verify_gpu_evidence` with the derived GPU nonce, so each GPU's signed
-    SPDM request nonce is checked too
-(5) result: one :class:`VerifiedEvidence` with per-GPU, overall and CPU claims
+(4) GPU evidence: the evidence checks of :func:`verify_gpu_evidence` with the derived GPU nonce,
+    so each GPU's signed SPDM request nonce is checked too (no appraisal yet)
+(5) policy: one :class:`~ccai.verify.Appraisal` of the overall, every GPU's and the CPU claims,
+    judged by one policy (default :func:`~ccai.verify.default_composite_policy`)
+(6) result: one :class:`VerifiedEvidence` with per-GPU, overall and CPU claims
 """
 
 from __future__ import annotations
@@ -54,12 +57,12 @@ from ccai.evidence import (
 )
 from ccai.verify._anchors import GpuTrustAnchors
 from ccai.verify._anchors_cpu import AmdRoots
-from ccai.verify._cpu_policy import SnpPolicy, TdxPolicy
+from ccai.verify._cpu_policy import default_composite_policy
 from ccai.verify._gpu import verify_gpu_evidence
-from ccai.verify._policy import Policy
+from ccai.verify._policy import DEFER_APPRAISAL, Appraisal, Policy, appraise
 from ccai.verify._result import VerifiedEvidence, _issue
-from ccai.verify._snp import verify_snp_report
-from ccai.verify._tdx import verify_tdx_quote
+from ccai.verify._snp import _check_snp_report
+from ccai.verify._tdx import _check_tdx_quote
 from ccai.virtual import TEST_ORG, VirtualTeeAnchors
 
 __all__ = ["COMPOSITE_STEPS", "verify_composite"]
@@ -69,9 +72,10 @@ COMPOSITE_STEPS = (
     "(2) CPU evidence",
     "(3) binding",
     "(4) GPU evidence",
-    "(5) result",
+    "(5) policy",
+    "(6) result",
 )
-S_BUNDLE, S_CPU, S_BINDING, S_GPU, S_RESULT = COMPOSITE_STEPS
+S_BUNDLE, S_CPU, S_BINDING, S_GPU, S_POLICY, S_RESULT = COMPOSITE_STEPS
 
 
 def _is_test_pki(certs: Sequence[x509.Certificate]) -> bool:
@@ -105,8 +109,6 @@ def _verify_cpu(
     collateral: CollateralBundle | None,
     *,
     now: datetime,
-    tdx_policy: TdxPolicy | None,
-    snp_policy: SnpPolicy | None,
     allow_simulated: bool,
     anchors: VirtualTeeAnchors | None,
 ) -> tuple[bytes, dict[str, Any], bool]:
@@ -130,7 +132,7 @@ def _verify_cpu(
             tdx_coll, TdxCollateral
         ):  # pragma: no cover - typed by key
             raise MalformedEvidence("collateral bundle: cpu.tdx is not TDX collateral", step=S_CPU)
-        verified = verify_tdx_quote(quote, tdx_coll, now=now, policy=tdx_policy, simulated_root=root)
+        verified = _check_tdx_quote(quote, tdx_coll, now=now, event_log=None, steps=[], simulated_root=root)
         claims = dict(verified.claims)
         report_data = quote.body.report_data
     elif cpu.type == "snp":
@@ -158,7 +160,7 @@ def _verify_cpu(
             roots = AmdRoots(
                 product=SnpProduct(anchors.product), ark=anchors.ark, ask=anchors.ask, asvk=anchors.ask
             )
-        verified_snp = verify_snp_report(report, snp_coll, now=now, policy=snp_policy, simulated_roots=roots)
+        verified_snp = _check_snp_report(report, snp_coll, now=now, steps=[], simulated_roots=roots)
         claims = dict(verified_snp.claims)
         report_data = report.report_data
     else:  # pragma: no cover - load_evidence_bundle admits tdx and snp only
@@ -174,9 +176,7 @@ def verify_composite(
     collateral: CollateralBundle | None = None,
     expected_nonce: bytes | None = None,
     scheme: str = BINDING_V1,
-    tdx_policy: TdxPolicy | None = None,
-    snp_policy: SnpPolicy | None = None,
-    gpu_policy: Policy | None = None,
+    policy: Policy | None = None,
     allow_simulated: bool = False,
     simulated_gpu_anchors: GpuTrustAnchors | None = None,
     simulated_cpu_anchors: VirtualTeeAnchors | None = None,
@@ -192,11 +192,12 @@ def verify_composite(
         scheme: The binding scheme to require: ``ccai/composite/v1`` (default), or
             ``secretvm/nonce-only`` to check a foreign nonce-only pair (weaker: it does not commit
             to the GPU evidence).
-        tdx_policy, snp_policy: CPU appraisal policies (defaults reject debug guests and any TCB
-            status but UpToDate).
-        gpu_policy: The GPU appraisal policy (default :func:`ccai.verify.default_policy`).
+        policy: The appraisal policy over the overall, every GPU's and the CPU claims (step 5);
+            default :func:`ccai.verify.default_composite_policy`: CPU rules by TEE (no debug
+            guest, TDX status UpToDate, revocation checked), at least one GPU, distinct GPUs,
+            :func:`ccai.verify.default_policy` for every GPU, not simulated.
         allow_simulated: Accept evidence from ccai's virtual TEE and virtual GPUs (claims carry
-            ``x-ccai-simulated: true``). Never in production.
+            ``x-ccai-simulated: true``; the appraisal is told so by name). Never in production.
         simulated_gpu_anchors: The virtual GPUs' test roots (needed with ``allow_simulated``).
         simulated_cpu_anchors: The virtual TEE's test roots (needed with ``allow_simulated``).
         trace: If given, (step, outcome) pairs are appended as steps complete.
@@ -210,8 +211,10 @@ def verify_composite(
         NonceMismatch: the bundle is for another nonce, or a GPU item names another GPU nonce.
         BindingError: the CPU report_data does not commit to this nonce, GPU evidence and keys.
         SimulatedEvidenceRejected: virtual-hardware evidence without ``allow_simulated``.
-        EvidenceError, VerificationError: the first failing CPU or GPU step.
-        CollateralError: collateral needed for a check is missing.
+        EvidenceError, VerificationError: the first failing CPU or GPU step, or the policy's first
+            failure (its error class: PolicyViolation, TcbError, MeasurementMismatch …).
+        CollateralError: collateral needed for a check is missing (or the policy requires
+            revocation/TCB checks the collateral did not allow).
     """
     if now.tzinfo is None:
         raise UsageError("now must be timezone-aware")
@@ -249,8 +252,6 @@ def verify_composite(
         bundle.cpu,
         collateral,
         now=now,
-        tdx_policy=tdx_policy,
-        snp_policy=snp_policy,
         allow_simulated=allow_simulated,
         anchors=simulated_cpu_anchors,
     )
@@ -290,7 +291,7 @@ def verify_composite(
             nonce=gpu_nonce,
             collateral=gpu_collateral,
             now=now,
-            policy=gpu_policy,
+            policy=DEFER_APPRAISAL,
             allow_simulated=allow_simulated,
             simulated_anchors=simulated_gpu_anchors if allow_simulated else None,
         )
@@ -301,7 +302,6 @@ def verify_composite(
     else:
         steps.append((S_GPU, "skipped: no GPUs in the bundle"))
 
-    # (5) result
     overall = {
         **gpu_overall,
         "x-ccai-binding": scheme,
@@ -311,6 +311,18 @@ def verify_composite(
         "x-ccai-hpke-public-key": bundle.hpke_public_key.hex() if bundle.hpke_public_key else None,
         "x-ccai-simulated": cpu_simulated or gpu_simulated,
     }
+
+    # (5) policy: one appraisal of every claim
+    appraisal = Appraisal(
+        overall=overall,
+        gpus=tuple(g.claims for g in gpus),
+        cpu=cpu_claims,
+        allow_simulated=allow_simulated,
+    )
+    appraise(default_composite_policy() if policy is None else policy, appraisal)
+    steps.append((S_POLICY, "ok"))
+
+    # (6) result
     steps.append((S_RESULT, "ok"))
     return _issue(
         nonce=bundle.nonce,

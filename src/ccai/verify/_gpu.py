@@ -69,7 +69,7 @@ from ccai.verify._claims import CLAIMS_VERSIONS, ChainFacts, GpuFacts, gpu_claim
 from ccai.verify._gpu_certs import VerifiedChain, common_name, leaf_fwid, verify_device_chain
 from ccai.verify._measurements import compare_measurements
 from ccai.verify._ocsp_check import check_chain_ocsp
-from ccai.verify._policy import Appraisal, Policy, default_policy
+from ccai.verify._policy import DEFER_APPRAISAL, Appraisal, Policy, appraise, default_policy
 from ccai.verify._result import VerifiedEvidence, VerifiedGpu, _issue
 from ccai.verify._rim_check import CheckedRim, check_rim
 
@@ -429,7 +429,8 @@ def verify_gpu_evidence(
         now: The verification time, captured once by the caller.
         policy: The appraisal policy; default :func:`ccai.verify.default_policy`.
         allow_simulated: Accept evidence from ccai's virtual GPU (its claims carry
-            ``x-ccai-simulated: true``). Never set this in production.
+            ``x-ccai-simulated: true``; the appraisal is told so by name, see
+            :class:`ccai.verify.NotSimulated`). Never set this in production.
         simulated_anchors: The virtual GPU's test roots (required with ``allow_simulated``; when
             given without it, evidence that chains to them is rejected as simulated).
         claims_version: ``"3.0"`` (default) or ``"2.0"``.
@@ -500,10 +501,9 @@ def verify_gpu_evidence(
     simulated = any(f.simulated for f in facts)
     overall = overall_claims(nonce=nonce, version=claims_version, gpus=per_gpu, simulated=simulated)
 
-    # (12) policy appraisal
-    failures = policy.evaluate(Appraisal(overall=overall, gpus=per_gpu))
-    if failures:
-        raise failures[0].to_error()
+    # (12) policy appraisal (verify_composite defers it to its own step over all claims)
+    if policy is not DEFER_APPRAISAL:
+        appraise(policy, Appraisal(overall=overall, gpus=per_gpu, allow_simulated=allow_simulated))
 
     return _issue(
         nonce=bytes(nonce),

@@ -136,13 +136,18 @@ class NvidiaJsonPolicy:
 
 
 def load_nvidia_policy(
-    source: bytes | str | Path | Mapping[str, Any], *, defer_token_claims: bool = True
+    source: bytes | str | Path | Mapping[str, Any],
+    *,
+    defer_token_claims: bool = True,
+    name: str | None = None,
 ) -> NvidiaJsonPolicy:
     """Load an NVIDIA JSON appraisal policy.
 
     Args:
-        source: A path, the JSON text/bytes, or the already-decoded object.
+        source: A path (:class:`~pathlib.Path`, or a ``str`` that does not start with ``{``),
+            the JSON text/bytes, or the already-decoded object.
         defer_token_claims: See :class:`NvidiaJsonPolicy`.
+        name: What to call the policy in messages (default: the file name).
 
     Returns:
         The policy.
@@ -150,9 +155,11 @@ def load_nvidia_policy(
     Raises:
         UsageError: unreadable file, not JSON, or not an ``authorization-rules`` policy of type JWT.
     """
-    name = "NVIDIA JSON policy"
+    label = name or "NVIDIA JSON policy"
+    if isinstance(source, str) and not source.lstrip().startswith("{"):
+        source = Path(source)
     if isinstance(source, Path):
-        name = source.name
+        label = name or source.name
         try:
             data = source.read_bytes()
         except OSError as exc:
@@ -162,33 +169,33 @@ def load_nvidia_policy(
         try:
             doc: Any = json.loads(source)
         except ValueError as exc:
-            raise UsageError(f"policy {name} is not JSON: {exc}") from None
+            raise UsageError(f"policy {label} is not JSON: {exc}") from None
     else:
         doc = copy.deepcopy(dict(source))
     if not isinstance(doc, dict) or not isinstance(doc.get("authorization-rules"), dict):
-        raise UsageError(f"policy {name} has no 'authorization-rules' object")
+        raise UsageError(f"policy {label} has no 'authorization-rules' object")
     rules = doc["authorization-rules"]
     if "type" not in rules:
         raise UsageError(
-            f"policy {name} is an NRAS v1 policy (flat rules without 'type'); it is not supported",
+            f"policy {label} is an NRAS v1 policy (flat rules without 'type'); it is not supported",
             hint="use a v2+ policy with overall-claims and detached-claims",
         )
     if rules["type"] != "JWT":
-        raise UsageError(f"policy {name}: type must be 'JWT'", expected="JWT", actual=rules["type"])
+        raise UsageError(f"policy {label}: type must be 'JWT'", expected="JWT", actual=rules["type"])
     overall = rules.get("overall-claims", {})
     detached = rules.get("detached-claims", {})
     if not isinstance(overall, dict) or not isinstance(detached, dict):
-        raise UsageError(f"policy {name}: overall-claims and detached-claims must be objects")
+        raise UsageError(f"policy {label}: overall-claims and detached-claims must be objects")
     unknown = sorted(set(rules) - {"type", "overall-claims", "detached-claims"})
     if unknown:
-        raise UsageError(f"policy {name}: unknown keys in authorization-rules: {', '.join(unknown)}")
+        raise UsageError(f"policy {label}: unknown keys in authorization-rules: {', '.join(unknown)}")
     if not overall and not detached:
-        raise UsageError(f"policy {name} requires no claims at all; refusing an accept-anything policy")
+        raise UsageError(f"policy {label} requires no claims at all; refusing an accept-anything policy")
     version = doc.get("version")
     return NvidiaJsonPolicy(
         overall_claims=_freeze(overall),
         detached_claims=_freeze(detached),
         version=str(version) if version is not None else None,
-        name=name,
+        name=label,
         defer_token_claims=defer_token_claims,
     )

@@ -1,15 +1,23 @@
 """Appraisal policies: frozen rule objects evaluated over the claims the verifier produced.
 
-A policy never sees evidence, only claims (NVIDIA's claims-3.0 or 2.0 names plus ``x-ccai-*``),
-so the same policy judges local verification, a token from ccai's service, or NRAS-shaped claims.
+A policy never sees evidence, only claims: per-GPU claims (NVIDIA's claims-3.0 or 2.0 names),
+overall claims, and CPU TEE claims (TDX/SNP spec field names), plus ``x-ccai-*``. The same policy
+object therefore judges a fresh verification (:meth:`Appraisal.from_verified`) and the claims of a
+verified token (:meth:`Appraisal.from_claims`) in exactly the same way; :func:`appraise` raises
+the first failure's error.
 
 * Combinators: :class:`AllOf` (an **empty AllOf fails**: a policy that checks nothing is a bug,
   not a pass) and :class:`AnyOf` (an empty AnyOf fails too).
-* Rules: :class:`ClaimEquals`, :class:`ClaimIn`, :class:`MinVersion`,
-  :class:`MeasurementIndexAllowList` (which indices may mismatch), :class:`RevocationGood`,
-  :class:`CcModeOn`, :class:`DevToolsOff`.
-* :func:`default_policy`: revocation good, every measurement matching, CC on, DevTools off.
-* :class:`UnsafeAcceptAnything`: accepts every claim set. Named loudly on purpose.
+* Claim rules (scope ``gpu``, ``overall`` or ``cpu``): :class:`ClaimEquals`, :class:`ClaimIn`,
+  :class:`MinVersion`.
+* GPU rules: :class:`MeasurementIndexAllowList` (which indices may mismatch),
+  :class:`RevocationGood`, :class:`CcModeOn`, :class:`DevToolsOff`.
+* Composite rules: :class:`GpuCount`, :class:`MinGpus`, :class:`DistinctGpus`, :class:`CpuOnly`,
+  :class:`NotSimulated`. CPU rules live in :mod:`ccai.verify._cpu_policy`.
+* :func:`default_policy`: revocation good, every measurement matching, CC on, DevTools off, not
+  simulated.
+* :class:`UnsafeAcceptAnything`: accepts every claim set and logs a warning each time. Named
+  loudly on purpose.
 
 Each failure carries the error class the verifier raises for it (a revoked certificate is a
 :class:`~ccai.errors.CertificateRevoked`, mismatching measurements a
@@ -19,6 +27,7 @@ Each failure carries the error class the verifier raises for it (a revoked certi
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,8 +40,10 @@ from ccai.errors import (
     Error,
     MeasurementMismatch,
     PolicyViolation,
+    SimulatedEvidenceRejected,
     UsageError,
 )
+from ccai.verify._result import VerifiedEvidence
 
 __all__ = [
     "CHAIN_CLAIMS",
@@ -42,18 +53,26 @@ __all__ = [
     "CcModeOn",
     "ClaimEquals",
     "ClaimIn",
+    "CpuOnly",
     "DevToolsOff",
+    "DistinctGpus",
+    "GpuCount",
     "MeasurementIndexAllowList",
+    "MinGpus",
     "MinVersion",
+    "NotSimulated",
     "Policy",
     "PolicyFailure",
     "RevocationGood",
     "UnsafeAcceptAnything",
+    "accepts_anything",
+    "appraise",
     "claim_value",
     "default_policy",
 ]
 
-Scope = Literal["gpu", "overall"]
+#: Where a claim rule looks: every GPU's claims, the overall claims, or the CPU TEE's claims.
+Scope = Literal["gpu", "overall", "cpu"]
 ClaimPath = str | tuple[str, ...]
 
 #: The three certificate-chain objects of claims 3.0.
@@ -64,19 +83,99 @@ CHAIN_CLAIMS = (
 )
 _MISSING = object()
 _POLICY_STEP = "(12) policy"
+_SIMULATED = "x-ccai-simulated"
+_GPU_KEY = re.compile(r"GPU-(0|[1-9][0-9]*)")
+
+#: The logger that reports policies which accept anything.
+logger = logging.getLogger("ccai.verify.policy")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Appraisal:
     """The claims a policy judges.
 
+    Build it with :meth:`from_verified` (a fresh verification result) or :meth:`from_claims`
+    (claims taken from a verified token); a policy evaluates both the same way.
+
     Attributes:
         overall: Claims about the whole evidence set (``x-nvidia-overall-att-result``, ``eat_nonce`` …).
         gpus: Per-GPU claims, in evidence order.
+        cpu: The CPU TEE's claims (TDX/SNP spec field names), or None without CPU evidence.
+        allow_simulated: The caller accepts evidence from virtual hardware
+            (``x-ccai-simulated: true``) by name; only :class:`NotSimulated` reads it.
     """
 
     overall: Mapping[str, Any]
-    gpus: tuple[Mapping[str, Any], ...]
+    gpus: tuple[Mapping[str, Any], ...] = ()
+    cpu: Mapping[str, Any] | None = None
+    allow_simulated: bool = False
+
+    @classmethod
+    def from_verified(cls, verified: VerifiedEvidence, *, allow_simulated: bool = False) -> Appraisal:
+        """The claims of a verification result.
+
+        Args:
+            verified: What :func:`ccai.verify.verify_gpu_evidence` or
+                :func:`ccai.verify.verify_composite` returned.
+            allow_simulated: Accept simulated evidence (see :class:`NotSimulated`). Not implied
+                by ``verified.simulated``: the same policy must judge a token's claims alike.
+
+        Returns:
+            The appraisal.
+
+        Raises:
+            UsageError: ``verified`` is not a :class:`~ccai.verify.VerifiedEvidence`.
+        """
+        if not isinstance(verified, VerifiedEvidence):
+            raise UsageError("Appraisal.from_verified takes a VerifiedEvidence")
+        return cls(
+            overall=verified.overall_claims,
+            gpus=tuple(g.claims for g in verified.gpus),
+            cpu=verified.cpu_claims,
+            allow_simulated=allow_simulated,
+        )
+
+    @classmethod
+    def from_claims(
+        cls,
+        *,
+        overall: Mapping[str, Any],
+        gpus: Sequence[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]] = (),
+        cpu: Mapping[str, Any] | None = None,
+        allow_simulated: bool = False,
+    ) -> Appraisal:
+        """Claims from elsewhere, typically a token that :func:`ccai.token.verify_token` verified.
+
+        Args:
+            overall: The overall claims (the overall JWT's payload).
+            gpus: Per-GPU claims as a list in GPU order, or keyed ``GPU-0``, ``GPU-1`` … (the
+                token's submodules).
+            cpu: The CPU claims (the token's ``CPU-0`` submodule), if any.
+            allow_simulated: Accept simulated evidence (see :class:`NotSimulated`).
+
+        Returns:
+            The appraisal.
+
+        Raises:
+            UsageError: a GPU key is not ``GPU-<n>``, the indices have gaps, or a claim set is
+                not a mapping.
+        """
+        if isinstance(gpus, Mapping):
+            indexed: dict[int, Mapping[str, Any]] = {}
+            for key, claims in gpus.items():
+                match = _GPU_KEY.fullmatch(str(key))
+                if match is None:
+                    raise UsageError(f"GPU claims key {key!r} is not GPU-<n>", expected="GPU-0, GPU-1, …")
+                indexed[int(match.group(1))] = claims
+            if sorted(indexed) != list(range(len(indexed))):
+                raise UsageError("GPU claims keys have gaps", actual=sorted(f"GPU-{i}" for i in indexed))
+            ordered = tuple(indexed[i] for i in range(len(indexed)))
+        else:
+            ordered = tuple(gpus)
+        for claims in (overall, *ordered, *(() if cpu is None else (cpu,))):
+            if not isinstance(claims, Mapping):
+                raise UsageError("claims must be mappings", actual=type(claims).__name__)
+        return cls(overall=overall, gpus=ordered, cpu=cpu, allow_simulated=allow_simulated)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,6 +192,8 @@ class PolicyFailure:
         step: The checklist step the failure belongs to.
         index: Where inside that GPU's evidence the failure is (e.g. ``"measurement index 9"``),
             or None when the whole GPU (or the overall claims) is meant.
+        cpu: True when the failure is about the CPU TEE's claims.
+        hint: What the user can do about it (the rule is always named too).
     """
 
     rule: str
@@ -103,6 +204,8 @@ class PolicyFailure:
     actual: Any = None
     step: str = _POLICY_STEP
     index: str | None = None
+    cpu: bool = False
+    hint: str | None = None
 
     def to_error(self) -> Error:
         """The exception the verifier raises for this failure."""
@@ -110,13 +213,14 @@ class PolicyFailure:
         at = None if self.gpu is None else f"GPU-{self.gpu}"
         if self.index is not None:
             at = self.index if at is None else f"{at} {self.index}"
+        hint = f"policy rule: {self.rule}"
         return self.error(
             f"{where}{self.message}",
             step=self.step,
             index=at,
             expected=self.expected,
             actual=self.actual,
-            hint=f"policy rule: {self.rule}",
+            hint=hint if self.hint is None else f"{self.hint}; {hint}",
         )
 
 
@@ -131,6 +235,40 @@ class Policy(Protocol):
     def describe(self) -> str:
         """A one-line human description of the rule."""
         ...
+
+
+def appraise(policy: Policy, appraisal: Appraisal) -> None:
+    """Evaluate ``policy`` and raise the first failure's error.
+
+    Args:
+        policy: The policy.
+        appraisal: The claims to judge.
+
+    Raises:
+        VerificationError: the first failure's class (:class:`~ccai.errors.PolicyViolation`,
+            :class:`~ccai.errors.MeasurementMismatch`, :class:`~ccai.errors.TcbError`,
+            :class:`~ccai.errors.SimulatedEvidenceRejected` …).
+        CollateralUnavailable: the claims say revocation or TCB was not checked and the policy
+            requires it.
+    """
+    failures = policy.evaluate(appraisal)
+    if failures:
+        raise failures[0].to_error()
+
+
+def accepts_anything(policy: Policy) -> bool:
+    """Whether ``policy`` is (or reduces to) :class:`UnsafeAcceptAnything`.
+
+    An :class:`AllOf` accepts anything when it has children and all of them do; an :class:`AnyOf`
+    when any child does.
+    """
+    if isinstance(policy, UnsafeAcceptAnything):
+        return True
+    if isinstance(policy, AllOf):
+        return bool(policy.policies) and all(accepts_anything(p) for p in policy.policies)
+    if isinstance(policy, AnyOf):
+        return any(accepts_anything(p) for p in policy.policies)
+    return False
 
 
 def claim_value(claims: Mapping[str, Any], path: ClaimPath) -> Any:
@@ -151,7 +289,20 @@ def _path_text(path: ClaimPath) -> str:
 def _scoped(appraisal: Appraisal, scope: Scope) -> list[tuple[int | None, Mapping[str, Any]]]:
     if scope == "overall":
         return [(None, appraisal.overall)]
+    if scope == "cpu":
+        return [] if appraisal.cpu is None else [(None, appraisal.cpu)]
     return list(enumerate(appraisal.gpus))
+
+
+def no_cpu_claims(rule: Policy) -> tuple[PolicyFailure, ...]:
+    """The failure of a CPU rule judging an appraisal without CPU claims."""
+    return (
+        PolicyFailure(
+            rule=rule.describe(),
+            message="there are no CPU TEE claims, and the policy requires CPU evidence",
+            cpu=True,
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -217,6 +368,8 @@ def _claim_failures(
     suffix: str = "",
 ) -> tuple[PolicyFailure, ...]:
     """One failure per claim set in ``scope`` whose ``claim`` is absent or not ``ok``."""
+    if scope == "cpu" and appraisal.cpu is None:
+        return no_cpu_claims(rule)
     out = []
     for gpu, claims in _scoped(appraisal, scope):
         actual = claim_value(claims, claim)
@@ -229,6 +382,7 @@ def _claim_failures(
                     gpu=gpu,
                     expected=expected,
                     actual=None if actual is _MISSING else actual,
+                    cpu=scope == "cpu",
                 )
             )
     return tuple(out)
@@ -241,7 +395,7 @@ class ClaimEquals:
     Attributes:
         claim: Claim name, or a tuple path into nested claim objects.
         value: The required value.
-        scope: ``"gpu"`` (every GPU's claims) or ``"overall"``.
+        scope: ``"gpu"`` (every GPU's claims), ``"overall"`` or ``"cpu"``.
     """
 
     claim: ClaimPath
@@ -266,7 +420,7 @@ class ClaimIn:
     Attributes:
         claim: Claim name or tuple path.
         values: The acceptable values.
-        scope: ``"gpu"`` or ``"overall"``.
+        scope: ``"gpu"``, ``"overall"`` or ``"cpu"``.
     """
 
     claim: ClaimPath
@@ -302,7 +456,7 @@ class MinVersion:
         claim: e.g. ``x-nvidia-gpu-driver-version``.
         minimum: e.g. ``"550.90.07"``.
         hex_parts: Compare components as hexadecimal (VBIOS versions such as ``96.00.9F.00.01``).
-        scope: ``"gpu"`` or ``"overall"``.
+        scope: ``"gpu"``, ``"overall"`` or ``"cpu"``.
     """
 
     claim: ClaimPath
@@ -548,12 +702,167 @@ class DevToolsOff:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class NotSimulated:
+    """No claim set may say ``x-ccai-simulated: true`` (evidence from ccai's virtual hardware),
+    unless the caller accepts simulation by name (:attr:`Appraisal.allow_simulated`)."""
+
+    def evaluate(self, appraisal: Appraisal) -> tuple[PolicyFailure, ...]:
+        """See :class:`Policy`."""
+        if appraisal.allow_simulated:
+            return ()
+        sets: list[tuple[str, Mapping[str, Any], int | None]] = [("overall claims", appraisal.overall, None)]
+        sets += [(f"GPU-{i}", c, i) for i, c in enumerate(appraisal.gpus)]
+        if appraisal.cpu is not None:
+            sets.append(("CPU claims", appraisal.cpu, None))
+        for where, claims, gpu in sets:
+            if claims.get(_SIMULATED) is True:
+                return (
+                    PolicyFailure(
+                        rule=self.describe(),
+                        message=("" if gpu is not None else f"{where}: ")
+                        + f"evidence from ccai's virtual hardware ({_SIMULATED}: true)",
+                        gpu=gpu,
+                        error=SimulatedEvidenceRejected,
+                        expected=False,
+                        actual=True,
+                        cpu=where == "CPU claims",
+                        hint="allow simulation by name (allow_simulated=True, CLI --allow-simulated, "
+                        'or "allow_simulated": true in a development policy file)',
+                    ),
+                )
+        return ()
+
+    def describe(self) -> str:
+        """See :class:`Policy`."""
+        return "not simulated"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GpuCount:
+    """Exactly ``count`` GPUs.
+
+    Attributes:
+        count: The number of GPUs the deployment has (0 = CPU only; see :class:`CpuOnly`).
+    """
+
+    count: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0:
+            raise UsageError(f"GpuCount: {self.count!r} is not a GPU count")
+
+    def evaluate(self, appraisal: Appraisal) -> tuple[PolicyFailure, ...]:
+        """See :class:`Policy`."""
+        if len(appraisal.gpus) == self.count:
+            return ()
+        return (
+            PolicyFailure(
+                rule=self.describe(),
+                message=f"the evidence covers {len(appraisal.gpus)} GPU(s), the policy requires {self.count}",
+                expected=self.count,
+                actual=len(appraisal.gpus),
+            ),
+        )
+
+    def describe(self) -> str:
+        """See :class:`Policy`."""
+        return f"exactly {self.count} GPU(s)"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MinGpus:
+    """At least ``minimum`` GPUs (the default composite policy requires one).
+
+    Attributes:
+        minimum: The fewest GPUs accepted.
+    """
+
+    minimum: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.minimum, bool) or not isinstance(self.minimum, int) or self.minimum < 0:
+            raise UsageError(f"MinGpus: {self.minimum!r} is not a GPU count")
+
+    def evaluate(self, appraisal: Appraisal) -> tuple[PolicyFailure, ...]:
+        """See :class:`Policy`."""
+        if len(appraisal.gpus) >= self.minimum:
+            return ()
+        return (
+            PolicyFailure(
+                rule=self.describe(),
+                message=f"the evidence covers {len(appraisal.gpus)} GPU(s), the policy requires at least "
+                f"{self.minimum}"
+                + (
+                    " (a CPU-only deployment must say so: CpuOnly, allow_no_gpus)"
+                    if not appraisal.gpus
+                    else ""
+                ),
+                expected=f">= {self.minimum}",
+                actual=len(appraisal.gpus),
+            ),
+        )
+
+    def describe(self) -> str:
+        """See :class:`Policy`."""
+        return f"at least {self.minimum} GPU(s)"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DistinctGpus:
+    """Every GPU is a different device: the ``ueid`` claims (device certificate serial numbers)
+    are present and pairwise distinct, so one GPU's evidence cannot be counted twice."""
+
+    def evaluate(self, appraisal: Appraisal) -> tuple[PolicyFailure, ...]:
+        """See :class:`Policy`."""
+        seen: dict[str, int] = {}
+        for gpu, claims in enumerate(appraisal.gpus):
+            ueid = claims.get("ueid")
+            if not isinstance(ueid, str) or not ueid:
+                return (PolicyFailure(rule=self.describe(), message="claim ueid is absent", gpu=gpu),)
+            if ueid in seen:
+                return (
+                    PolicyFailure(
+                        rule=self.describe(),
+                        message=f"the same device as GPU-{seen[ueid]} (ueid {ueid})",
+                        gpu=gpu,
+                        expected="a ueid no other GPU has",
+                        actual=ueid,
+                    ),
+                )
+            seen[ueid] = gpu
+        return ()
+
+    def describe(self) -> str:
+        """See :class:`Policy`."""
+        return "distinct GPUs"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CpuOnly:
+    """A CPU-only deployment: CPU TEE claims and no GPU at all."""
+
+    def evaluate(self, appraisal: Appraisal) -> tuple[PolicyFailure, ...]:
+        """See :class:`Policy`."""
+        if appraisal.cpu is None:
+            return no_cpu_claims(self)
+        return GpuCount(count=0).evaluate(appraisal)
+
+    def describe(self) -> str:
+        """See :class:`Policy`."""
+        return "CPU only (no GPUs)"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class UnsafeAcceptAnything:
-    """Accepts every claim set. **Unsafe**: only for inspecting evidence, never to gate secrets."""
+    """Accepts every claim set. **Unsafe**: only for inspecting evidence, never to gate secrets.
+
+    Every evaluation logs a warning on the ``ccai.verify.policy`` logger.
+    """
 
     def evaluate(self, appraisal: Appraisal) -> tuple[PolicyFailure, ...]:
         """See :class:`Policy` (always passes)."""
         del appraisal
+        logger.warning("UnsafeAcceptAnything: claims accepted without any check")
         return ()
 
     def describe(self) -> str:
@@ -561,30 +870,51 @@ class UnsafeAcceptAnything:
         return "UNSAFE: accept anything"
 
 
+@dataclass(frozen=True, slots=True)
+class _DeferredAppraisal:
+    """Marks a sub-verification whose appraisal the caller runs itself, over all claims at once
+    (:func:`ccai.verify.verify_composite`). Never exported."""
+
+    def evaluate(self, appraisal: Appraisal) -> tuple[PolicyFailure, ...]:
+        """Not called: the verifiers skip their appraisal when given this object."""
+        raise UsageError("a deferred appraisal must not be evaluated")  # pragma: no cover
+
+    def describe(self) -> str:
+        """See :class:`Policy`."""
+        return "appraisal deferred to the caller"
+
+
+#: Passed by verify_composite to the CPU and GPU verifiers: run the evidence checks only.
+DEFER_APPRAISAL: Policy = _DeferredAppraisal()
+
+
 def default_policy(
     *,
     allow_unchecked_revocation: bool = False,
     allowed_mismatch_indices: Sequence[int] = (),
     allowed_revocation_reasons: Sequence[str] = (),
+    allow_simulated: bool = False,
 ) -> AllOf:
-    """ccai's default appraisal: revocation good, measurements match, CC on, DevTools off.
+    """ccai's default GPU appraisal: revocation good, measurements match, CC on, DevTools off, and
+    not simulated.
 
     Args:
         allow_unchecked_revocation: Accept chains whose revocation was not checked (offline).
         allowed_mismatch_indices: RIM indices that may mismatch (e.g. ``[9]``).
         allowed_revocation_reasons: Revocation reasons to tolerate (e.g. ``["certificateHold"]``).
+        allow_simulated: Leave out :class:`NotSimulated` (development policies). A caller can also
+            accept simulation per appraisal (:attr:`Appraisal.allow_simulated`).
 
     Returns:
         The policy, as an :class:`AllOf` in the order failures are reported.
     """
-    return AllOf(
-        policies=(
-            RevocationGood(
-                allow_not_checked=allow_unchecked_revocation,
-                allow_reasons=frozenset(allowed_revocation_reasons),
-            ),
-            MeasurementIndexAllowList(indices=frozenset(allowed_mismatch_indices)),
-            CcModeOn(),
-            DevToolsOff(),
-        )
+    rules: tuple[Policy, ...] = (
+        RevocationGood(
+            allow_not_checked=allow_unchecked_revocation,
+            allow_reasons=frozenset(allowed_revocation_reasons),
+        ),
+        MeasurementIndexAllowList(indices=frozenset(allowed_mismatch_indices)),
+        CcModeOn(),
+        DevToolsOff(),
     )
+    return AllOf(policies=rules if allow_simulated else (*rules, NotSimulated()))

@@ -11,14 +11,18 @@ The checklist (:data:`SNP_STEPS`) follows go-sev-guest ``verify.SnpAttestation``
  (4) report signature: ECDSA P-384/SHA-384 over bytes 0x000..0x29F, r and s little-endian
  (5) TCB and identity binding: REPORTED_TCB equals the certificate's SPLs; CHIP_ID equals hwID
      (VCEK), or is zero (VLEK)
- (6) policy: debug, migration agent, SMT, VMPL, measurements, HOST_DATA, REPORT_DATA, minimum TCB
+ (6) policy: the claims judged by a :class:`~ccai.verify.Policy` (default
+     :func:`~ccai.verify.snp_rules`: debug, migration agent, revocation checked, …)
+
+Without the ARK CRL the chain step records ``x-ccai-revocation-checked: false``; the default
+policy then fails (:class:`CollateralUnavailable`), as for TDX.
 """
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -32,7 +36,6 @@ from ccai.errors import (
     ChainError,
     CollateralUnavailable,
     MalformedEvidence,
-    PolicyViolation,
     TcbError,
     UnsupportedEvidence,
     UsageError,
@@ -49,7 +52,8 @@ from ccai.evidence import (
 )
 from ccai.verify._anchors_cpu import AmdRoots, amd_roots
 from ccai.verify._cpu_chain import check_crl, check_validity, cn_of, same_cert, verify_ecdsa_raw, verify_link
-from ccai.verify._cpu_policy import SnpPolicy, check_allowed
+from ccai.verify._cpu_policy import snp_rules
+from ccai.verify._policy import Appraisal, Policy, appraise
 from ccai.verify._result import _CAPABILITY, _VerifierCapability
 
 __all__ = ["SNP_STEPS", "SnpVerified", "verify_snp_report"]
@@ -107,7 +111,9 @@ def _tcb_dict(tcb: SnpTcbVersion) -> dict[str, int]:
     return tcb.as_dict()
 
 
-def _claims(report: SnpReport, product: SnpProduct, key: str, ext: VcekExtensions) -> dict[str, Any]:
+def _claims(
+    report: SnpReport, product: SnpProduct, key: str, ext: VcekExtensions, *, crl_checked: bool
+) -> dict[str, Any]:
     claims: dict[str, Any] = {
         "x-ccai-tee": "sev-snp",
         "version": report.version,
@@ -140,11 +146,19 @@ def _claims(report: SnpReport, product: SnpProduct, key: str, ext: VcekExtension
         "chip_id": report.chip_id.hex(),
         "committed_tcb": _tcb_dict(report.tcb("committed", product)),
         "current_version": f"{report.current_major}.{report.current_minor}.{report.current_build}",
+        "current_major": report.current_major,
+        "current_minor": report.current_minor,
+        "current_build": report.current_build,
+        "committed_major": report.committed_major,
+        "committed_minor": report.committed_minor,
+        "committed_build": report.committed_build,
         "committed_version": f"{report.committed_major}.{report.committed_minor}.{report.committed_build}",
         "launch_tcb": _tcb_dict(report.tcb("launch", product)),
         "x-ccai-product": product.value,
         "x-ccai-product-name": ext.product_name,
         "x-ccai-committed-equals-current": report.committed_tcb_raw == report.current_tcb_raw,
+        "x-ccai-revocation-checked": crl_checked,
+        "x-ccai-revocation-unchecked": [] if crl_checked else ["ARK CRL"],
     }
     if report.cpuid_fam_id is not None:
         claims["cpuid_fam_id"] = report.cpuid_fam_id
@@ -163,17 +177,19 @@ def verify_snp_report(
     collateral: SnpCollateral,
     *,
     now: datetime,
-    policy: SnpPolicy | None = None,
+    policy: Policy | None = None,
     trace: list[tuple[str, str]] | None = None,
     simulated_roots: AmdRoots | None = None,
 ) -> SnpVerified:
-    """Verify an SEV-SNP report and appraise it with ``policy``.
+    """Verify an SEV-SNP report and appraise its claims with ``policy``.
 
     Args:
         report: The report, raw (1184 bytes) or parsed.
         collateral: The VCEK or VLEK (and optionally ASK/ASVK, ARK, CRL) for the report.
         now: The verification time (timezone-aware), captured once by the caller.
-        policy: The appraisal policy; the default rejects a debuggable guest.
+        policy: The appraisal policy over the claims (``Appraisal.cpu``); default
+            :func:`ccai.verify.snp_rules`: no debuggable guest, no migration agent, revocation
+            checked (the ARK CRL is required).
         trace: If given, (step, outcome) pairs are appended as steps complete.
         simulated_roots: Test ARK/ASK (the virtual TEE's) to use instead of AMD's pinned roots.
             Only :func:`ccai.verify.verify_composite` passes them, and only under
@@ -185,17 +201,32 @@ def verify_snp_report(
     Raises:
         MalformedEvidence, UnsupportedEvidence: step 1, or an unknown product (step 2).
         CollateralUnavailable: the VCEK/VLEK the report needs is not in ``collateral``, or the
-            ARK CRL is outside its validity window.
+            ARK CRL is outside its validity window; or (the policy) no ARK CRL was given.
         ChainError, CertificateExpired, CertificateRevoked: step 3.
         SignatureError: step 4.
         TcbError: step 5 (reported TCB differs from the certificate) or a TCB below the policy's minimum.
         BindingError: CHIP_ID differs from hwID, or REPORT_DATA differs from the policy's.
         MeasurementMismatch, PolicyViolation: step 6.
     """
+    steps: list[tuple[str, str]] = trace if trace is not None else []
+    verified = _check_snp_report(report, collateral, now=now, steps=steps, simulated_roots=simulated_roots)
+    # (6) policy
+    appraise(snp_rules() if policy is None else policy, Appraisal(overall={}, cpu=verified.claims))
+    steps.append((S_POLICY, "ok"))
+    return replace(verified, steps=tuple(steps))
+
+
+def _check_snp_report(
+    report: SnpReport | bytes,
+    collateral: SnpCollateral,
+    *,
+    now: datetime,
+    steps: list[tuple[str, str]],
+    simulated_roots: AmdRoots | None,
+) -> SnpVerified:
+    """Steps 1–5 (the evidence checks) and the claims, without appraisal."""
     if now.tzinfo is None:
         raise UsageError("now must be timezone-aware")
-    policy = policy or SnpPolicy()
-    steps: list[tuple[str, str]] = trace if trace is not None else []
 
     # (1) parse
     if not isinstance(report, SnpReport):
@@ -289,6 +320,7 @@ def verify_snp_report(
         check_crl(crl, roots.ark, now, [intermediate], step=S_CHAIN, what=f"ARK-{product.value} CRL")
         steps.append((S_CHAIN, "ok (CRL checked)"))
     else:
+        # Recorded as x-ccai-revocation-checked: false; the default policy refuses it.
         steps.append((S_CHAIN, "ok (no CRL bundled: ASK revocation not checked)"))
 
     # (4) report signature over 0x000..0x29F
@@ -332,13 +364,9 @@ def verify_snp_report(
         )
     steps.append((S_BIND, "ok"))
 
-    # (6) policy
-    _apply_policy(report, product, key_name, policy)
-    steps.append((S_POLICY, "ok"))
-
     return SnpVerified(
         report=report,
-        claims=_claims(report, product, key_name, ext),
+        claims=_claims(report, product, key_name, ext, crl_checked=collateral.crl is not None),
         product=product,
         signing_key=key_name,
         extensions=ext,
@@ -346,83 +374,3 @@ def verify_snp_report(
         steps=tuple(steps),
         _capability=_CAPABILITY,
     )
-
-
-def _apply_policy(report: SnpReport, product: SnpProduct, key_name: str, policy: SnpPolicy) -> None:
-    flags = report.policy_flags
-    if flags & SnpGuestPolicy.DEBUG and not policy.allow_debug:
-        raise PolicyViolation(
-            "guest policy allows debugging (POLICY.DEBUG set)",
-            step=S_POLICY,
-            expected="DEBUG clear",
-            actual=f"POLICY 0x{report.policy:x}",
-        )
-    if flags & SnpGuestPolicy.MIGRATE_MA and not policy.allow_migrate_ma:
-        raise PolicyViolation(
-            "guest policy allows a migration agent", step=S_POLICY, actual=f"POLICY 0x{report.policy:x}"
-        )
-    if flags & SnpGuestPolicy.SMT and not policy.allow_smt:
-        raise PolicyViolation("guest policy allows SMT", step=S_POLICY, actual=f"POLICY 0x{report.policy:x}")
-    if key_name not in policy.allowed_signing_keys:
-        raise PolicyViolation(
-            f"{key_name}-signed reports are not accepted",
-            step=S_POLICY,
-            expected=sorted(policy.allowed_signing_keys),
-            actual=key_name,
-        )
-    if policy.allowed_vmpls is not None and report.vmpl not in policy.allowed_vmpls:
-        raise PolicyViolation(
-            "VMPL is not allowed", step=S_POLICY, expected=sorted(policy.allowed_vmpls), actual=report.vmpl
-        )
-    if policy.min_guest_svn is not None and report.guest_svn < policy.min_guest_svn:
-        raise PolicyViolation(
-            "GUEST_SVN below the minimum",
-            step=S_POLICY,
-            expected=f">= {policy.min_guest_svn}",
-            actual=report.guest_svn,
-        )
-    check_allowed("MEASUREMENT", report.measurement, policy.measurement, step=S_POLICY)
-    check_allowed("HOST_DATA", report.host_data, policy.host_data, step=S_POLICY)
-    check_allowed("ID_KEY_DIGEST", report.id_key_digest, policy.id_key_digest, step=S_POLICY)
-    check_allowed("AUTHOR_KEY_DIGEST", report.author_key_digest, policy.author_key_digest, step=S_POLICY)
-    if policy.min_tcb is not None:
-        reported = report.tcb("reported", product).as_dict()
-        below = {k: f"{reported.get(k)} < {v}" for k, v in policy.min_tcb.items() if reported.get(k, -1) < v}
-        if below:
-            raise TcbError(
-                "REPORTED_TCB is below the policy minimum",
-                step=S_POLICY,
-                expected=dict(policy.min_tcb),
-                actual=below,
-            )
-    if policy.require_committed_tcb and report.committed_tcb_raw != report.current_tcb_raw:
-        raise TcbError(
-            "COMMITTED_TCB differs from CURRENT_TCB (provisional firmware)",
-            step=S_POLICY,
-            expected=report.current_tcb_raw.hex(),
-            actual=report.committed_tcb_raw.hex(),
-        )
-    if policy.min_firmware is not None and (report.current_major, report.current_minor) < policy.min_firmware:
-        raise TcbError(
-            "firmware version below the minimum",
-            step=S_POLICY,
-            expected=">= {}.{}".format(*policy.min_firmware),
-            actual=f"{report.current_major}.{report.current_minor}",
-        )
-    missing = policy.required_platform_info & ~report.platform_info
-    if missing:
-        raise PolicyViolation(
-            "required PLATFORM_INFO bits are clear", step=S_POLICY, actual=f"missing 0x{missing:x}"
-        )
-    present = policy.forbidden_platform_info & report.platform_info
-    if present:
-        raise PolicyViolation(
-            "forbidden PLATFORM_INFO bits are set", step=S_POLICY, actual=f"set 0x{present:x}"
-        )
-    if policy.report_data is not None and not hmac.compare_digest(report.report_data, policy.report_data):
-        raise BindingError(
-            "REPORT_DATA differs from the expected value",
-            step=S_POLICY,
-            expected=policy.report_data.hex(),
-            actual=report.report_data.hex(),
-        )

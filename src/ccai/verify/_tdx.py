@@ -13,10 +13,12 @@ The checklist (:data:`TDX_STEPS`) follows Intel QVL (``QuoteVerifier.cpp``, ``Tc
  (8) QE Identity: issuer chain, signature, window; the QE report matches it; QE TCB status
  (9) TCB level: platform level, TDX module identity and level, converged status + advisories
 (10) event log: replay to RTMR0..3 (when an event log is given)
-(11) policy: TCB status, debug, attributes, reference values, REPORTDATA
+(11) policy: the claims judged by a :class:`~ccai.verify.Policy` (default
+     :func:`~ccai.verify.tdx_rules`: TCB status, revocation checked, debug, attributes, …)
 
-Steps 3 and 7–9 need collateral; without it they are skipped only if the policy says
-``allow_missing_collateral`` (signatures-only mode), otherwise :class:`CollateralUnavailable`.
+Steps 3 and 7–9 need collateral. Without it (or without a CRL) they are skipped and the claims
+say so (``x-ccai-revocation-checked``, ``x-ccai-tcb-evaluated``); the policy decides, and the
+default raises :class:`CollateralUnavailable` (signatures-only mode is ``allow_missing_collateral``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -46,7 +48,6 @@ from ccai.errors import (
 )
 from ccai.evidence import (
     PckExtensions,
-    TdAttributes,
     TdxEvent,
     TdxQuote,
     parse_pck_extensions,
@@ -55,7 +56,8 @@ from ccai.evidence import (
 from ccai.evidence._tdx import INTEL_QE_VENDOR_ID
 from ccai.verify._anchors_cpu import intel_sgx_root_ca
 from ccai.verify._cpu_chain import check_crl, cn_of, verify_chain, verify_ecdsa_raw
-from ccai.verify._cpu_policy import TdxPolicy, check_allowed
+from ccai.verify._cpu_policy import tdx_rules
+from ccai.verify._policy import Appraisal, Policy, appraise
 from ccai.verify._result import _CAPABILITY, _VerifierCapability
 
 __all__ = ["TDX_STEPS", "TdxTcbEvaluation", "TdxVerified", "replay_rtmrs", "verify_tdx_quote"]
@@ -119,7 +121,8 @@ class TdxVerified:
     Attributes:
         quote: The parsed quote.
         claims: Claims named after the TDX spec fields (``mr_td``, ``rtmr0``, ``report_data``…),
-            plus ``tcb_status``/``advisory_ids`` and ``x-ccai-*`` extras.
+            plus ``tcb_status``/``advisory_ids`` and ``x-ccai-*`` extras (``x-ccai-revocation-checked``,
+            ``x-ccai-tcb-evaluated``, ``x-ccai-event-log-replayed``, ``x-ccai-trailing-data-zero`` …).
         tcb: The TCB evaluation, or ``None`` in signatures-only mode.
         pck_extensions: The SGX extension of the PCK certificate (FMSPC, SVNs).
         verified_at: The ``now`` every check used.
@@ -341,7 +344,12 @@ def _evaluate_tcb(
 
 
 def _claims(
-    quote: TdxQuote, pck: PckExtensions, tcb: TdxTcbEvaluation | None, replayed: bool
+    quote: TdxQuote,
+    pck: PckExtensions,
+    tcb: TdxTcbEvaluation | None,
+    *,
+    replayed: bool,
+    unchecked: list[str],
 ) -> dict[str, Any]:
     body = quote.body
     claims: dict[str, Any] = {
@@ -353,6 +361,7 @@ def _claims(
         "mr_signer_seam": body.mr_signer_seam.hex(),
         "seam_attributes": body.seam_attributes.hex(),
         "td_attributes": body.td_attributes.hex(),
+        "td_attributes_flags": [f.name for f in body.td_attributes_flags if f.name],
         "xfam": body.xfam.hex(),
         "mr_td": body.mr_td.hex(),
         "mr_config_id": body.mr_config_id.hex(),
@@ -367,6 +376,10 @@ def _claims(
         "fmspc": pck.fmspc.hex(),
         "pce_id": pck.pce_id.hex(),
         "x-ccai-event-log-replayed": replayed,
+        "x-ccai-revocation-checked": not unchecked,
+        "x-ccai-revocation-unchecked": list(unchecked),
+        "x-ccai-trailing-data-zero": quote.trailing_is_zero,
+        "x-ccai-trailing-data-length": len(quote.trailing),
     }
     if body.tee_tcb_svn_2 is not None:
         claims["tee_tcb_svn_2"] = body.tee_tcb_svn_2.hex()
@@ -398,19 +411,20 @@ def verify_tdx_quote(
     collateral: TdxCollateral | None,
     *,
     now: datetime,
-    policy: TdxPolicy | None = None,
+    policy: Policy | None = None,
     event_log: Sequence[TdxEvent] | None = None,
     trace: list[tuple[str, str]] | None = None,
     simulated_root: x509.Certificate | None = None,
 ) -> TdxVerified:
-    """Verify a TDX quote and appraise it with ``policy``.
+    """Verify a TDX quote and appraise its claims with ``policy``.
 
     Args:
         quote: The quote, raw or parsed.
-        collateral: Intel collateral for the quote's FMSPC (``None`` only with
-            ``policy.allow_missing_collateral``).
+        collateral: Intel collateral for the quote's FMSPC; ``None`` skips CRLs and TCB
+            evaluation (the claims say so, and the default policy then fails).
         now: The verification time (timezone-aware), captured once by the caller.
-        policy: The appraisal policy; the default rejects debug TDs and any status but UpToDate.
+        policy: The appraisal policy over the claims (``Appraisal.cpu``); default
+            :func:`ccai.verify.tdx_rules`: no debug TD, status UpToDate only, revocation checked.
         event_log: Measured events to replay against RTMR0..3.
         trace: If given, (step, outcome) pairs are appended as steps complete, so a caller can
             show how far verification got when it raises.
@@ -426,15 +440,34 @@ def verify_tdx_quote(
         ChainError, CertificateExpired, CertificateRevoked: steps 2, 3, 7, 8.
         SignatureError: steps 4, 6, 7, 8.
         BindingError: step 5, or REPORTDATA differs from the policy's.
-        CollateralUnavailable: collateral missing, for another platform, or outside its window.
+        CollateralUnavailable: collateral for another platform or outside its window; or (the
+            policy) CRLs or TCB evaluation missing.
         TcbError: step 9 or a TCB status the policy does not accept.
         MeasurementMismatch: step 10 or reference values in step 11.
         PolicyViolation: step 11.
     """
+    steps: list[tuple[str, str]] = trace if trace is not None else []
+    verified = _check_tdx_quote(
+        quote, collateral, now=now, event_log=event_log, steps=steps, simulated_root=simulated_root
+    )
+    # (11) policy
+    appraise(tdx_rules() if policy is None else policy, Appraisal(overall={}, cpu=verified.claims))
+    steps.append((S_POLICY, "ok"))
+    return replace(verified, steps=tuple(steps))
+
+
+def _check_tdx_quote(
+    quote: TdxQuote | bytes,
+    collateral: TdxCollateral | None,
+    *,
+    now: datetime,
+    event_log: Sequence[TdxEvent] | None,
+    steps: list[tuple[str, str]],
+    simulated_root: x509.Certificate | None,
+) -> TdxVerified:
+    """Steps 1–10 (the evidence checks) and the claims, without appraisal."""
     if now.tzinfo is None:
         raise UsageError("now must be timezone-aware")
-    policy = policy or TdxPolicy()
-    steps: list[tuple[str, str]] = trace if trace is not None else []
 
     def done(step: str, outcome: str = "ok") -> None:
         steps.append((step, outcome))
@@ -466,19 +499,14 @@ def verify_tdx_quote(
         raise MalformedEvidence(exc.message, step=S_CHAIN) from None
     done(S_CHAIN)
 
-    # (3) CRLs
+    # (3) CRLs (what is missing becomes x-ccai-revocation-unchecked; the policy decides)
+    unchecked: list[str] = []
     if collateral is None:
-        if not policy.allow_missing_collateral:
-            raise CollateralUnavailable(
-                "no TDX collateral given",
-                step=S_CRL,
-                hint="pass --collateral FILE, or --signatures-only (policy allow_missing_collateral)",
-            )
+        unchecked.append("collateral")
         done(S_CRL, "skipped: no collateral (signatures only)")
     else:
         if collateral.root_ca_crl is None:
-            if not policy.allow_missing_pck_crl:
-                raise CollateralUnavailable("collateral lacks the Root CA CRL", step=S_CRL)
+            unchecked.append("Root CA CRL")
         else:
             check_crl(
                 _load_crl(collateral.root_ca_crl, "Root CA CRL"),
@@ -489,13 +517,7 @@ def verify_tdx_quote(
                 what="Intel SGX Root CA CRL",
             )
         if collateral.pck_crl is None:
-            if not policy.allow_missing_pck_crl:
-                raise CollateralUnavailable(
-                    "collateral lacks the PCK CRL",
-                    step=S_CRL,
-                    hint='"allow_missing_pck_crl": true in the --policy file skips PCK revocation',
-                )
-            done(S_CRL, "ok (PCK CRL absent: PCK revocation not checked)")
+            unchecked.append("PCK CRL")
         else:
             check_crl(
                 _load_crl(collateral.pck_crl, "PCK CRL"),
@@ -505,6 +527,9 @@ def verify_tdx_quote(
                 step=S_CRL,
                 what=f"{cn_of(pck_ca)} CRL",
             )
+        if unchecked:
+            done(S_CRL, f"ok ({' and '.join(unchecked)} absent: revocation not checked)")
+        else:
             done(S_CRL)
 
     # (4) QE report signature by the PCK leaf key
@@ -622,18 +647,12 @@ def verify_tdx_quote(
                 )
         replayed = True
         done(S_LOG)
-    elif policy.require_event_log:
-        raise PolicyViolation("the policy requires an event log", step=S_LOG)
     else:
         done(S_LOG, "skipped: no event log")
 
-    # (11) policy
-    _apply_policy(quote, tcb, policy)
-    done(S_POLICY)
-
     return TdxVerified(
         quote=quote,
-        claims=_claims(quote, pck, tcb, replayed),
+        claims=_claims(quote, pck, tcb, replayed=replayed, unchecked=unchecked),
         tcb=tcb,
         pck_extensions=pck,
         verified_at=now,
@@ -691,66 +710,3 @@ def _check_qe_identity(quote: TdxQuote, qe_id: dict[str, Any]) -> tuple[str, lis
     if level is None:
         raise TcbError("QE ISVSVN is below every QE Identity level", step=S_QE_ID, actual=qe.isv_svn)
     return str(level["tcbStatus"]), list(level.get("advisoryIDs") or [])
-
-
-def _apply_policy(quote: TdxQuote, tcb: TdxTcbEvaluation | None, policy: TdxPolicy) -> None:
-    body = quote.body
-    if tcb is not None:
-        if tcb.status not in policy.accepted_tcb_statuses:
-            raise TcbError(
-                f"TCB status {tcb.status} is not accepted by the policy",
-                step=S_POLICY,
-                expected=" | ".join(sorted(policy.accepted_tcb_statuses)),
-                actual=f"{tcb.status} (tcbDate {tcb.tcb_date}, {tcb.days_behind} days behind; "
-                f"advisories: {', '.join(tcb.advisory_ids) or 'none'})",
-            )
-        bad = sorted(set(tcb.advisory_ids) & policy.rejected_advisory_ids)
-        if bad:
-            raise TcbError(
-                "platform is affected by rejected advisories", step=S_POLICY, actual=", ".join(bad)
-            )
-        minimum = policy.min_tcb_evaluation_data_number
-        if minimum is not None and tcb.tcb_evaluation_data_number < minimum:
-            raise TcbError(
-                "collateral predates the required TCB recovery",
-                step=S_POLICY,
-                expected=f">= {minimum}",
-                actual=tcb.tcb_evaluation_data_number,
-            )
-    attrs = body.td_attributes_flags
-    if attrs & TdAttributes.DEBUG and not policy.allow_debug:
-        raise PolicyViolation(
-            "TD is a debug TD (TDATTRIBUTES.DEBUG set)",
-            step=S_POLICY,
-            expected="DEBUG clear",
-            actual=f"td_attributes {body.td_attributes.hex()}",
-        )
-    if policy.require_sept_ve_disable and not attrs & TdAttributes.SEPT_VE_DISABLE:
-        raise PolicyViolation(
-            "TDATTRIBUTES.SEPT_VE_DISABLE is clear",
-            step=S_POLICY,
-            actual=f"td_attributes {body.td_attributes.hex()}",
-        )
-    if body.mr_servicetd is not None and any(body.mr_servicetd) and not policy.allow_mr_servicetd:
-        raise PolicyViolation(
-            "MRSERVICETD is not zero (a service TD is bound)", step=S_POLICY, actual=body.mr_servicetd.hex()
-        )
-    if not quote.trailing_is_zero and not policy.allow_trailing_data:
-        raise PolicyViolation(
-            "non-zero bytes follow the quote's signature data",
-            step=S_POLICY,
-            actual=f"{len(quote.trailing)} trailing bytes",
-        )
-    check_allowed("MRTD", body.mr_td, policy.mr_td, step=S_POLICY)
-    check_allowed("MRCONFIGID", body.mr_config_id, policy.mr_config_id, step=S_POLICY)
-    check_allowed("MROWNER", body.mr_owner, policy.mr_owner, step=S_POLICY)
-    check_allowed("MROWNERCONFIG", body.mr_owner_config, policy.mr_owner_config, step=S_POLICY)
-    for i, allowed in enumerate((policy.rtmr0, policy.rtmr1, policy.rtmr2, policy.rtmr3)):
-        check_allowed(f"RTMR{i}", body.rtmrs[i], allowed, step=S_POLICY)
-    if policy.report_data is not None and not hmac.compare_digest(body.report_data, policy.report_data):
-        raise BindingError(
-            "REPORTDATA differs from the expected value",
-            step=S_POLICY,
-            expected=policy.report_data.hex(),
-            actual=body.report_data.hex(),
-        )
