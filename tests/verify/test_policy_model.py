@@ -16,15 +16,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
-from ccai.attest import (
-    collect_composite,
-    cpu_collateral_section,
-    dump_evidence_bundle,
-    gather_composite_collateral,
-    load_evidence_bundle,
-    open_virtual_vm,
-)
-from ccai.device import VirtualGpuBackend
+from ccai.attest import collect_composite, gather_composite_collateral
+from ccai.collateral import cpu_collateral_section, embed_collateral
 from ccai.errors import (
     BindingError,
     CollateralUnavailable,
@@ -35,8 +28,7 @@ from ccai.errors import (
     TcbError,
     UsageError,
 )
-from ccai.service._dev_collateral import settings_for_virtual_gpu
-from ccai.tee import VirtualCpuTee
+from ccai.evidence import dump_evidence_bundle, load_evidence_bundle
 from ccai.token import TokenSigner, issue_token, jwks, verify_token
 from ccai.verify import (
     POLICY_FORMAT,
@@ -74,6 +66,7 @@ from ccai.verify import (
 )
 from ccai.verify._snp import SNP_STEPS
 from ccai.verify._tdx import TDX_STEPS
+from ccai.virtual import VirtualCpuTee, VirtualGpuBackend, open_virtual_vm, settings_for_virtual_gpu
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 NONCE = bytes(range(32))
@@ -370,7 +363,7 @@ def verified_vm(tmp_path_factory: pytest.TempPathFactory) -> tuple[VerifiedEvide
     bundle = collect_composite(nonce=NONCE, cpu=cpu, gpu=gpu, hpke_public_key=b"\x07" * 32)
     coll = gather_composite_collateral(bundle, now=NOW, gpu_source=_InProcessSource(gpu))
     coll = dataclasses.replace(coll, cpu=cpu_collateral_section(cpu.collateral(NOW)))
-    bundle = load_evidence_bundle(dump_evidence_bundle(dataclasses.replace(bundle, collateral=coll)))
+    bundle = load_evidence_bundle(dump_evidence_bundle(embed_collateral(bundle, coll)))
     roots = gpu.trust_anchors()
     verified = verify_composite(
         bundle,
@@ -382,12 +375,13 @@ def verified_vm(tmp_path_factory: pytest.TempPathFactory) -> tuple[VerifiedEvide
         ),
         simulated_cpu_anchors=cpu.trust_anchors(),
     )
-    signer = TokenSigner.generate(kid="policy-test")
+    signer = TokenSigner.generate(development=True)
     token = verify_token(
         issue_token(verified, signing_key=signer, now=NOW).dumps(),
         jwks=jwks([signer]),
         nonce=NONCE,
         now=NOW,
+        allow_simulated=True,
     )
     from_token = Appraisal.from_claims(
         overall=token.overall,

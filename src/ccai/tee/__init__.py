@@ -8,7 +8,6 @@ virtual TDX/SNP guest that satisfies the same interface lives in :mod:`ccai.virt
 
 from __future__ import annotations
 
-
 from ccai.tee._backend import CpuQuote, CpuTee
 from ccai.tee._configfs import (
     CONFIGFS_TSM_REPORT,
