@@ -9,7 +9,7 @@ Every parser reads through :class:`ccai._binary.Reader` (or a hardened XML/JSON 
 :class:`~ccai.errors.MalformedEvidence` on bad input; verification lives in :mod:`ccai.verify`.
 """
 
-from ccai.evidence._certs import parse_cert_chain
+from ccai.evidence._certs import load_certificate, load_crl, load_pem_certificates, parse_cert_chain
 from ccai.evidence._nvidia_json import GpuEvidence, dump_evidence_json, parse_evidence_json
 from ccai.evidence._opaque import OpaqueData, OpaqueField
 from ccai.evidence._rim import Rim, RimMeasurement, parse_rim
@@ -79,6 +79,9 @@ __all__ = [
     "device_arch",
     "driver_rim_id",
     "dump_evidence_json",
+    "load_certificate",
+    "load_crl",
+    "load_pem_certificates",
     "load_report",
     "parse_attestation_report",
     "parse_ccel",
