@@ -44,7 +44,7 @@ QUOTE_CASES = [
     ("QE report signature", 1160, SignatureError, "(4) QE report signature"),
     ("QE auth data", 1230, BindingError, "(5) QE report data binding"),
     ("PCK leaf certificate", 1361, ChainError, "(2) PCK certificate chain"),
-    ("PCK leaf certificate (2)", 1751, ChainError, "(2) PCK certificate chain"),
+    ("PCK leaf certificate (2)", 2099, ChainError, "(2) PCK certificate chain"),
 ]
 
 
@@ -79,6 +79,13 @@ def test_flipped_quote_byte(
         verify_tdx_quote(_flip(quote, offset), collateral, now=NOW)
     assert isinstance(info.value, VerificationError)
     assert info.value.step == step, region
+
+
+def test_flipped_pck_leaf_public_key_is_malformed(quote: bytes, collateral: TdxCollateral) -> None:
+    # The leaf's EC point no longer decodes: refused when the quote is parsed, before any chain check.
+    with pytest.raises(MalformedEvidence, match="certificate 0 cannot be decoded") as info:
+        verify_tdx_quote(_flip(quote, 1751), collateral, now=NOW)
+    assert info.value.step == "parse" and info.value.index == 0
 
 
 def _swap_text(text: str, old: str, new: str) -> str:

@@ -13,18 +13,16 @@ are not served publicly: the cloud provider hands them to the guest (certificate
 from __future__ import annotations
 
 import base64
-import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.utils import CryptographyDeprecationWarning
 
 from ccai.collateral._http import HttpLimits, HttpSource, get_ok
 from ccai.errors import CollateralUnavailable, MalformedEvidence
-from ccai.evidence import SnpProduct, SnpReport
+from ccai.evidence import SnpProduct, SnpReport, load_certificate, load_pem_certificates
 
 if TYPE_CHECKING:
     import httpx
@@ -94,20 +92,15 @@ def snp_collateral_from_json(data: Mapping[str, Any]) -> SnpCollateral:
 def load_certificates(blob: bytes) -> list[x509.Certificate]:
     """Load one DER certificate or any number of PEM certificates.
 
-    VCEKs and VLEKs have serial number 0, which ``cryptography`` accepts with a deprecation
-    warning; that one warning is silenced here and nowhere else.
+    Every certificate is decoded completely (:func:`ccai.evidence.load_certificate`), so a malformed
+    one is refused here rather than half-way through the chain check.
 
     Raises:
-        MalformedEvidence: neither PEM nor DER certificates.
+        MalformedEvidence: neither PEM nor DER certificates, or one that does not fully decode.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-        try:
-            if b"-----BEGIN CERTIFICATE-----" in blob:
-                return list(x509.load_pem_x509_certificates(blob))
-            return [x509.load_der_x509_certificate(blob)]
-        except ValueError as exc:
-            raise MalformedEvidence(f"not a PEM or DER certificate: {exc}", step="collateral") from None
+    if b"-----BEGIN CERTIFICATE-----" in blob:
+        return list(load_pem_certificates(blob, what="AMD certificates", step="collateral"))
+    return [load_certificate(blob, what="AMD certificate", step="collateral")]
 
 
 def _cn(cert: x509.Certificate) -> str:

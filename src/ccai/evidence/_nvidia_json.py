@@ -7,9 +7,10 @@ A JSON list with one object per device::
 
 Newer NVAT files add ``"version": "1.0"``, ``"driver_version"`` and ``"vbios_version"``
 (gpu-evidence.md §13.3, §16.2); they are kept when present. ``arch`` is ``HOPPER``, ``BLACKWELL``
-or ``LS10`` (NVSwitch). Other keys are rejected: an edge that silently drops fields would make a
-round trip lossy. Nothing is verified here — not even that ``nonce`` equals the nonce inside the
-report; that is the verifier's step.
+or ``LS10`` (NVSwitch), in any ASCII case (``Blackwell`` occurs); anything else is refused. Other
+keys are rejected: an edge that silently drops fields would make a round trip lossy. Nothing is
+verified here — not even that ``nonce`` equals the nonce inside the report; that is the verifier's
+step.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ from ccai.errors import MalformedEvidence
 from ccai.evidence._certs import parse_cert_chain
 from ccai.evidence._spdm import AttestationReport, parse_attestation_report
 
-__all__ = ["GpuEvidence", "dump_evidence_json", "parse_evidence_json"]
+__all__ = ["KNOWN_ARCHES", "GpuEvidence", "dump_evidence_json", "parse_evidence_json"]
+
+#: The ``arch`` values NVIDIA's evidence JSON uses (compared case-insensitively, ASCII only).
+KNOWN_ARCHES = ("HOPPER", "BLACKWELL", "LS10")
 
 _NONCE_SIZE = 32
 _REQUIRED = ("arch", "nonce", "evidence", "certificate")
@@ -108,6 +112,16 @@ def _item(obj: object, index: int) -> GpuEvidence:
     if not isinstance(arch, str) or not arch:
         raise MalformedEvidence(
             f"evidence JSON: item {index} 'arch' must be a string", step="parse", index=index
+        )
+    # Known names only, checked for ASCII before case-folding ("Lſ10".upper() == "LS10"): the
+    # binding hashes ``arch`` as ASCII, and a producer-chosen string must not reach it unchecked.
+    if not arch.isascii() or arch.upper() not in KNOWN_ARCHES:
+        raise MalformedEvidence(
+            f"evidence JSON: item {index} 'arch' is not a known architecture",
+            step="parse",
+            index=index,
+            expected=" | ".join(KNOWN_ARCHES),
+            actual=ascii(arch[:40]),
         )
     nonce_hex = obj["nonce"]
     try:

@@ -29,6 +29,7 @@ from cryptography import x509
 from lxml import etree
 
 from ccai.errors import MalformedEvidence
+from ccai.evidence._certs import load_certificate
 
 __all__ = ["SWID_NS", "TCG_RIM_NS", "XMLDSIG_NS", "Rim", "RimMeasurement", "parse_rim"]
 
@@ -40,6 +41,7 @@ XMLDSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
 
 _HASH_ATTR = re.compile(r"Hash(0|[1-9][0-9]*)")
 _MAX_ALTERNATIVES = 64
+_MAX_INT_DIGITS = 18
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -148,8 +150,9 @@ def _required(el: etree._Element, attr: str, where: str) -> str:
 
 def _int_attr(el: etree._Element, attr: str, where: str) -> int:
     value = _required(el, attr, where)
-    if not value.isascii() or not value.isdigit():
-        raise _fail(f"{where} {attr}={value!r} is not a non-negative integer")
+    # Bounded length: int() refuses more than 4300 digits with a ValueError, and no RIM needs 19.
+    if not value.isascii() or not value.isdigit() or len(value) > _MAX_INT_DIGITS:
+        raise _fail(f"{where} {attr}={value[:40]!r} is not a non-negative integer")
     return int(value)
 
 
@@ -204,9 +207,10 @@ def _certificates(root: etree._Element) -> tuple[x509.Certificate, ...]:
     for n, el in enumerate(root.iterfind(f"{{{XMLDSIG_NS}}}Signature//{{{XMLDSIG_NS}}}X509Certificate")):
         text = "".join((el.text or "").split())
         try:
-            certs.append(x509.load_der_x509_certificate(base64.b64decode(text, validate=True)))
+            der = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise _fail(f"X509Certificate {n} cannot be decoded: {exc}", index=n) from None
+            raise _fail(f"X509Certificate {n} is not base64: {exc}", index=n) from None
+        certs.append(load_certificate(der, what=f"RIM: X509Certificate {n}", index=n))
     return tuple(certs)
 
 

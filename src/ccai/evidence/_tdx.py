@@ -12,14 +12,13 @@ data are kept in :attr:`TdxQuote.trailing` for the policy to judge (real quotes 
 from __future__ import annotations
 
 import enum
-import warnings
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.utils import CryptographyDeprecationWarning
 
 from ccai._binary import Reader
 from ccai.errors import MalformedEvidence, UnsupportedEvidence
+from ccai.evidence._certs import load_pem_certificates
 from ccai.evidence._cpu_der import (
     TAG_OCTET_STRING,
     TAG_OID,
@@ -302,15 +301,7 @@ def _parse_qe_report(data: bytes, base: int) -> QeReport:
 
 
 def _load_pem_chain(pem: bytes) -> tuple[x509.Certificate, ...]:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-            certs = x509.load_pem_x509_certificates(pem)
-    except ValueError as exc:
-        raise MalformedEvidence(
-            f"TDX quote: PCK certificate chain is not valid PEM ({exc})", step="parse"
-        ) from None
-    return tuple(certs)
+    return load_pem_certificates(pem, what="TDX quote: PCK certificate chain")
 
 
 def parse_tdx_quote(data: bytes) -> TdxQuote:

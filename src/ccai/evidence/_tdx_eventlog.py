@@ -30,6 +30,7 @@ __all__ = [
 EV_NO_ACTION = 0x00000003
 _TPM_ALG_SHA384 = 0x000C
 _SHA384_SIZE = 48
+_U32_MAX = 0xFFFFFFFF  # TCG event types are UINT32
 _SPEC_ID = b"Spec ID Event03\x00"
 
 
@@ -180,8 +181,11 @@ def parse_json_event_log(log: str | bytes | list[Any]) -> tuple[TdxEvent, ...]:
             payload = bytes.fromhex(item.get("event_payload") or "")
             if len(digest) != _SHA384_SIZE or not 0 <= imr <= 3:
                 raise ValueError("digest is not SHA-384 or imr is not 0..3")
+            if not 0 <= event_type <= _U32_MAX:
+                raise ValueError("event_type is not a 32-bit unsigned integer")
             rtmr = None if event_type == EV_NO_ACTION else imr
             events.append(TdxEvent(rtmr=rtmr, event_type=event_type, digest=digest, event=payload))
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+        # OverflowError: int() of a JSON number that decodes to infinity (1e999).
         raise MalformedEvidence(f"TDX JSON event log is malformed: {exc}", step="parse") from None
     return tuple(events)

@@ -394,7 +394,8 @@ class Manifest:
                 ):
                     raise UnsealError()
                 files.append(entry)
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
+            # OverflowError: int() of a JSON number that decodes to infinity (1e999).
             raise UnsealError() from None
         return cls(model_id=header.model_id, chunk_size=header.chunk_size, files=tuple(files))
 
@@ -433,7 +434,7 @@ def parse_safetensors_header(prefix: bytes, *, file_size: int, what: str) -> Saf
             dtype = str(spec["dtype"])
             shape = tuple(int(d) for d in spec["shape"])
             begin, end = (int(x) for x in spec["data_offsets"])
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             raise MalformedEvidence(f"{what}: bad entry for tensor {name!r}") from None
         if dtype not in DTYPE_SIZES:
             raise MalformedEvidence(f"{what}: tensor {name!r} has unsupported dtype {dtype}")

@@ -117,6 +117,16 @@ def _verify_xmldsig(xml: bytes, signer: x509.Certificate, *, step: str, what: st
         ) from None
     except (InvalidCertificate, InvalidInput) as exc:
         raise SignatureError(f"{what}: XMLDSig is not acceptable: {exc}", step=step) from None
+    except Exception as exc:
+        # A hostile RIM reaches signxml and lxml, which raise a wide, version-dependent set of
+        # exceptions on malformed signatures (DocumentInvalid when ds:SignatureMethod is missing,
+        # C14NError, TypeError, KeyError …). Only the third-party call is inside this ``try``:
+        # whatever it raises, the RIM's signature is not acceptable.
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        raise SignatureError(
+            f"{what}: XMLDSig is malformed ({type(exc).__name__}{': ' + reason if reason else ''})",
+            step=step,
+        ) from None
 
 
 def check_rim(

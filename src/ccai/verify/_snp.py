@@ -47,6 +47,7 @@ from ccai.evidence import (
     SnpSigningKey,
     SnpTcbVersion,
     VcekExtensions,
+    load_crl,
     parse_snp_report,
     parse_vcek_extensions,
 )
@@ -313,10 +314,7 @@ def _check_snp_report(
     if not isinstance(leaf_key, ec.EllipticCurvePublicKey) or leaf_key.curve.name != "secp384r1":
         raise ChainError(f"{key_name} key is not ECDSA P-384", step=S_CHAIN, index=0)
     if collateral.crl is not None:
-        try:
-            crl = x509.load_der_x509_crl(collateral.crl)
-        except ValueError:
-            raise MalformedEvidence("AMD CRL is not DER", step=S_CHAIN) from None
+        crl = load_crl(collateral.crl, what="AMD CRL", step=S_CHAIN)
         check_crl(crl, roots.ark, now, [intermediate], step=S_CHAIN, what=f"ARK-{product.value} CRL")
         steps.append((S_CHAIN, "ok (CRL checked)"))
     else:

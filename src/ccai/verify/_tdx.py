@@ -50,6 +50,8 @@ from ccai.evidence import (
     PckExtensions,
     TdxEvent,
     TdxQuote,
+    load_crl,
+    load_pem_certificates,
     parse_pck_extensions,
     parse_tdx_quote,
 )
@@ -160,10 +162,10 @@ def replay_rtmrs(events: Sequence[TdxEvent]) -> tuple[bytes, bytes, bytes, bytes
 
 def _pem_chain(pem: str, what: str, step: str) -> list[x509.Certificate]:
     try:
-        certs = x509.load_pem_x509_certificates(pem.encode())
-    except ValueError:
+        data = pem.encode()
+    except UnicodeEncodeError:
         raise MalformedEvidence(f"{what} issuer chain is not PEM", step=step) from None
-    return list(certs)
+    return list(load_pem_certificates(data, what=f"{what} issuer chain", step=step))
 
 
 def _check_signed_json(
@@ -662,10 +664,7 @@ def _check_tdx_quote(
 
 
 def _load_crl(der: bytes, what: str) -> x509.CertificateRevocationList:
-    try:
-        return x509.load_der_x509_crl(der)
-    except ValueError:
-        raise MalformedEvidence(f"{what} is not a DER CRL", step=S_CRL) from None
+    return load_crl(der, what=what, step=S_CRL)
 
 
 def _check_qe_identity(quote: TdxQuote, qe_id: dict[str, Any]) -> tuple[str, list[str]]:
