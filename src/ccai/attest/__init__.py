@@ -1,6 +1,7 @@
 """attest stage of ccai: composite GPU + CPU evidence bound to one verifier nonce.
 
-Collection (:func:`collect_composite`) derives each GPU's SPDM nonce from the verifier nonce,
+:func:`collect_gpu_evidence` collects the GPUs' evidence for a verifier nonce (``ccai attest gpu``).
+Composite collection (:func:`collect_composite`) derives each GPU's SPDM nonce from the verifier nonce,
 collects the GPU evidence, then asks the CPU TEE for a quote whose report_data commits to the
 nonce, the exact GPU evidence and the bound keys (:func:`composite_report_data`). The result is one
 versioned JSON :class:`EvidenceBundle` (docs/composite-evidence.md has the byte-exact layout);
@@ -36,6 +37,7 @@ from ccai.attest._collect import (
     keys_from_pem,
     open_virtual_vm,
 )
+from ccai.attest._gpu import collect_gpu_evidence
 
 __all__ = [
     "BINDING_NONCE_ONLY",
@@ -49,6 +51,7 @@ __all__ = [
     "bundle_from_nonce_only_pair",
     "check_report_data",
     "collect_composite",
+    "collect_gpu_evidence",
     "composite_report_data",
     "cpu_collateral_from_bundle",
     "cpu_collateral_section",

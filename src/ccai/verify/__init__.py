@@ -1,4 +1,9 @@
-"""verify stage of ccai (see docs/architecture.md)."""
+"""verify stage of ccai (see docs/architecture.md).
+
+:class:`Verifier` is the entry point: trust anchors (:class:`TrustAnchors`), a policy, collateral
+sources and caches in one object, with one method per kind of evidence. The ``verify_*`` functions
+are the one-shot recipes it is built from, for callers that already hold the collateral.
+"""
 
 from ccai.verify._anchors import (
     NVIDIA_CORIM_ROOT_SHA256,
@@ -18,7 +23,7 @@ from ccai.verify._anchors_cpu import (
 from ccai.verify._claims import CLAIMS_VERSIONS
 from ccai.verify._composite import COMPOSITE_STEPS, verify_composite
 from ccai.verify._cpu_policy import TDX_TCB_STATUSES, SnpPolicy, TdxPolicy
-from ccai.verify._gpu import GPU_STEPS, verify_gpu_evidence
+from ccai.verify._gpu import GPU_STEPS, AuthenticatedGpu, verify_gpu_evidence
 from ccai.verify._measurements import MismatchRecord
 from ccai.verify._nvidia_policy import NvidiaJsonPolicy, load_nvidia_policy
 from ccai.verify._policy import (
@@ -39,10 +44,14 @@ from ccai.verify._policy import (
 )
 from ccai.verify._result import VerifiedEvidence, VerifiedGpu
 from ccai.verify._snp import SNP_STEPS, SnpVerified, verify_snp_report
+from ccai.verify._steps import StepResult
 from ccai.verify._tdx import TDX_STEPS, TdxTcbEvaluation, TdxVerified, replay_rtmrs, verify_tdx_quote
+from ccai.verify._trust import TrustAnchors
+from ccai.verify._verifier import Verifier
 
 __all__ = [
-    # NVIDIA GPU (verify/_gpu.py …) and CPU TEE (verify/_tdx.py, _snp.py) evidence
+    # The Verifier (verify/_verifier.py), its anchors and step results; the NVIDIA GPU
+    # (verify/_gpu.py …), CPU TEE (verify/_tdx.py, _snp.py) and composite checklists
     "AMD_ARK_SHA256",
     "AMD_ASK_SHA256",
     "AMD_ASVK_SHA256",
@@ -59,6 +68,7 @@ __all__ = [
     "AmdRoots",
     "AnyOf",
     "Appraisal",
+    "AuthenticatedGpu",
     "CcModeOn",
     "ClaimEquals",
     "ClaimIn",
@@ -73,12 +83,15 @@ __all__ = [
     "RevocationGood",
     "SnpPolicy",
     "SnpVerified",
+    "StepResult",
     "TdxPolicy",
     "TdxTcbEvaluation",
     "TdxVerified",
+    "TrustAnchors",
     "UnsafeAcceptAnything",
     "VerifiedEvidence",
     "VerifiedGpu",
+    "Verifier",
     "amd_roots",
     "default_policy",
     "intel_sgx_root_ca",

@@ -33,6 +33,7 @@ from ccai.errors import (
     CollateralUnavailable,
     MalformedEvidence,
     PolicyViolation,
+    SimulatedEvidenceRejected,
     TcbError,
     UnsupportedEvidence,
     UsageError,
@@ -51,6 +52,8 @@ from ccai.verify._anchors_cpu import AmdRoots, amd_roots
 from ccai.verify._cpu_chain import check_crl, check_validity, cn_of, same_cert, verify_ecdsa_raw, verify_link
 from ccai.verify._cpu_policy import SnpPolicy, check_allowed
 from ccai.verify._result import _CAPABILITY, _VerifierCapability
+from ccai.verify._steps import StepResult, results_from_trace
+from ccai.verify._trust import TrustAnchors, names_test_pki
 
 __all__ = ["SNP_STEPS", "SnpVerified", "verify_snp_report"]
 
@@ -78,6 +81,7 @@ class SnpVerified:
         extensions: The VCEK/VLEK extensions (SPLs, hwID, csp_id).
         verified_at: The ``now`` every check used.
         steps: (step, outcome) for each checklist step.
+        simulated: True when the VCEK chains to the virtual TEE's test ARK.
     """
 
     report: SnpReport
@@ -87,11 +91,17 @@ class SnpVerified:
     extensions: VcekExtensions
     verified_at: datetime
     steps: tuple[tuple[str, str], ...]
+    simulated: bool = False
     _capability: _VerifierCapability = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self._capability is not _CAPABILITY:
             raise UsageError("SnpVerified can only be created by ccai.verify")
+
+    @property
+    def step_results(self) -> tuple[StepResult, ...]:
+        """:attr:`steps` as :class:`~ccai.verify.StepResult` rows (every step ``ok``)."""
+        return results_from_trace(SNP_STEPS, self.steps)
 
 
 def _one(der: bytes | None, what: str) -> x509.Certificate | None:
@@ -165,7 +175,8 @@ def verify_snp_report(
     now: datetime,
     policy: SnpPolicy | None = None,
     trace: list[tuple[str, str]] | None = None,
-    simulated_roots: AmdRoots | None = None,
+    anchors: TrustAnchors | None = None,
+    allow_simulated: bool = False,
 ) -> SnpVerified:
     """Verify an SEV-SNP report and appraise it with ``policy``.
 
@@ -175,15 +186,17 @@ def verify_snp_report(
         now: The verification time (timezone-aware), captured once by the caller.
         policy: The appraisal policy; the default rejects a debuggable guest.
         trace: If given, (step, outcome) pairs are appended as steps complete.
-        simulated_roots: Test ARK/ASK (the virtual TEE's) to use instead of AMD's pinned roots.
-            Only :func:`ccai.verify.verify_composite` passes them, and only under
-            ``allow_simulated=True``.
+        anchors: The roots to trust; default :meth:`TrustAnchors.vendor`. A test-PKI set's ARK/ASK
+            (the virtual SNP guest's) are used only for a VCEK they issued, and only with
+            ``allow_simulated``.
+        allow_simulated: Accept a report of ccai's virtual SNP guest. Never in production.
 
     Returns:
         The verified report with its claims.
 
     Raises:
         MalformedEvidence, UnsupportedEvidence: step 1, or an unknown product (step 2).
+        SimulatedEvidenceRejected: a report of the virtual SNP guest without ``allow_simulated``.
         CollateralUnavailable: the VCEK/VLEK the report needs is not in ``collateral``, or the
             ARK CRL is outside its validity window.
         ChainError, CertificateExpired, CertificateRevoked: step 3.
@@ -240,7 +253,7 @@ def verify_snp_report(
     steps.append((S_PRODUCT, f"{product.value}, {key_name}"))
 
     # (3) chain: pinned ARK -> ASK/ASVK -> VCEK/VLEK
-    roots = simulated_roots if simulated_roots is not None else amd_roots(product)
+    roots, simulated = _amd_roots(leaf, product, anchors, allow_simulated=allow_simulated)
     if roots.product is not product:
         raise ChainError("the supplied roots are for another product", step=S_CHAIN, expected=product.value)
     supplied_ark = _one(collateral.ark, "ARK")
@@ -344,8 +357,36 @@ def verify_snp_report(
         extensions=ext,
         verified_at=now,
         steps=tuple(steps),
+        simulated=simulated,
         _capability=_CAPABILITY,
     )
+
+
+def _amd_roots(
+    leaf: x509.Certificate, product: SnpProduct, anchors: TrustAnchors | None, *, allow_simulated: bool
+) -> tuple[AmdRoots, bool]:
+    """The roots for ``leaf``, and whether they are a test PKI's (used only with ``allow_simulated``)."""
+    hint = "pass allow_simulated=True (CLI: --allow-simulated) to verify virtual-TEE evidence"
+    anchors = anchors if anchors is not None else TrustAnchors.vendor()
+    test = anchors.amd.get(product) if anchors.simulated else None
+    if test is not None and leaf.issuer in (test.ask.subject, test.asvk.subject):
+        if not allow_simulated:
+            raise SimulatedEvidenceRejected(
+                "the SEV-SNP report's VCEK leads to a simulated ARK", step=S_CHAIN, hint=hint
+            )
+        return test, True
+    if names_test_pki([leaf]) and not allow_simulated:
+        raise SimulatedEvidenceRejected(
+            "the SEV-SNP report's VCEK is issued by ccai's virtual-TEE test PKI, not by AMD",
+            step=S_CHAIN,
+            hint=hint,
+        )
+    if anchors.simulated:
+        return amd_roots(product), False
+    roots = anchors.amd.get(product)
+    if roots is None:
+        raise UsageError(f"the trust anchors {anchors.name!r} hold no AMD roots for {product.value}")
+    return roots, False
 
 
 def _apply_policy(report: SnpReport, product: SnpProduct, key_name: str, policy: SnpPolicy) -> None:
