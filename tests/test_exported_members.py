@@ -29,3 +29,24 @@ def test_error_tree_root() -> None:
 
     for member in errors.__all__:
         assert issubclass(getattr(errors, member), errors.Error)
+
+
+def test_verify_surface_is_pinned() -> None:
+    import ccai.verify
+
+    assert set(ccai.verify.__all__) == {
+        *("AMD_ARK_SHA256", "AMD_ASK_SHA256", "AMD_ASVK_SHA256", "CLAIMS_VERSIONS", "COMPOSITE_STEPS"),
+        *("GPU_STEPS", "INTEL_SGX_ROOT_CA_SHA256", "NVIDIA_CORIM_ROOT_SHA256", "NVIDIA_DEVICE_ROOT_SHA256"),
+        *("SNP_STEPS", "TDX_STEPS", "TDX_TCB_STATUSES"),
+        # the Verifier, its anchors and results
+        *("Verifier", "TrustAnchors", "StepResult", "AuthenticatedGpu", "VerifiedEvidence", "VerifiedGpu"),
+        *("GpuTrustAnchors", "AmdRoots", "SnpVerified", "TdxVerified", "TdxTcbEvaluation", "MismatchRecord"),
+        # the policy model
+        *("AllOf", "AnyOf", "Appraisal", "CcModeOn", "ClaimEquals", "ClaimIn", "DevToolsOff"),
+        *("MeasurementIndexAllowList", "MinVersion", "NvidiaJsonPolicy", "Policy", "PolicyFailure"),
+        *("RevocationGood", "SnpPolicy", "TdxPolicy", "UnsafeAcceptAnything", "default_policy"),
+        *("load_nvidia_policy",),
+        # pinned roots and the one-shot checklists
+        *("amd_roots", "intel_sgx_root_ca", "nvidia_gpu_anchors", "replay_rtmrs"),
+        *("verify_composite", "verify_gpu_evidence", "verify_snp_report", "verify_tdx_quote"),
+    }
