@@ -166,8 +166,6 @@ def run_composite(
     """
     if now.tzinfo is None:
         raise UsageError("now must be timezone-aware")
-    if scheme not in (_BINDING_V1, _BINDING_NONCE_ONLY):
-        raise UsageError(f"unknown binding scheme {scheme!r}", expected=[_BINDING_V1, _BINDING_NONCE_ONLY])
     from ccai.attest import check_report_data, cpu_collateral_from_bundle, derive_gpu_nonce
 
     steps = Steps(COMPOSITE_STEPS)
@@ -183,6 +181,9 @@ def run_composite(
     try:
         # (1) bundle and nonce
         steps.begin(S_BUNDLE)
+        if scheme not in (_BINDING_V1, _BINDING_NONCE_ONLY):
+            known = [_BINDING_V1, _BINDING_NONCE_ONLY]
+            raise UsageError(f"unknown binding scheme {scheme!r}", expected=known)
         if bundle.binding != scheme:
             raise UnsupportedEvidence(
                 f"the bundle uses binding scheme {bundle.binding!r}, the verifier requires {scheme!r}",
