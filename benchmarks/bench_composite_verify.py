@@ -4,13 +4,13 @@ Each bundle is collected the way `ccai attest --simulate tdx|snp --gpus N --with
 collateral comes from ccai's dev collateral server over HTTP) and round-tripped through its JSON file
 layout. Timed per bundle, median of --runs after a warm-up:
 
-* ``GPU only``: :func:`ccai.verify.verify_gpu_evidence` on the bundle's GPU evidence and embedded GPU
+* ``GPU only``: :meth:`ccai.verify.Verifier.verify_gpu` on the bundle's GPU evidence and embedded GPU
   collateral with the derived GPU nonce — the in-run baseline (what `ccai verify gpu` costs);
-* ``composite``: :func:`ccai.verify.verify_composite` — CPU quote/report, binding and every GPU;
+* ``composite``: :meth:`ccai.verify.Verifier.verify_bundle` — CPU quote/report, binding and every GPU;
 * ``load + composite``: the same after parsing the bundle JSON each time (what `ccai verify BUNDLE`
   costs without process start-up);
-* ``composite, cold caches``: the device-chain and RIM caches emptied before every run (the first
-  verification of a new GPU / driver in a long-running verifier).
+* ``composite, cold caches``: the verifier's device-chain and RIM caches emptied before every run (the
+  first verification of a new GPU / driver in a long-running verifier).
 
 A bundle with 0 GPUs times the CPU evidence and the binding alone (goal, issue 4: ≤ 10 ms); composite
 minus GPU only is the same cost inside a GPU bundle, but on a busy machine that difference drowns in noise.
@@ -29,16 +29,25 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from ccai._time import utcnow
-from ccai.cli.attest_composite import collect_bundle
-from ccai.collateral import load_embedded_collateral
-from ccai.evidence import derive_gpu_nonce, dump_evidence_bundle, load_evidence_bundle
-from ccai.verify import GpuTrustAnchors, default_composite_policy, verify_composite, verify_gpu_evidence
-from ccai.verify._gpu_certs import _DEVICE_CHAIN_CACHE
-from ccai.verify._rim_check import _CACHE as _RIM_CACHE
-from ccai.virtual import open_virtual_vm
+from ccai.attest import collect_composite, gather_composite_collateral
+from ccai.collateral import (
+    AmdKdsClient,
+    IntelPcsClient,
+    default_gpu_source,
+    embed_collateral,
+    load_embedded_collateral,
+)
+from ccai.evidence import EvidenceBundle, derive_gpu_nonce, dump_evidence_bundle, load_evidence_bundle
+from ccai.verify import Verifier, default_composite_policy
+from ccai.virtual import (
+    create_dev_collateral_app,
+    open_virtual_vm,
+    run_in_background,
+    settings_for_virtual_gpu,
+    virtual_trust_anchors,
+)
 
 NONCE = bytes(range(32))
 
@@ -56,55 +65,48 @@ def _median_ms(fn: Callable[[], object], runs: int, before: Callable[[], None] |
     return statistics.median(samples)
 
 
-def _clear_caches() -> None:
-    _DEVICE_CHAIN_CACHE.clear()
-    _RIM_CACHE.clear()
+def _collect(tee: str, gpus: int, home: Path) -> EvidenceBundle:
+    """What `ccai attest --simulate TEE --gpus N --with-collateral` collects."""
+    cpu, backend = open_virtual_vm(tee=tee, gpus=gpus, home=home)
+    bundle = collect_composite(nonce=NONCE, cpu=cpu, gpu=backend if gpus else None)
+    with run_in_background(create_dev_collateral_app(settings_for_virtual_gpu(backend, tee=cpu))) as url:
+        collateral = gather_composite_collateral(
+            bundle,
+            now=utcnow(),
+            gpu_source=default_gpu_source(rim_service_url=url, ocsp_url=f"{url}/ocsp"),
+            pcs=IntelPcsClient(url),
+            kds=AmdKdsClient(url),
+        )
+    return embed_collateral(bundle, collateral)
 
 
 def _bench(tee: str, gpus: int, runs: int, root: Path) -> list[tuple[str, float]]:
     home = root / f"{tee}-{gpus}"
     home.mkdir()
     os.environ["CCAI_HOME"] = str(home)
-    bundle = collect_bundle(nonce=NONCE, simulate=tee, gpus=gpus, bind_keys=[], with_collateral=True)
+    bundle = _collect(tee, gpus, home)
     raw = dump_evidence_bundle(bundle)
     bundle = load_evidence_bundle(raw)
-    cpu, backend = open_virtual_vm(tee=tee, gpus=gpus, home=home)
-    roots = backend.trust_anchors()
-    gpu_anchors = GpuTrustAnchors.simulated_from_pem(
-        device_root_pem=roots.device_root_pem, rim_root_pem=roots.rim_root_pem
-    )
-    anchors: dict[str, Any] = {
-        "simulated_gpu_anchors": gpu_anchors,
-        "simulated_cpu_anchors": cpu.trust_anchors(),
-    }
+    test_pki = virtual_trust_anchors(home, gpu=True, tdx=tee == "tdx", snp=tee == "snp")
+    gpu_verifier = Verifier.simulated(test_pki)
+    # Zero GPUs pass only a policy that says CPU-only.
+    verifier = Verifier.simulated(test_pki, policy=default_composite_policy(allow_no_gpus=gpus == 0))
     now = utcnow()
     collateral = load_embedded_collateral(bundle)
     assert collateral is not None
     gpu_collateral = collateral.gpu
 
     def gpu_only() -> object:
-        return verify_gpu_evidence(
-            bundle.gpus,
-            nonce=derive_gpu_nonce(NONCE),
-            collateral=gpu_collateral,
-            now=now,
-            allow_simulated=True,
-            simulated_anchors=gpu_anchors,
+        return gpu_verifier.verify_gpu(
+            bundle.gpus, nonce=derive_gpu_nonce(NONCE), collateral=gpu_collateral, now=now
         )
-
-    # Zero GPUs pass only a policy that says CPU-only.
-    policy = default_composite_policy(allow_no_gpus=gpus == 0)
 
     def composite() -> object:
-        return verify_composite(
-            bundle, now=now, expected_nonce=NONCE, allow_simulated=True, policy=policy, **anchors
-        )
+        return verifier.verify_bundle(bundle, now=now, expected_nonce=NONCE)
 
     def load_and_composite() -> object:
         loaded = load_evidence_bundle(raw)
-        return verify_composite(
-            loaded, now=now, expected_nonce=NONCE, allow_simulated=True, policy=policy, **anchors
-        )
+        return verifier.verify_bundle(loaded, now=now, expected_nonce=NONCE)
 
     composite()  # fails loudly here rather than timing an error path
     name = f"{tee.upper()} + {gpus} GPU"
@@ -122,7 +124,7 @@ def _bench(tee: str, gpus: int, runs: int, root: Path) -> list[tuple[str, float]
         rows.append(
             (
                 f"{name}: composite, cold caches",
-                _median_ms(composite, max(5, runs // 5), before=_clear_caches),
+                _median_ms(composite, max(5, runs // 5), before=verifier.caches.clear),
             )
         )
     return rows

@@ -99,13 +99,11 @@ print(json.dumps({"import_s": import_s, "times_s": times, "results": results}))
 
 
 def bench_ccai(runs: int) -> dict[str, float]:
-    """Time ccai's verify_gpu_evidence: first call, cold (caches cleared), warm."""
+    """Time ccai's Verifier.verify_gpu: first call, cold (its caches cleared), warm."""
     t0 = time.perf_counter()
     from ccai.collateral import GpuCollateral
     from ccai.evidence import GpuEvidence, load_report
-    from ccai.verify import default_policy, verify_gpu_evidence
-    from ccai.verify._gpu_certs import clear_caches
-    from ccai.verify._rim_check import clear_rim_cache
+    from ccai.verify import Verifier, default_policy
 
     import_s = time.perf_counter() - t0
     item = GpuEvidence(
@@ -122,13 +120,12 @@ def bench_ccai(runs: int) -> dict[str, float]:
         ocsp_checked=False,
     )
     policy = default_policy(allow_unchecked_revocation=True)
+    verifier = Verifier(policy=policy)
     now = datetime.fromisoformat(PIN).replace(tzinfo=UTC)
 
     def once() -> float:
         t = time.perf_counter()
-        verified = verify_gpu_evidence(
-            [item], nonce=item.nonce, collateral=collateral, now=now, policy=policy
-        )
+        verified = verifier.verify_gpu([item], nonce=item.nonce, collateral=collateral, now=now)
         elapsed = time.perf_counter() - t
         assert verified.gpus[0].claims["measres"] == "success"
         return elapsed
@@ -136,8 +133,7 @@ def bench_ccai(runs: int) -> dict[str, float]:
     first = once()
     cold = []
     for _ in range(runs):
-        clear_caches()
-        clear_rim_cache()
+        verifier.caches.clear()
         cold.append(once())
     once()
     warm = [once() for _ in range(runs)]

@@ -27,8 +27,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 SRC = Path(__file__).resolve().parent.parent / "src"
 
 #: Modules every package may import (and that import only each other).
@@ -116,26 +114,6 @@ NEVER: Mapping[str, frozenset[str]] = {
     ),
 }
 
-# ----------------------------------------------------------------------------------------------------
-# PENDING_VIOLATIONS: the violations of the table that exist today, as (importer, imported) module pairs.
-# They belong to the move of the virtual hardware into ccai.virtual (device/_virtual*, tee/_virtual*,
-# _virtual_common.py, service/_dev_collateral.py), to verify's decoupling from tee/attest, and to
-# private imports across packages. Remove each pair when its import is fixed; the set must end empty.
-# test_pending_violations_still_exist fails on a pair that no longer occurs, so the set only shrinks.
-# ----------------------------------------------------------------------------------------------------
-PENDING_VIOLATIONS: frozenset[tuple[str, str]] = frozenset(
-    {
-        # verify still reaches the virtual TEE's anchors (composite verification)
-        ("ccai.verify._composite", "ccai.virtual"),
-        # the real SNP configfs backend parses its certificate table with collateral.load_certificates
-        ("ccai.tee._configfs", "ccai.collateral"),
-        # private modules of another package
-        ("ccai.token._eat", "ccai.verify._result"),
-        ("ccai.verify._ocsp_check", "ccai.collateral._types"),
-        ("ccai.verify._tdx", "ccai.evidence._tdx"),
-    }
-)
-
 
 def closure(package: str) -> frozenset[str]:
     """Every package ``package`` may import: the table's entries, followed transitively."""
@@ -159,7 +137,7 @@ class Violation:
 
     @property
     def pair(self) -> tuple[str, str]:
-        """``(importer, imported)``, the form of :data:`PENDING_VIOLATIONS`."""
+        """``(importer, imported)``."""
         return (self.importer, self.imported)
 
     def __str__(self) -> str:
@@ -286,13 +264,8 @@ def test_table_is_acyclic_and_complete() -> None:
 
 
 def test_imports_follow_the_table() -> None:
-    violations = [v for v in check_tree(read_tree(SRC)) if v.pair not in PENDING_VIOLATIONS]
+    violations = check_tree(read_tree(SRC))
     assert not violations, "imports against docs/architecture.md:\n" + "\n".join(map(str, violations))
-
-
-def test_pending_violations_still_exist() -> None:
-    fixed = PENDING_VIOLATIONS - _pairs(check_tree(read_tree(SRC)))
-    assert not fixed, f"fixed, remove from PENDING_VIOLATIONS: {sorted(fixed)}"
 
 
 # --- the checker can fail --------------------------------------------------------------------------
@@ -370,11 +343,6 @@ def test_checker_reads_a_tree_on_disk(tmp_path: Path) -> None:
 # --- at run time -----------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="today ccai.verify imports ccai.tee and ccai.attest (being moved out), and ccai.collateral "
-    "imports httpx at import time (collateral._http through collateral._amd)",
-)
 def test_importing_verify_loads_no_tee_attest_virtual_or_httpx() -> None:
     code = (
         "import ccai.verify, sys; "

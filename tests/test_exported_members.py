@@ -88,6 +88,7 @@ PINNED = {
         "open_virtual_vm",
         "run_in_background",
         "settings_for_virtual_gpu",
+        "virtual_trust_anchors",
     },
     "ccai.device": {
         "Architecture",
@@ -109,7 +110,12 @@ PINNED = {
         "TsmReport",
         "parse_snp_certificate_table",
     },
-    "ccai.attest": {"collect_composite", "gather_composite_collateral", "keys_from_pem"},
+    "ccai.attest": {
+        "collect_composite",
+        "collect_gpu_evidence",
+        "gather_composite_collateral",
+        "keys_from_pem",
+    },
     "ccai.service": set(),
 }
 

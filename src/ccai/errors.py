@@ -82,6 +82,12 @@ class Error(Exception):
         expected: The value that was required.
         actual: The value that was found.
         hint: What the user can do about it.
+
+    Attributes:
+        steps: For an error raised by a verifier (``ccai.verify.Verifier`` and the ``verify_*``
+            functions), the per-step results of the checklist up to and including the step that
+            failed (``ccai.verify.StepResult`` values), so a renderer can show which steps passed;
+            empty otherwise.
     """
 
     def __init__(
@@ -101,6 +107,7 @@ class Error(Exception):
         self.expected = expected
         self.actual = actual
         self.hint = hint
+        self.steps: tuple[Any, ...] = ()
 
     def context(self) -> dict[str, Any]:
         """The structured context as a JSON-friendly dict (``None`` values omitted)."""

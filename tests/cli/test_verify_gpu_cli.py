@@ -153,13 +153,13 @@ def test_nvidia_policy_file(vectors: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_evidence_json_of_the_virtual_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ccai.cli.gpu import collect_evidence
+    from ccai.attest import collect_gpu_evidence
     from ccai.evidence import dump_evidence_json
 
     backend = VirtualGpuBackend.create(gpus=2)
     nonce = bytes(range(32))
     path = tmp_path / "evidence.json"
-    path.write_bytes(dump_evidence_json(collect_evidence(backend, nonce)))
+    path.write_bytes(dump_evidence_json(collect_gpu_evidence(backend, nonce)))
     rim_dir = tmp_path / "rims"
     rim_dir.mkdir()
     for rim_id in backend.rim_ids(0):

@@ -34,7 +34,7 @@ from ccai.evidence import (
 )
 from ccai.verify import (
     COMPOSITE_STEPS,
-    GpuTrustAnchors,
+    TrustAnchors,
     default_composite_policy,
     tdx_rules,
     verify_composite,
@@ -79,13 +79,18 @@ def _bundle(
     return load_evidence_bundle(dump_evidence_bundle(embed_collateral(bundle, coll)))
 
 
-def _anchors(cpu: VirtualCpuTee, gpu: VirtualGpuBackend) -> dict[str, object]:
+def _anchors(cpu: VirtualCpuTee, gpu: VirtualGpuBackend) -> dict[str, TrustAnchors]:
     roots = gpu.trust_anchors()
+    tee = cpu.trust_anchors()
     return {
-        "simulated_gpu_anchors": GpuTrustAnchors.simulated_from_pem(
-            device_root_pem=roots.device_root_pem, rim_root_pem=roots.rim_root_pem
-        ),
-        "simulated_cpu_anchors": cpu.trust_anchors(),
+        "anchors": TrustAnchors.simulated_test_pki(
+            gpu_device_root=roots.device_root_pem,
+            gpu_rim_root=roots.rim_root_pem,
+            sgx_root=tee.sgx_root,
+            amd_ark=tee.ark,
+            amd_ask=tee.ask,
+            amd_product=tee.product,
+        )
     }
 
 

@@ -24,8 +24,8 @@ from ccai.errors import (
 )
 from ccai.evidence import GpuEvidence
 from ccai.verify import (
-    GpuTrustAnchors,
     RevocationGood,
+    TrustAnchors,
     default_policy,
     verify_gpu_evidence,
 )
@@ -39,10 +39,10 @@ from ccai.virtual import (
 )
 
 
-def _anchors(backend: VirtualGpuBackend) -> GpuTrustAnchors:
+def _anchors(backend: VirtualGpuBackend) -> TrustAnchors:
     roots = backend.trust_anchors()
-    return GpuTrustAnchors.simulated_from_pem(
-        device_root_pem=roots.device_root_pem, rim_root_pem=roots.rim_root_pem
+    return TrustAnchors.simulated_test_pki(
+        gpu_device_root=roots.device_root_pem, gpu_rim_root=roots.rim_root_pem
     )
 
 
@@ -81,7 +81,7 @@ def test_genuine_virtual_gpus_pass(architecture: Architecture, chip: str | None)
         now=utcnow(),
         policy=OFFLINE,
         allow_simulated=True,
-        simulated_anchors=_anchors(backend),
+        anchors=_anchors(backend),
         reported_cc_mode="on",
     )
     assert verified.simulated is True
@@ -107,7 +107,7 @@ def test_simulated_evidence_is_rejected_without_allow_simulated() -> None:
             collateral=collateral,
             now=utcnow(),
             policy=OFFLINE,
-            simulated_anchors=_anchors(backend),
+            anchors=_anchors(backend),
         )
     with pytest.raises(UsageError):
         verify_gpu_evidence(items, nonce=nonce, collateral=collateral, now=utcnow(), allow_simulated=True)
@@ -134,7 +134,7 @@ def test_each_fault_gives_its_error(fault: VirtualFault, error: type[Exception],
             now=utcnow(),
             policy=OFFLINE,
             allow_simulated=True,
-            simulated_anchors=_anchors(backend),
+            anchors=_anchors(backend),
             reported_cc_mode="on",
         )
     assert info.value.step == step
@@ -149,7 +149,7 @@ def test_measurement_drift_is_tolerated_only_at_its_index() -> None:
         "collateral": _offline_collateral(backend),
         "now": utcnow(),
         "allow_simulated": True,
-        "simulated_anchors": _anchors(backend),
+        "anchors": _anchors(backend),
         "reported_cc_mode": "on",
     }
     items = _collect(backend, nonce)
@@ -174,7 +174,7 @@ def test_devtools_fails_measurements_and_policy_even_when_relaxed() -> None:
         "collateral": _offline_collateral(backend),
         "now": utcnow(),
         "allow_simulated": True,
-        "simulated_anchors": _anchors(backend),
+        "anchors": _anchors(backend),
     }
     # Default policy: the DevTools-measured indices mismatch.
     with pytest.raises(MeasurementMismatch) as info:
@@ -216,7 +216,7 @@ def test_revoked_certificate_via_the_real_ocsp_responder(
         "collateral": collateral,
         "now": now,
         "allow_simulated": True,
-        "simulated_anchors": _anchors(revoked_backend),
+        "anchors": _anchors(revoked_backend),
         "reported_cc_mode": "on",
     }
     with pytest.raises(CertificateRevoked, match="revoked") as info:
@@ -248,7 +248,7 @@ def test_online_collateral_all_good() -> None:
         collateral=collateral,
         now=now,
         allow_simulated=True,
-        simulated_anchors=_anchors(backend),
+        anchors=_anchors(backend),
         reported_cc_mode="on",
     )
     for gpu in verified.gpus:
@@ -268,11 +268,7 @@ def test_cached_results_are_not_shared_between_test_pkis(tmp_path: Path) -> None
     nonce = secrets.token_bytes(32)
     items = _collect(a, nonce)
     common = {"nonce": nonce, "collateral": _offline_collateral(a), "now": utcnow(), "policy": OFFLINE}
-    verify_gpu_evidence(
-        items, allow_simulated=True, simulated_anchors=_anchors(a), reported_cc_mode="on", **common
-    )
-    assert _anchors(a).name == _anchors(b).name and _anchors(a).identity != _anchors(b).identity
+    verify_gpu_evidence(items, allow_simulated=True, anchors=_anchors(a), reported_cc_mode="on", **common)
+    assert _anchors(a).name == _anchors(b).name and _anchors(a).gpu.identity != _anchors(b).gpu.identity  # type: ignore[union-attr]
     with pytest.raises(ChainError):
-        verify_gpu_evidence(
-            items, allow_simulated=True, simulated_anchors=_anchors(b), reported_cc_mode="on", **common
-        )
+        verify_gpu_evidence(items, allow_simulated=True, anchors=_anchors(b), reported_cc_mode="on", **common)

@@ -43,7 +43,6 @@ from ccai.verify import (
     CpuRevocationChecked,
     DistinctGpus,
     GpuCount,
-    GpuTrustAnchors,
     MinGpus,
     NotSimulated,
     Policy,
@@ -66,7 +65,13 @@ from ccai.verify import (
 )
 from ccai.verify._snp import SNP_STEPS
 from ccai.verify._tdx import TDX_STEPS
-from ccai.virtual import VirtualCpuTee, VirtualGpuBackend, open_virtual_vm, settings_for_virtual_gpu
+from ccai.virtual import (
+    VirtualCpuTee,
+    VirtualGpuBackend,
+    open_virtual_vm,
+    settings_for_virtual_gpu,
+    virtual_trust_anchors,
+)
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 NONCE = bytes(range(32))
@@ -364,16 +369,12 @@ def verified_vm(tmp_path_factory: pytest.TempPathFactory) -> tuple[VerifiedEvide
     coll = gather_composite_collateral(bundle, now=NOW, gpu_source=_InProcessSource(gpu))
     coll = dataclasses.replace(coll, cpu=cpu_collateral_section(cpu.collateral(NOW)))
     bundle = load_evidence_bundle(dump_evidence_bundle(embed_collateral(bundle, coll)))
-    roots = gpu.trust_anchors()
     verified = verify_composite(
         bundle,
         now=NOW,
         allow_simulated=True,
         expected_nonce=NONCE,
-        simulated_gpu_anchors=GpuTrustAnchors.simulated_from_pem(
-            device_root_pem=roots.device_root_pem, rim_root_pem=roots.rim_root_pem
-        ),
-        simulated_cpu_anchors=cpu.trust_anchors(),
+        anchors=virtual_trust_anchors(home, gpu=True, tdx=True),
     )
     signer = TokenSigner.generate(development=True)
     token = verify_token(

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ccai.errors import ChainError, PolicyViolation, SignatureError, UsageError
+from ccai.errors import PolicyViolation, SignatureError, SimulatedEvidenceRejected, UsageError
 from ccai.evidence import SnpProduct, parse_snp_report, parse_tdx_quote
-from ccai.verify import AmdRoots, verify_snp_report, verify_tdx_quote
+from ccai.verify import TrustAnchors, verify_snp_report, verify_tdx_quote
 from ccai.virtual import VirtualCpuTee, open_virtual_vm
 
 NOW = datetime(2027, 2, 3, 4, 5, tzinfo=UTC)
@@ -23,17 +23,20 @@ def test_tdx_quote_verifies_with_the_test_root_only(ccai_home: Path, version: in
     quote = parse_tdx_quote(raw)
     assert quote.version == version and quote.body.report_data == DATA and quote.trailing == b""
     root = tee.trust_anchors().sgx_root
-    verified = verify_tdx_quote(raw, tee.collateral(NOW), now=NOW, simulated_root=root)
+    test_pki = TrustAnchors.simulated_test_pki(sgx_root=root)
+    verified = verify_tdx_quote(raw, tee.collateral(NOW), now=NOW, anchors=test_pki, allow_simulated=True)
     assert (
         verified.claims["tcb_status"] == "UpToDate"
         and verified.claims["mr_td"] == tee.td_body_fields()["mr_td"].hex()
     )
-    with pytest.raises(ChainError):
+    with pytest.raises(SimulatedEvidenceRejected):
         verify_tdx_quote(raw, tee.collateral(NOW), now=NOW)  # the pinned Intel root does not accept it
+    with pytest.raises(SimulatedEvidenceRejected):
+        verify_tdx_quote(raw, tee.collateral(NOW), now=NOW, anchors=test_pki)  # not asked for by name
     flipped = bytearray(raw)
     flipped[48 + 136] ^= 1  # MRTD, inside the signed body
     with pytest.raises(SignatureError):
-        verify_tdx_quote(bytes(flipped), tee.collateral(NOW), now=NOW, simulated_root=root)
+        verify_tdx_quote(bytes(flipped), tee.collateral(NOW), now=NOW, anchors=test_pki, allow_simulated=True)
 
 
 def test_debug_td_is_rejected_by_the_default_policy(ccai_home: Path) -> None:
@@ -43,7 +46,8 @@ def test_debug_td_is_rejected_by_the_default_policy(ccai_home: Path) -> None:
             tee.quote(DATA).evidence,
             tee.collateral(NOW),
             now=NOW,
-            simulated_root=tee.trust_anchors().sgx_root,
+            anchors=TrustAnchors.simulated_test_pki(sgx_root=tee.trust_anchors().sgx_root),
+            allow_simulated=True,
         )
 
 
@@ -54,15 +58,15 @@ def test_snp_report_verifies_with_the_test_roots_only(ccai_home: Path) -> None:
     assert report.version == 3 and report.product is SnpProduct.GENOA and report.report_data == DATA
     a = tee.trust_anchors()
     assert a.ark is not None and a.ask is not None
-    roots = AmdRoots(product=SnpProduct.GENOA, ark=a.ark, ask=a.ask, asvk=a.ask)
-    verified = verify_snp_report(report, tee.collateral(NOW), now=NOW, simulated_roots=roots)
+    roots = TrustAnchors.simulated_test_pki(amd_ark=a.ark, amd_ask=a.ask, amd_product=SnpProduct.GENOA)
+    verified = verify_snp_report(report, tee.collateral(NOW), now=NOW, anchors=roots, allow_simulated=True)
     assert verified.claims["reported_tcb"] == {"blSPL": 10, "teeSPL": 0, "snpSPL": 23, "ucodeSPL": 84}
-    with pytest.raises(ChainError):
+    with pytest.raises(SimulatedEvidenceRejected):
         verify_snp_report(report, tee.collateral(NOW), now=NOW)
     flipped = bytearray(quote.evidence)
     flipped[0x90] ^= 1  # MEASUREMENT
     with pytest.raises(SignatureError):
-        verify_snp_report(bytes(flipped), tee.collateral(NOW), now=NOW, simulated_roots=roots)
+        verify_snp_report(bytes(flipped), tee.collateral(NOW), now=NOW, anchors=roots, allow_simulated=True)
 
 
 def test_state_persists_and_seeds_are_deterministic(ccai_home: Path, tmp_path: Path) -> None:

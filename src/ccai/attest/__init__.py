@@ -1,5 +1,6 @@
 """attest stage of ccai: collect composite GPU + CPU evidence bound to one verifier nonce.
 
+:func:`collect_gpu_evidence` collects the GPUs' evidence for a verifier nonce (``ccai attest gpu``).
 Collection (:func:`collect_composite`) derives each GPU's SPDM nonce from the verifier nonce,
 collects the GPU evidence from a :class:`ccai.device.GpuBackend`, then asks a
 :class:`ccai.tee.CpuTee` for a quote whose report_data commits to the nonce, the exact GPU
@@ -12,9 +13,11 @@ format and the binding's byte layout live in :mod:`ccai.evidence`; docs/composit
 from __future__ import annotations
 
 from ccai.attest._collect import collect_composite, gather_composite_collateral, keys_from_pem
+from ccai.attest._gpu import collect_gpu_evidence
 
 __all__ = [
     "collect_composite",
+    "collect_gpu_evidence",
     "gather_composite_collateral",
     "keys_from_pem",
 ]

@@ -2,10 +2,11 @@
 
 The gate NVIDIA's Python verifier provides (gpu-evidence.md §2.2 step 14), without its defect:
 ccai never sets READY on failure, DevTools mode included. Steps: open the backend (NVML, or the
-virtual GPU with ``--simulate``), draw a fresh nonce, collect every GPU's report and chain, gather
-collateral (the RIM service and OCSP responder, or a bundle / RIM directory), verify with
-:func:`ccai.verify.verify_gpu_evidence` using the CC mode the driver reports, and with
-``--set-ready`` set the ready state to 1 on success or 0 on failure.
+virtual GPU with ``--simulate``), draw a fresh nonce, collect every GPU's report and chain
+(:func:`ccai.attest.collect_gpu_evidence`), verify with a :class:`ccai.verify.Verifier` (which
+fetches collateral — the RIM service and OCSP responder, or a bundle / RIM directory — after the
+evidence is authenticated) using the CC mode the driver reports, and with ``--set-ready`` set the
+ready state to 1 on success or 0 on failure.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from ccai.cli._options import (
     RimDirOpt,
     RimServiceUrlOpt,
     check_claims_version,
-    gpu_collateral_source,
 )
 from ccai.errors import CollateralUnavailable
 
@@ -78,9 +78,9 @@ def gpu_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line 
     as_json: JsonClaimsOpt = False,
 ) -> None:
     """Collect evidence from this machine's GPUs, verify it, and optionally set the GPUs-ready state."""
-    from ccai.cli.gpu import collect_evidence, open_gpu
-    from ccai.cli.verify_gpu import build_policy, run_verification
-    from ccai.collateral import gather_gpu_collateral
+    from ccai.attest import collect_gpu_evidence
+    from ccai.cli.gpu import open_gpu
+    from ccai.cli.verify_gpu import gpu_verifier, verify_and_report
     from ccai.virtual import VirtualGpuBackend
 
     check_claims_version(claims_version)
@@ -95,23 +95,22 @@ def gpu_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line 
             # (ccai dev collateral-server) the virtual GPU's own RIMs are used, offline.
             offline = True
         try:
-            items = collect_evidence(backend, nonce)
-            source, check_revocation = gpu_collateral_source(
-                collateral=collateral,
+            items = collect_gpu_evidence(backend, nonce)
+            verifier = gpu_verifier(
+                policy=policy,
+                allow_simulated=simulate,
+                bundle=collateral,
                 rim_dir=rim_dir,
                 offline=offline,
                 rim_service_url=rim_service_url,
                 ocsp_url=ocsp_url,
                 last=_VirtualRims(backend) if isinstance(backend, VirtualGpuBackend) else None,
             )
-            gathered = gather_gpu_collateral(items, source, now=now, check_revocation=check_revocation)
-            run_verification(
+            verify_and_report(
+                verifier,
                 items,
                 nonce=nonce,
-                collateral=gathered,
                 now=now,
-                policy=build_policy(policy, revocation_checked=gathered.ocsp_checked),
-                allow_simulated=simulate,
                 claims_version=claims_version,
                 reported_cc_mode=mode,
                 as_json=as_json,

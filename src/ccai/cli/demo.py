@@ -1,10 +1,11 @@
 """``ccai demo``: the whole flow on the embedded default, on virtual hardware, end to end.
 
 The demo is a numbered list of small steps, each a function that takes what the previous steps
-produced and records what it did. Today: create virtual Hopper GPUs in CC mode, show their status,
-draw a fresh nonce, collect evidence, parse it, check each report's signature with its leaf
-certificate's key and its nonce, and show the RIM ids and opaque fields. Later issues add steps
-(verification against a collateral server, the CPU TEE, a sealed model) to :func:`run_demo`.
+produced and records what it did: create virtual Hopper GPUs in CC mode, show their status, draw a
+fresh nonce, collect evidence, parse it, authenticate each report (chain, signature, nonce), show
+the RIM ids and opaque fields, collect and verify a composite TDX + GPU bundle, and verify the GPU
+evidence against a loopback collateral server. Every check is a call to the library
+(:class:`ccai.verify.Verifier` built for the virtual hardware's test PKI); the demo only renders.
 
 Everything runs on the virtual CC GPU and is labelled SIMULATED: the test PKI proves nothing about
 real hardware.
@@ -12,7 +13,6 @@ real hardware.
 
 from __future__ import annotations
 
-import hmac
 import secrets
 import tempfile
 from collections.abc import Callable
@@ -25,16 +25,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from ccai.cli._output import console, print_json, write_output
-from ccai.cli.gpu import SIMULATED_LABEL, ArchChoice, collect_evidence, print_status, status_to_dict
-from ccai.errors import NonceMismatch, SignatureError, UsageError
+from ccai.cli.gpu import SIMULATED_LABEL, ArchChoice, print_status, status_to_dict
+from ccai.errors import UsageError
 
 if TYPE_CHECKING:
     from ccai.device import GpuBackend
     from ccai.evidence import AttestationReport, GpuEvidence
+    from ccai.verify import TrustAnchors
 
 __all__ = ["DemoRun", "demo", "run_demo"]
-
-_SIGNATURE_HALF = 48  # ECDSA P-384: r and s are 48 bytes each, big-endian (gpu-evidence.md §4.2)
 
 
 @dataclass(slots=True)
@@ -93,9 +92,10 @@ def step_nonce(run: DemoRun, token_bytes: Callable[[int], bytes]) -> bytes:
 
 def step_collect(run: DemoRun, backend: GpuBackend, nonce: bytes, output: Path) -> bytes:
     """(4) Collect every GPU's report and certificate chain as NVIDIA's evidence JSON."""
+    from ccai.attest import collect_gpu_evidence
     from ccai.evidence import dump_evidence_json
 
-    data = dump_evidence_json(collect_evidence(backend, nonce))
+    data = dump_evidence_json(collect_gpu_evidence(backend, nonce))
     write_output(output, data)
     run.record("collect evidence (NVIDIA evidence JSON)", output=str(output), size=len(data))
     if run.verbose:
@@ -134,45 +134,24 @@ def step_parse(run: DemoRun, data: bytes) -> list[tuple[GpuEvidence, Attestation
     return parsed
 
 
-def check_report(item: GpuEvidence, report: AttestationReport, nonce: bytes) -> None:
-    """Check one report's signature with its leaf certificate's key, and its nonce.
+def _test_pki(backend: GpuBackend, *, tdx: bool = False) -> TrustAnchors:
+    """The virtual hardware's test-PKI anchors (the demo trusts them by name)."""
+    from ccai.virtual import VirtualGpuBackend, virtual_trust_anchors
 
-    This is the demo's quick look, not the verifier: the chain, RIMs and measurements are checked
-    by ``ccai.verify``.
-
-    Raises:
-        SignatureError: the leaf key is not P-384, or the signature over the signed bytes is invalid.
-        NonceMismatch: the report's request nonce is not ``nonce``.
-    """
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-
-    leaf = item.certificates()[0].public_key()
-    if not isinstance(leaf, ec.EllipticCurvePublicKey) or not isinstance(leaf.curve, ec.SECP384R1):
-        raise SignatureError("the leaf certificate's key is not ECDSA P-384", step="report signature")
-    r = int.from_bytes(report.signature[:_SIGNATURE_HALF], "big")
-    s = int.from_bytes(report.signature[_SIGNATURE_HALF:], "big")
-    try:
-        leaf.verify(encode_dss_signature(r, s), report.signed_bytes, ec.ECDSA(hashes.SHA384()))
-    except InvalidSignature:
-        raise SignatureError(
-            "the report signature does not verify with the leaf certificate's key", step="report signature"
-        ) from None
-    if not hmac.compare_digest(report.nonce, nonce):
-        raise NonceMismatch(
-            "the report is not bound to the verifier's nonce",
-            step="nonce",
-            expected=nonce.hex(),
-            actual=report.nonce.hex(),
-        )
+    if not isinstance(backend, VirtualGpuBackend):
+        raise UsageError("the demo verifies virtual-GPU evidence only")
+    return virtual_trust_anchors(backend.home, gpu=True, tdx=tdx)
 
 
-def step_check(run: DemoRun, parsed: list[tuple[GpuEvidence, AttestationReport]], nonce: bytes) -> None:
-    """(6) Check each report's signature (leaf key, ECDSA P-384/SHA-384) and nonce."""
-    for item, report in parsed:
-        check_report(item, report, nonce)
+def step_check(
+    run: DemoRun, backend: GpuBackend, parsed: list[tuple[GpuEvidence, AttestationReport]], nonce: bytes
+) -> None:
+    """(6) Authenticate each report: chain to the test root, signature (leaf key, ECDSA P-384/SHA-384)
+    over the raw bytes, then its nonce — the evidence-only steps of the verifier."""
+    from ccai.verify import Verifier
+
+    verifier = Verifier.simulated(_test_pki(backend))
+    verifier.authenticate_gpu([item for item, _ in parsed], nonce=nonce)
     run.record("check report signatures and nonces", gpus=len(parsed), signature="valid", nonce="matches")
     if run.verbose:
         console.print(f"{len(parsed)} report signature(s) valid with the leaf key; nonce matches")
@@ -220,9 +199,8 @@ def step_verify(run: DemoRun, backend: GpuBackend, data: bytes, nonce: bytes) ->
     """(8) Verify the evidence against a loopback collateral server (RIM service + real OCSP
     responder for the test PKI) with ``ccai.verify``, and show the claims."""
     from ccai._time import utcnow
-    from ccai.collateral import default_gpu_source, gather_gpu_collateral
     from ccai.evidence import parse_evidence_json
-    from ccai.verify import GpuTrustAnchors, verify_gpu_evidence
+    from ccai.verify import Verifier
     from ccai.virtual import (
         VirtualGpuBackend,
         create_dev_collateral_app,
@@ -230,26 +208,14 @@ def step_verify(run: DemoRun, backend: GpuBackend, data: bytes, nonce: bytes) ->
         settings_for_virtual_gpu,
     )
 
-    if not isinstance(backend, VirtualGpuBackend):
-        raise UsageError("the demo verifies virtual-GPU evidence only")
+    test_pki = _test_pki(backend)
+    assert isinstance(backend, VirtualGpuBackend)  # _test_pki refused anything else
     items = parse_evidence_json(data)
     now = utcnow()
     with run_in_background(create_dev_collateral_app(settings_for_virtual_gpu(backend))) as url:
-        collateral = gather_gpu_collateral(
-            items, default_gpu_source(rim_service_url=url, ocsp_url=url), now=now
-        )
-    roots = backend.trust_anchors()
-    verified = verify_gpu_evidence(
-        items,
-        nonce=nonce,
-        collateral=collateral,
-        now=now,
-        allow_simulated=True,
-        simulated_anchors=GpuTrustAnchors.simulated_from_pem(
-            device_root_pem=roots.device_root_pem, rim_root_pem=roots.rim_root_pem
-        ),
-        reported_cc_mode="on",
-    )
+        # Collateral is fetched during verification, after each report is authenticated.
+        verifier = Verifier.simulated(test_pki, rim_service_url=url, ocsp_url=url)
+        verified = verifier.verify_gpu(items, nonce=nonce, now=now, reported_cc_mode="on")
     claims = {f"GPU-{g.index}": dict(g.claims) for g in verified.gpus}
     run.record(
         "verify evidence (chains, signatures, OCSP, RIMs, measurements, policy)",
@@ -327,23 +293,15 @@ def step_verify_composite(
     from ccai.attest import collect_composite
     from ccai.errors import BindingError
     from ccai.evidence import load_evidence_bundle
-    from ccai.verify import GpuTrustAnchors, verify_composite
+    from ccai.verify import Verifier
     from ccai.virtual import VirtualGpuBackend
 
+    del tee  # its test root is read from the VM's state, with the GPUs'
     assert isinstance(backend, VirtualGpuBackend)
     bundle = load_evidence_bundle(bundle_path.read_bytes())
-    roots = backend.trust_anchors()
-    anchors = {
-        "simulated_gpu_anchors": GpuTrustAnchors.simulated_from_pem(
-            device_root_pem=roots.device_root_pem, rim_root_pem=roots.rim_root_pem
-        ),
-        "simulated_cpu_anchors": tee.trust_anchors(),
-    }
+    verifier = Verifier.simulated(_test_pki(backend, tdx=True))
     now = utcnow()
-    trace: list[tuple[str, str]] = []
-    verified = verify_composite(
-        bundle, now=now, expected_nonce=nonce, allow_simulated=True, trace=trace, **anchors
-    )
+    verified = verifier.verify_bundle(bundle, now=now, expected_nonce=nonce)
     cpu = dict(verified.cpu_claims or {})
     # A relay that pairs this TDX quote with GPU evidence from another machine is caught.
     other = VirtualGpuBackend.create(
@@ -351,14 +309,14 @@ def step_verify_composite(
     )
     foreign = collect_composite(nonce=nonce, cpu=None, gpu=other).gpus
     try:
-        verify_composite(dataclasses.replace(bundle, gpus=foreign), now=now, allow_simulated=True, **anchors)
+        verifier.verify_bundle(dataclasses.replace(bundle, gpus=foreign), now=now)
     except BindingError as exc:
         swap = f"rejected: {type(exc).__name__}"
     else:  # pragma: no cover - the binding makes this unreachable
         raise BindingError("the demo's swapped GPU evidence was accepted")
     run.record(
         "verify the composite bundle offline (TDX quote, GPUs, binding)",
-        steps=[{"step": s, "outcome": o} for s, o in trace],
+        steps=[{"step": r.step, "outcome": r.detail} for r in verified.steps],
         tcb_status=cpu.get("tcb_status"),
         mr_td=cpu.get("mr_td"),
         report_data=cpu.get("report_data"),
@@ -369,8 +327,8 @@ def step_verify_composite(
         table = Table(title="composite evidence (SIMULATED)")
         table.add_column("step")
         table.add_column("outcome")
-        for step, outcome in trace:
-            table.add_row(step, escape(outcome))
+        for result in verified.steps:
+            table.add_row(result.step, escape(result.detail))
         console.print(table)
         console.print(f"TDX TCB status {cpu.get('tcb_status')}; GPU evidence from another VM: {swap}")
 
@@ -405,7 +363,7 @@ def run_demo(
     nonce = step_nonce(run, token_bytes)
     data = step_collect(run, backend, nonce, home / "demo-evidence.json")
     parsed = step_parse(run, data)
-    step_check(run, parsed, nonce)
+    step_check(run, backend, parsed, nonce)
     step_show(run, parsed)
     tee = step_attest_composite(run, backend, nonce, home / "demo-bundle.json")
     step_verify_composite(run, backend, tee, home / "demo-bundle.json", nonce)

@@ -20,13 +20,12 @@ from rich.table import Table
 
 from ccai.cli._options import JsonOpt, parse_nonce
 from ccai.cli._output import console, print_json, write_output
-from ccai.errors import DeviceNotSupported, UsageError
+from ccai.errors import UsageError
 
 if TYPE_CHECKING:
     from ccai.device import CcStatus, GpuBackend
-    from ccai.evidence import GpuEvidence
 
-__all__ = ["app", "collect_evidence", "parse_nonce", "parse_size", "status_to_dict"]
+__all__ = ["app", "parse_nonce", "parse_size", "status_to_dict"]
 
 app = typer.Typer(
     name="gpu",
@@ -68,9 +67,6 @@ class ArchChoice(enum.StrEnum):
 _SIZE = re.compile(r"(?i)^\s*([0-9]+)\s*(b|kib|mib|gib|tib|k|m|g|t)?\s*$")
 _UNITS = {"b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gib": 1 << 30}
 _UNITS |= {"t": 1 << 40, "tib": 1 << 40}
-
-# NVIDIA's evidence JSON names the architecture in upper case (gpu-evidence.md §13.3).
-_EVIDENCE_ARCH = {"hopper": "HOPPER", "blackwell": "BLACKWELL"}
 
 
 def parse_size(text: str) -> int:
@@ -120,44 +116,6 @@ def status_to_dict(status: CcStatus) -> dict[str, Any]:
             for gpu in status.gpus
         ],
     }
-
-
-def collect_evidence(backend: GpuBackend, nonce: bytes) -> list[GpuEvidence]:
-    """Collect every GPU's attestation report and certificate chain for ``nonce``.
-
-    Args:
-        backend: An open backend.
-        nonce: 32 bytes, placed verbatim in each GPU's SPDM request.
-
-    Raises:
-        DeviceNotSupported: a GPU is neither Hopper nor Blackwell, or cannot attest (CC off).
-        DeviceError: the driver failed.
-
-    Returns:
-        One :class:`~ccai.evidence.GpuEvidence` per GPU, in index order.
-    """
-    from ccai.evidence import GpuEvidence
-
-    status = backend.status()
-    if not status.gpus:
-        raise DeviceNotSupported("no GPU found")
-    items = []
-    for gpu in status.gpus:
-        arch = _EVIDENCE_ARCH.get(gpu.architecture.value)
-        if arch is None:
-            raise DeviceNotSupported(
-                f"GPU {gpu.index} ({gpu.name}) is not a Hopper or Blackwell GPU: it has no CC attestation",
-                index=gpu.index,
-            )
-        items.append(
-            GpuEvidence(
-                arch=arch,
-                nonce=nonce,
-                report=backend.attestation_report(gpu.index, nonce),
-                certificate_chain=backend.certificate_chain(gpu.index),
-            )
-        )
-    return items
 
 
 @contextmanager
@@ -427,12 +385,13 @@ def evidence_cmd(
     json: JsonOpt = False,
 ) -> None:
     """Collect every GPU's attestation report and certificate chain as NVIDIA's evidence JSON."""
+    from ccai.attest import collect_gpu_evidence
     from ccai.evidence import dump_evidence_json
 
     nonce_bytes = parse_nonce(nonce)
     with open_gpu(simulate=simulate) as backend:
         simulated = backend.status().simulated
-        items = collect_evidence(backend, nonce_bytes)
+        items = collect_gpu_evidence(backend, nonce_bytes)
     write_output(output, dump_evidence_json(items))
     summary = {
         "output": str(output),

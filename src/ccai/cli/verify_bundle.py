@@ -1,9 +1,11 @@
 """``ccai verify BUNDLE`` (also ``ccai verify bundle BUNDLE``): verify a composite evidence bundle.
 
-Checks the CPU quote/report, every GPU and the binding with :func:`ccai.verify.verify_composite`
-(docs/composite-evidence.md). Collateral comes from ``--collateral FILE`` (a collateral bundle, or an
-evidence bundle carrying one), else from the bundle itself, else — unless ``--offline`` — from
-Intel PCS / AMD KDS / NVIDIA's RIM service and OCSP responder (URLs configurable). Exit codes as
+Parses the arguments, builds a :class:`ccai.verify.Verifier` and calls
+:meth:`~ccai.verify.Verifier.verify_bundle`, which checks the CPU quote/report, the binding and
+every GPU (docs/composite-evidence.md). Collateral comes from ``--collateral FILE`` (a collateral
+bundle, or an evidence bundle carrying one), else from the bundle itself, else — unless
+``--offline`` — from Intel PCS / AMD KDS / NVIDIA's RIM service and OCSP responder (URLs
+configurable; GPU collateral is fetched after the GPU evidence is authenticated). Exit codes as
 ``ccai verify gpu``: 0 pass, 1 evidence, binding or policy failure, 2 usage, 3 collateral unavailable.
 """
 
@@ -35,9 +37,8 @@ from ccai.errors import Error, UsageError
 if TYPE_CHECKING:
     from ccai.collateral import CollateralBundle
     from ccai.verify import VerifiedEvidence
-    from ccai.virtual import VirtualTeeAnchors
 
-__all__ = ["VerifyGroup", "bundle_command", "simulated_cpu_anchors"]
+__all__ = ["VerifyGroup", "bundle_command"]
 
 
 class VerifyGroup(TyperGroup):
@@ -49,21 +50,6 @@ class VerifyGroup(TyperGroup):
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
             args = ["bundle", *args]
         return super().parse_args(ctx, args)
-
-
-def simulated_cpu_anchors(cpu_type: str) -> VirtualTeeAnchors:
-    """The virtual TEE's test roots from ``$CCAI_HOME`` (only used with ``--allow-simulated``)."""
-    from ccai._home import ccai_home
-    from ccai.virtual import SnpPlatform, VirtualCpuTee, VirtualTeeAnchors, VirtualTeePki
-
-    home = ccai_home()
-    pki = VirtualTeePki(VirtualCpuTee.open(home).seed, cache_dir=home)
-    if cpu_type == "tdx":
-        return VirtualTeeAnchors(tee="tdx", sgx_root=pki.sgx_root.certificate)
-    product = SnpPlatform().product
-    return VirtualTeeAnchors(
-        tee="snp", ark=pki.ark(product).certificate, ask=pki.ask(product).certificate, product=product
-    )
 
 
 def _load_collateral(path: Path) -> CollateralBundle:
@@ -92,22 +78,21 @@ def _policies(path: Path | None) -> dict[str, Any]:
 
 
 def _report(
-    trace: list[tuple[str, str]],
     verified: VerifiedEvidence | None,
     error: Error | None,
     *,
     as_json: bool,
-    before_steps: bool = False,
 ) -> None:
     from ccai.verify import COMPOSITE_STEPS
 
-    done = {step for step, _ in trace}
-    # The composite verifier stops at the first step that raised: the first step it did not finish.
-    # An error before it started (fetching collateral) belongs to no step.
-    failed = None if before_steps else next((step for step in COMPOSITE_STEPS if step not in done), None)
-    rows = rows_from_trace(COMPOSITE_STEPS, trace, error, failed=failed)
-    if before_steps and not as_json:
-        return  # nothing was checked; the error message says what is missing
+    results = verified.steps if verified is not None else (error.steps if error is not None else ())
+    if results:
+        rows = [{"step": r.step, "status": r.status, "detail": r.detail} for r in results]
+    else:
+        # An error before any step ran (unreadable collateral file): nothing was checked.
+        rows = rows_from_trace(COMPOSITE_STEPS, [], error, failed=None)
+        if not as_json:
+            return  # the error message says what is wrong
     if as_json:
         claims = None
         simulated = {}
@@ -157,52 +142,41 @@ def bundle_command(  # noqa: PLR0917 - Typer maps each parameter to a command-li
     ] = False,
 ) -> None:
     """Verify a composite evidence bundle: CPU quote/report, every GPU and the binding."""
-    from ccai.cli.verify_gpu import simulated_anchors
     from ccai.collateral import load_embedded_collateral
     from ccai.evidence import load_evidence_bundle
-    from ccai.verify import verify_composite
+    from ccai.verify import Verifier
 
     now = verification_time(at)
     expected = parse_nonce(nonce) if nonce is not None else None
     loaded = load_evidence_bundle(read_input(bundle, what="evidence bundle"))
     embedded = load_embedded_collateral(loaded)
-    kwargs = _policies(policy)
-    trace: list[tuple[str, str]] = []
+    policies = _policies(policy)
     verified = None
-    verifying = False
     try:
-        coll = _load_collateral(collateral) if collateral is not None else embedded
-        if coll is None and not offline:
-            from ccai.attest import gather_composite_collateral
+        coll = _load_collateral(collateral) if collateral is not None else None
+        anchors = None
+        if allow_simulated:
+            from ccai.virtual import virtual_trust_anchors
 
+            cpu = loaded.cpu.type if loaded.cpu is not None else None
+            anchors = virtual_trust_anchors(gpu=bool(loaded.gpus), tdx=cpu == "tdx", snp=cpu == "snp")
+        sources: dict[str, Any] = {}
+        if not offline and coll is None and embedded is None:
             sources = network_sources(
                 pcs_url=pcs_url, kds_url=kds_url, rim_service_url=rim_service_url, ocsp_url=ocsp_url
             )
-            coll = gather_composite_collateral(loaded, now=now, **sources)
-        sim: dict[str, Any] = {}
-        if allow_simulated:
-            sim = {
-                "simulated_gpu_anchors": simulated_anchors() if loaded.gpus else None,
-                "simulated_cpu_anchors": simulated_cpu_anchors(loaded.cpu.type) if loaded.cpu else None,
-            }
-        if coll is None:
-            # Offline with nothing embedded: the verifier reports what is missing (exit 3).
-            from ccai.collateral import CollateralBundle, GpuCollateral
-
-            coll = CollateralBundle(gpu=GpuCollateral(rims={}, ocsp={}, ocsp_checked=False))
-        verifying = True
-        verified = verify_composite(
-            loaded,
-            now=now,
-            collateral=coll,
-            expected_nonce=expected,
-            scheme=scheme,
+        verifier = Verifier(
+            anchors=anchors,
             allow_simulated=allow_simulated,
-            trace=trace,
-            **sim,
-            **kwargs,
+            gpu_source=sources.get("gpu_source"),
+            pcs=sources.get("pcs"),
+            kds=sources.get("kds"),
+            **policies,
+        )
+        verified = verifier.verify_bundle(
+            loaded, now=now, expected_nonce=expected, scheme=scheme, collateral=coll
         )
     except Error as exc:
-        _report(trace, None, exc, as_json=as_json, before_steps=not verifying)
+        _report(None, exc, as_json=as_json)
         raise
-    _report(trace, verified, None, as_json=as_json)
+    _report(verified, None, as_json=as_json)

@@ -1,8 +1,9 @@
 """``ccai verify tdx`` and ``ccai verify snp``: verify raw vendor CPU evidence (docs/cpu-evidence.md).
 
-The commands read files, build the collateral and policy objects and call
-:func:`ccai.verify.verify_tdx_quote` / :func:`ccai.verify.verify_snp_report`. People get a per-step
-✓/✗ table; ``--json`` prints the steps, the claims and any error. Exit codes: 0 pass, 1 evidence or
+The commands read files, build the collateral and policy objects and a
+:class:`ccai.verify.Verifier`, call :meth:`~ccai.verify.Verifier.verify_tdx` /
+:meth:`~ccai.verify.Verifier.verify_snp` and render the per-step results: a ✓/✗ table for
+people; ``--json`` prints the steps, the claims and any error. Exit codes: 0 pass, 1 evidence or
 policy failure, 2 usage, 3 collateral unavailable (``ccai.cli._errors``).
 """
 
@@ -19,11 +20,11 @@ from rich.markup import escape
 
 from ccai.cli._options import AtOpt, JsonOpt, verification_time
 from ccai.cli._output import console, print_json, read_input
-from ccai.cli._steps import outcome_document, print_pass, print_step_table, rows_from_trace
+from ccai.cli._steps import outcome_document, print_pass, print_step_table
 from ccai.errors import Error, UsageError
 
 if TYPE_CHECKING:
-    from ccai.verify import Policy
+    from ccai.verify import Policy, StepResult
 
 __all__ = ["read_evidence_bytes", "snp_command", "tdx_command"]
 
@@ -97,25 +98,16 @@ def _load_policy(path: Path | None, kind: str, relax: dict[str, bool]) -> Policy
     return load_policy(data, part="cpu", name=str(path))
 
 
-def _step_of(error: Error, steps: tuple[str, ...]) -> str:
-    if error.step in steps:
-        return error.step
-    if error.step == "parse":
-        return steps[0]
-    return error.step or "?"
-
-
 def _report(
     title: str,
-    all_steps: tuple[str, ...],
-    trace: list[tuple[str, str]],
+    results: tuple[StepResult, ...],
     error: Error | None,
     *,
     claims: dict[str, Any] | None,
     summary: list[tuple[str, str]],
     as_json: bool,
 ) -> None:
-    rows = rows_from_trace(all_steps, trace, error, failed=_step_of(error, all_steps) if error else None)
+    rows = [{"step": r.step, "status": r.status, "detail": r.detail} for r in results]
     if as_json:
         print_json(outcome_document(rows, error, claims=claims))
         return
@@ -149,7 +141,7 @@ def tdx_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line 
     """Verify an Intel TDX quote (v4/v5) against the pinned Intel root and Intel collateral."""
     from ccai.collateral import tdx_collateral_from_json
     from ccai.evidence import parse_ccel, parse_json_event_log
-    from ccai.verify import TDX_STEPS, verify_tdx_quote
+    from ccai.verify import Verifier
 
     now = verification_time(at)
     raw = read_evidence_bytes(read_input(quote, what="quote"), what="quote")
@@ -159,11 +151,10 @@ def tdx_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line 
     if event_log is not None:
         log = read_input(event_log, what="event log")
         events = parse_json_event_log(log) if log.lstrip()[:1] == b"[" else parse_ccel(log)
-    trace: list[tuple[str, str]] = []
     try:
-        result = verify_tdx_quote(raw, coll, now=now, policy=pol, event_log=events, trace=trace)
+        result = Verifier(policy=pol).verify_tdx(raw, now=now, collateral=coll, event_log=events)
     except Error as exc:
-        _report("TDX quote", TDX_STEPS, trace, exc, claims=None, summary=[], as_json=as_json)
+        _report("TDX quote", exc.steps, exc, claims=None, summary=[], as_json=as_json)
         raise
     claims = dict(result.claims)
     summary = [
@@ -174,7 +165,7 @@ def tdx_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line 
         ("MRTD", claims["mr_td"]),
         ("REPORTDATA", claims["report_data"]),
     ]
-    _report("TDX quote", TDX_STEPS, trace, None, claims=claims, summary=summary, as_json=as_json)
+    _report("TDX quote", result.step_results, None, claims=claims, summary=summary, as_json=as_json)
 
 
 def snp_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line option
@@ -206,7 +197,7 @@ def snp_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line 
 ) -> None:
     """Verify an AMD SEV-SNP attestation report against AMD's pinned ARK/ASK."""
     from ccai.collateral import SnpCollateral, load_certificates, snp_collateral_from_certificates
-    from ccai.verify import SNP_STEPS, verify_snp_report
+    from ccai.verify import Verifier
 
     now = verification_time(at)
     raw = read_evidence_bytes(read_input(report, what="report"), what="report")
@@ -223,11 +214,10 @@ def snp_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line 
     pol = _load_policy(
         policy, "snp", {"allow_unchecked_revocation": True} if allow_unchecked_revocation else {}
     )
-    trace: list[tuple[str, str]] = []
     try:
-        result = verify_snp_report(raw, coll, now=now, policy=pol, trace=trace)
+        result = Verifier(policy=pol).verify_snp(raw, now=now, collateral=coll)
     except Error as exc:
-        _report("SEV-SNP report", SNP_STEPS, trace, exc, claims=None, summary=[], as_json=as_json)
+        _report("SEV-SNP report", exc.steps, exc, claims=None, summary=[], as_json=as_json)
         raise
     claims = dict(result.claims)
     summary = [
@@ -238,4 +228,4 @@ def snp_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line 
         ("MEASUREMENT", claims["measurement"]),
         ("REPORT_DATA", claims["report_data"]),
     ]
-    _report("SEV-SNP report", SNP_STEPS, trace, None, claims=claims, summary=summary, as_json=as_json)
+    _report("SEV-SNP report", result.step_results, None, claims=claims, summary=summary, as_json=as_json)

@@ -1,10 +1,10 @@
 """``ccai verify gpu``: verify NVIDIA GPU evidence offline or online (docs/gpu-verification.md).
 
-The command reads the evidence (NVIDIA's evidence JSON, or a raw report plus its PEM chain), builds
-the collateral from explicit RIM files, a RIM directory, an offline bundle and — unless
-``--offline`` — NVIDIA's RIM service and OCSP responder, then calls
-:func:`ccai.verify.verify_gpu_evidence`. People get a per-step ✓/✗ table; ``--json`` prints the
-steps, the claims and the detached EAT signed with the key under ``$CCAI_HOME``.
+The command parses its arguments, builds a :class:`ccai.verify.Verifier` (the pinned roots, or with
+``--allow-simulated`` also the virtual GPU's test PKI; collateral from explicit RIM files, a RIM
+directory, an offline bundle and — unless ``--offline`` — NVIDIA's RIM service and OCSP responder),
+calls it, and renders the per-step results: a ✓/✗ table for people, or with ``--json`` the steps,
+the claims and the detached EAT signed with the key under ``$CCAI_HOME``.
 
 Exit codes: 0 genuine and policy satisfied; 1 evidence or policy failed; 2 usage; 3 collateral
 unavailable (``ccai.cli._errors``).
@@ -37,49 +37,14 @@ from ccai.cli._options import (
 )
 from ccai.cli._output import print_json, read_input
 from ccai.cli._steps import failed_row, outcome_document, print_pass, print_step_table
-from ccai.errors import CollateralUnavailable, Error, UsageError
+from ccai.errors import Error, UsageError
 
 if TYPE_CHECKING:
-    from ccai.collateral import GpuCollateral
+    from ccai.collateral import CollateralSource
     from ccai.evidence import GpuEvidence
-    from ccai.verify import GpuTrustAnchors, Policy, VerifiedEvidence
+    from ccai.verify import Policy, StepResult, VerifiedEvidence, Verifier
 
-__all__ = [
-    "build_policy",
-    "evidence_failure",
-    "gpu_command",
-    "report_outcome",
-    "run_verification",
-    "simulated_anchors",
-]
-
-
-class _ExplicitRims:
-    """RIM files given on the command line, served under the ids the reports select."""
-
-    def __init__(self, rims: dict[str, bytes]) -> None:
-        self.rims = rims
-
-    def rim(self, rim_id: str) -> bytes:
-        try:
-            return self.rims[rim_id]
-        except KeyError:
-            raise CollateralUnavailable(f"no RIM {rim_id} given on the command line") from None
-
-    def ocsp(self, cert: object, issuer: object, *, nonce: bytes | None) -> bytes:
-        del cert, issuer, nonce
-        raise CollateralUnavailable("RIM files carry no OCSP responses")
-
-
-def simulated_anchors() -> GpuTrustAnchors:
-    """The virtual GPU's test roots from ``$CCAI_HOME`` (only used with ``--allow-simulated``)."""
-    from ccai.verify import GpuTrustAnchors
-    from ccai.virtual import VirtualGpuBackend
-
-    roots = VirtualGpuBackend.open().trust_anchors()
-    return GpuTrustAnchors.simulated_from_pem(
-        device_root_pem=roots.device_root_pem, rim_root_pem=roots.rim_root_pem
-    )
+__all__ = ["build_policy", "gpu_command", "gpu_verifier", "report_outcome", "verify_and_report"]
 
 
 def build_policy(path: Path | None, *, revocation_checked: bool) -> Policy:
@@ -121,16 +86,50 @@ def build_policy(path: Path | None, *, revocation_checked: bool) -> Policy:
     )
 
 
+def gpu_verifier(
+    *,
+    policy: Path | None,
+    allow_simulated: bool,
+    bundle: Path | None,
+    rim_dir: Path | None,
+    offline: bool,
+    driver_rim: Path | None = None,
+    vbios_rim: Path | None = None,
+    rim_service_url: str | None = None,
+    ocsp_url: str | None = None,
+    last: CollateralSource | None = None,
+) -> Verifier:
+    """The verifier the GPU options describe (``ccai verify gpu``, ``ccai attest gpu``)."""
+    from ccai.verify import Verifier
+
+    source, check_revocation = gpu_collateral_source(
+        collateral=bundle,
+        rim_dir=rim_dir,
+        offline=offline,
+        rim_service_url=rim_service_url,
+        ocsp_url=ocsp_url,
+        last=last,
+    )
+    anchors = None
+    if allow_simulated:
+        from ccai.virtual import virtual_trust_anchors
+
+        anchors = virtual_trust_anchors(gpu=True)
+    return Verifier(
+        anchors=anchors,
+        allow_simulated=allow_simulated,
+        policy=build_policy(policy, revocation_checked=check_revocation),
+        gpu_source=source,
+        check_revocation=check_revocation,
+        driver_rim=read_input(driver_rim, what="driver RIM") if driver_rim is not None else None,
+        vbios_rim=read_input(vbios_rim, what="VBIOS RIM") if vbios_rim is not None else None,
+    )
+
+
 def _load_items(
     evidence: Path | None, report: Path | None, certs: Path | None, nonce: bytes
 ) -> tuple[GpuEvidence, ...]:
-    from ccai.evidence import (
-        GpuEvidence,
-        device_arch,
-        load_report,
-        parse_attestation_report,
-        parse_evidence_json,
-    )
+    from ccai.evidence import GpuEvidence, load_report, parse_evidence_json
 
     if evidence is not None:
         if report is not None or certs is not None:
@@ -138,99 +137,38 @@ def _load_items(
         return parse_evidence_json(read_input(evidence, what="evidence"))
     if report is None or certs is None:
         raise UsageError("give EVIDENCE.json, or both --report and --certs")
-    raw = load_report(read_input(report, what="report"))
-    arch = device_arch(parse_attestation_report(raw))
+    # A raw report carries no architecture label: the verifier takes it from the signed report
+    # (nothing here parses the report before its signature is checked).
     return (
         GpuEvidence(
-            arch=arch, nonce=nonce, report=raw, certificate_chain=read_input(certs, what="certificates")
+            arch="",
+            nonce=nonce,
+            report=load_report(read_input(report, what="report")),
+            certificate_chain=read_input(certs, what="certificates"),
         ),
     )
 
 
-def gather(
-    items: Sequence[GpuEvidence],
-    *,
-    now: datetime,
-    driver_rim: Path | None,
-    vbios_rim: Path | None,
-    rim_dir: Path | None,
-    bundle: Path | None,
-    offline: bool,
-) -> GpuCollateral:
-    """Collect RIMs and OCSP responses for ``items`` from the sources the options name."""
-    from ccai.collateral import gather_gpu_collateral
-    from ccai.evidence import driver_rim_id, vbios_rim_id
-
-    explicit: dict[str, bytes] = {}
-    for item in items:
-        parsed = item.parse_report()
-        if driver_rim is not None:
-            explicit[driver_rim_id(parsed)] = read_input(driver_rim, what="driver RIM")
-        if vbios_rim is not None:
-            explicit[vbios_rim_id(parsed)] = read_input(vbios_rim, what="VBIOS RIM")
-    source, check_revocation = gpu_collateral_source(
-        collateral=bundle, rim_dir=rim_dir, offline=offline, first=_ExplicitRims(explicit)
-    )
-    return gather_gpu_collateral(items, source, now=now, check_revocation=check_revocation)
+def _row(result: StepResult) -> dict[str, str]:
+    return {"step": result.step, "status": result.status, "detail": result.detail}
 
 
-def evidence_failure(
-    items: Sequence[GpuEvidence], *, nonce: bytes, now: datetime, allow_simulated: bool
-) -> Error | None:
-    """Run the evidence-only steps (1)-(5) with no collateral; the error they raise, if any.
+def _rows(verified: VerifiedEvidence | None, error: Error | None) -> list[dict[str, str]]:
+    from ccai.verify import GPU_STEPS
 
-    Used when collateral could not be gathered: a forged, foreign or unbound report is reported
-    as evidence failure (exit 1) at its step, and only genuine-looking evidence as "collateral
-    unavailable" (exit 3).
-    """
-    from ccai.collateral import GpuCollateral
-    from ccai.errors import CollateralError
-    from ccai.verify import default_policy, verify_gpu_evidence
-
-    try:
-        verify_gpu_evidence(
-            items,
-            nonce=nonce,
-            collateral=GpuCollateral(ocsp_checked=False),
-            now=now,
-            policy=default_policy(allow_unchecked_revocation=True),
-            allow_simulated=allow_simulated,
-            simulated_anchors=simulated_anchors() if allow_simulated else None,
-        )
-    except CollateralError:
-        return None
-    except Error as exc:
-        return exc
-    return None
-
-
-def _details(verified: VerifiedEvidence) -> dict[str, str]:
-    claims = verified.gpus[0].claims
-    n = len(verified.gpus)
-    chain = claims.get("x-nvidia-gpu-attestation-report-cert-chain") or {}
-    drv = claims.get("x-nvidia-gpu-driver-rim-cert-chain") or {}
-    vb = claims.get("x-nvidia-gpu-vbios-rim-cert-chain") or {}
-    records = claims.get("x-nvidia-mismatch-measurement-records") or []
-    compared = len((claims.get("x-ccai-measurements") or {}).get("compared", []))
-    return {
-        "(1) device certificate chain": f"{n} GPU(s): {claims.get('hwmodel')} → pinned root"
-        + (" (SIMULATED test PKI)" if verified.simulated else ""),
-        "(2) report signature": "ECDSA P-384 / SHA-384 by the attestation key",
-        "(3) report contents and FWID": "FWID matches the leaf certificate",
-        "(4) nonce": f"eat_nonce {verified.nonce.hex()[:16]}…",
-        "(5) revocation": f"device chain OCSP {chain.get('x-nvidia-cert-ocsp-status', 'n/a')}",
-        "(6) RIM selection": f"{claims.get('x-ccai-gpu-driver-rim-id')}, "
-        f"{claims.get('x-ccai-gpu-vbios-rim-id')}",
-        "(7) RIM signature and chain": f"driver RIM OCSP {drv.get('x-nvidia-cert-ocsp-status', 'n/a')}, "
-        f"VBIOS RIM OCSP {vb.get('x-nvidia-cert-ocsp-status', 'n/a')}",
-        "(8) RIM version and product": f"driver {claims.get('x-nvidia-gpu-driver-version')}, "
-        f"VBIOS {claims.get('x-nvidia-gpu-vbios-version')}",
-        "(9) measurements": f"{compared} compared, measres {claims.get('measres')}"
-        + (f", mismatches at {[r['index'] for r in records]}" if records else ""),
-        "(10) multi-GPU mode": str(claims.get("x-ccai-gpu-feature-flag") or "single GPU"),
-        "(11) claims": f"claims {verified.claims_version}",
-        "(12) policy": "satisfied",
-    }
+    if verified is not None:
+        return [_row(r) for r in verified.steps]
+    assert error is not None
+    if error.steps:
+        return [_row(r) for r in error.steps]
+    # An error before the checklist started (unreadable evidence): shown at the first step.
+    failed = error.step if error.step in GPU_STEPS else None
+    if failed is None and error.step in (None, "parse", "load"):
+        failed = GPU_STEPS[0]
+    return [
+        failed_row(step, error) if step == failed else {"step": step, "status": "not run", "detail": ""}
+        for step in GPU_STEPS
+    ]
 
 
 def report_outcome(
@@ -243,22 +181,7 @@ def report_outcome(
     extra: dict[str, Any] | None = None,
 ) -> None:
     """Print the per-step table (people) or the JSON document (scripts) for one verification."""
-    from ccai.verify import GPU_STEPS
-
-    details = _details(verified) if verified is not None else {}
-    failed = error.step if error is not None and error.step in GPU_STEPS else None
-    if error is not None and failed is None:
-        failed = GPU_STEPS[0] if error.step in (None, "parse", "load") else None
-    rows: list[dict[str, str]] = []
-    reached = True
-    for step in GPU_STEPS:
-        if error is None:
-            rows.append({"step": step, "status": "ok", "detail": details.get(step, "")})
-        elif step == failed:
-            rows.append(failed_row(step, error))
-            reached = False
-        else:
-            rows.append({"step": step, "status": "ok" if reached and failed else "not run", "detail": ""})
+    rows = _rows(verified, error)
     if as_json:
         claims = None
         if verified is not None:
@@ -273,14 +196,12 @@ def report_outcome(
         print_pass(simulated="virtual CC GPU, test PKI" if verified.simulated else None)
 
 
-def run_verification(
+def verify_and_report(
+    verifier: Verifier,
     items: Sequence[GpuEvidence],
     *,
     nonce: bytes,
-    collateral: GpuCollateral,
     now: datetime,
-    policy: Policy,
-    allow_simulated: bool,
     claims_version: str,
     reported_cc_mode: str | None,
     as_json: bool,
@@ -293,20 +214,10 @@ def run_verification(
         Error: the verification failed (after the outcome was printed).
     """
     from ccai.token import TokenSigner, issue_token
-    from ccai.verify import verify_gpu_evidence
 
-    anchors = simulated_anchors() if allow_simulated else None
     try:
-        verified = verify_gpu_evidence(
-            items,
-            nonce=nonce,
-            collateral=collateral,
-            now=now,
-            policy=policy,
-            allow_simulated=allow_simulated,
-            simulated_anchors=anchors,
-            claims_version=claims_version,
-            reported_cc_mode=reported_cc_mode,
+        verified = verifier.verify_gpu(
+            items, nonce=nonce, now=now, claims_version=claims_version, reported_cc_mode=reported_cc_mode
         )
     except Error as exc:
         report_outcome(verified=None, error=exc, as_json=as_json, title=title, extra=extra)
@@ -351,29 +262,20 @@ def gpu_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line 
     check_claims_version(claims_version)
     now = verification_time(at)
     items = _load_items(evidence, report, certs, nonce_bytes)
-    try:
-        gathered = gather(
-            items,
-            now=now,
-            driver_rim=driver_rim,
-            vbios_rim=vbios_rim,
-            rim_dir=rim_dir,
-            bundle=collateral,
-            offline=offline,
-        )
-    except CollateralUnavailable:
-        failure = evidence_failure(items, nonce=nonce_bytes, now=now, allow_simulated=allow_simulated)
-        if failure is None:
-            raise
-        report_outcome(verified=None, error=failure, as_json=as_json, title="GPU evidence")
-        raise failure from None
-    run_verification(
+    verifier = gpu_verifier(
+        policy=policy,
+        allow_simulated=allow_simulated,
+        bundle=collateral,
+        rim_dir=rim_dir,
+        offline=offline,
+        driver_rim=driver_rim,
+        vbios_rim=vbios_rim,
+    )
+    verify_and_report(
+        verifier,
         items,
         nonce=nonce_bytes,
-        collateral=gathered,
         now=now,
-        policy=build_policy(policy, revocation_checked=gathered.ocsp_checked),
-        allow_simulated=allow_simulated,
         claims_version=claims_version,
         reported_cc_mode=None,
         as_json=as_json,

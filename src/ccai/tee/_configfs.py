@@ -255,11 +255,13 @@ class ConfigfsTsm:
             )
         certificates = None
         if tee == "snp" and report.auxblob:
-            from ccai.collateral import load_certificates
+            from ccai.evidence import load_certificate
 
             table = parse_snp_certificate_table(report.auxblob)
             pems = [
-                load_certificates(table[name])[0].public_bytes(Encoding.PEM)
+                load_certificate(table[name], what=f"SEV-SNP certificate table entry {name}").public_bytes(
+                    Encoding.PEM
+                )
                 for name in ("vcek", "vlek", "ask", "ark")
                 if name in table
             ]

@@ -30,7 +30,7 @@ from ccai._json import load_json
 from ccai.errors import SimulatedEvidenceRejected, TokenError, UsageError
 from ccai.token._jws import sign_es384, unverified_header, verify_es384
 from ccai.token._keys import JwksKeys, TokenSigner, is_development_kid, read_jwks
-from ccai.verify._result import VerifiedEvidence
+from ccai.verify import VerifiedEvidence
 
 __all__ = [
     "DEFAULT_ISSUER",

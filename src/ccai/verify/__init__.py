@@ -1,4 +1,9 @@
-"""verify stage of ccai (see docs/architecture.md)."""
+"""verify stage of ccai (see docs/architecture.md).
+
+:class:`Verifier` is the entry point: trust anchors (:class:`TrustAnchors`), a policy, collateral
+sources and caches in one object, with one method per kind of evidence. The ``verify_*`` functions
+are the one-shot recipes it is built from, for callers that already hold the collateral.
+"""
 
 from ccai.verify._anchors import (
     NVIDIA_CORIM_ROOT_SHA256,
@@ -35,7 +40,7 @@ from ccai.verify._cpu_policy import (
     snp_rules,
     tdx_rules,
 )
-from ccai.verify._gpu import GPU_STEPS, verify_gpu_evidence
+from ccai.verify._gpu import GPU_STEPS, AuthenticatedGpu, verify_gpu_evidence
 from ccai.verify._measurements import MismatchRecord
 from ccai.verify._nvidia_policy import NvidiaJsonPolicy, load_nvidia_policy
 from ccai.verify._policy import (
@@ -63,10 +68,14 @@ from ccai.verify._policy import (
 from ccai.verify._policy_file import POLICY_FORMAT, load_policy
 from ccai.verify._result import VerifiedEvidence, VerifiedGpu
 from ccai.verify._snp import SNP_STEPS, SnpVerified, verify_snp_report
+from ccai.verify._steps import StepResult
 from ccai.verify._tdx import TDX_STEPS, TdxTcbEvaluation, TdxVerified, replay_rtmrs, verify_tdx_quote
+from ccai.verify._trust import TrustAnchors
+from ccai.verify._verifier import Verifier
 
 __all__ = [
-    # NVIDIA GPU (verify/_gpu.py …) and CPU TEE (verify/_tdx.py, _snp.py) evidence
+    # The Verifier (verify/_verifier.py), its anchors and step results; the NVIDIA GPU
+    # (verify/_gpu.py …), CPU TEE (verify/_tdx.py, _snp.py) and composite checklists
     "AMD_ARK_SHA256",
     "AMD_ASK_SHA256",
     "AMD_ASVK_SHA256",
@@ -86,6 +95,7 @@ __all__ = [
     "AmdRoots",
     "AnyOf",
     "Appraisal",
+    "AuthenticatedGpu",
     "ByTee",
     "CcModeOn",
     "ClaimEquals",
@@ -111,15 +121,18 @@ __all__ = [
     "SnpGuest",
     "SnpTcb",
     "SnpVerified",
+    "StepResult",
     "TdxAttributes",
     "TdxEventLogReplayed",
     "TdxNoTrailingData",
     "TdxTcb",
     "TdxTcbEvaluation",
     "TdxVerified",
+    "TrustAnchors",
     "UnsafeAcceptAnything",
     "VerifiedEvidence",
     "VerifiedGpu",
+    "Verifier",
     "amd_roots",
     "appraise",
     "default_composite_policy",

@@ -12,8 +12,9 @@ NVIDIA Device Identity CA               ``102bf659d5419614c9d8e6aecebc80454eb26b
 NVIDIA CoRIM signing Root CA            ``12977b5115acb0381179279fffeb5a8c4d264971ebb32298023a465fa41df5d1``
 ======================================  ================================================================
 
-The virtual GPU's test PKI is a separate :class:`GpuTrustAnchors` with ``simulated=True``; the
-verifier trusts it only when its caller passes ``allow_simulated=True``.
+The virtual GPU's test PKI is a separate :class:`GpuTrustAnchors` with ``simulated=True``, built as
+part of :meth:`ccai.verify.TrustAnchors.simulated_test_pki`; the verifier trusts it only when its
+caller passes ``allow_simulated=True``.
 """
 
 from __future__ import annotations
@@ -80,27 +81,6 @@ class GpuTrustAnchors:
                 h.update(label + bytes.fromhex(certificate_sha256(root)))
         h.update(b"simulated" if self.simulated else b"genuine")
         object.__setattr__(self, "identity", h.hexdigest())
-
-    @classmethod
-    def simulated_from_pem(cls, *, device_root_pem: bytes, rim_root_pem: bytes) -> GpuTrustAnchors:
-        """Anchors for ccai's virtual-GPU test PKI (``VirtualGpuBackend.trust_anchors()``).
-
-        Args:
-            device_root_pem: The test device-identity root, PEM.
-            rim_root_pem: The test RIM-signing root, PEM.
-
-        Returns:
-            A ``simulated=True`` anchor set, trusted only with ``allow_simulated=True``.
-
-        Raises:
-            UsageError: the PEM data is not a certificate.
-        """
-        try:
-            device = x509.load_pem_x509_certificate(device_root_pem)
-            rim = x509.load_pem_x509_certificate(rim_root_pem)
-        except ValueError as exc:
-            raise UsageError(f"simulated trust anchors are not PEM certificates: {exc}") from None
-        return cls(device_roots=(device,), rim_roots=(rim,), simulated=True, name="ccai virtual GPU test PKI")
 
 
 def _load_pinned(filename: str, fingerprint: str) -> x509.Certificate:

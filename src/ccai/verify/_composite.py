@@ -1,17 +1,18 @@
 """Verify a composite evidence bundle: CPU TEE evidence + every GPU + the binding (no I/O).
 
-:func:`verify_composite` runs the checklist :data:`COMPOSITE_STEPS`:
+:func:`verify_composite` (and :meth:`ccai.verify.Verifier.verify_bundle`) run the checklist
+:data:`COMPOSITE_STEPS`:
 
 (1) bundle: a known binding scheme (the foreign ``secretvm/nonce-only`` scheme only when the caller
     selects it by name); the bundle nonce equals the verifier's nonce when one is given
 (2) CPU evidence: the evidence checks of :func:`verify_tdx_quote` / :func:`verify_snp_report`
-    against the pinned Intel/AMD roots — or, only with ``allow_simulated=True``, the virtual TEE's
-    test roots — without their own appraisal
+    against the pinned Intel/AMD roots — or, only with ``allow_simulated=True``, the test roots of
+    the caller's test-PKI anchors — without their own appraisal
 (3) binding: recompute report_data from the nonce, the exact GPU evidence and the bound keys and
     compare it with the verified CPU report's in constant time (:class:`BindingError`); every GPU
     item names the derived GPU nonce (:class:`NonceMismatch`)
-(4) GPU evidence: the evidence checks of :func:`verify_gpu_evidence` with the derived GPU nonce,
-    so each GPU's signed SPDM request nonce is checked too (no appraisal yet)
+(4) GPU evidence: the GPU checklist with the derived GPU nonce, so each GPU's signed SPDM request
+    nonce is checked too (no appraisal yet)
 (5) policy: one :class:`~ccai.verify.Appraisal` of the overall, every GPU's and the CPU claims,
     judged by one policy (default :func:`~ccai.verify.default_composite_policy`)
 (6) result: one :class:`VerifiedEvidence` with per-GPU, overall and CPU claims
@@ -20,11 +21,9 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
-
-from cryptography import x509
 
 from ccai.collateral import (
     CollateralBundle,
@@ -38,9 +37,9 @@ from ccai.collateral import (
 from ccai.collateral import snp_collateral_from_certificates as _sort_certs
 from ccai.errors import (
     CollateralUnavailable,
+    Error,
     MalformedEvidence,
     NonceMismatch,
-    SimulatedEvidenceRejected,
     UnsupportedEvidence,
     UsageError,
 )
@@ -49,23 +48,22 @@ from ccai.evidence import (
     BINDING_V1,
     CpuEvidence,
     EvidenceBundle,
-    SnpProduct,
+    GpuEvidence,
     check_report_data,
     derive_gpu_nonce,
     parse_snp_report,
     parse_tdx_quote,
 )
-from ccai.verify._anchors import GpuTrustAnchors
-from ccai.verify._anchors_cpu import AmdRoots
 from ccai.verify._cpu_policy import default_composite_policy
-from ccai.verify._gpu import verify_gpu_evidence
+from ccai.verify._gpu import run_gpu_checklist
 from ccai.verify._policy import DEFER_APPRAISAL, Appraisal, Policy, appraise
 from ccai.verify._result import VerifiedEvidence, _issue
 from ccai.verify._snp import _check_snp_report
+from ccai.verify._steps import Steps
 from ccai.verify._tdx import _check_tdx_quote
-from ccai.virtual import TEST_ORG, VirtualTeeAnchors
+from ccai.verify._trust import TrustAnchors
 
-__all__ = ["COMPOSITE_STEPS", "verify_composite"]
+__all__ = ["COMPOSITE_STEPS", "GpuStage", "run_composite", "verify_composite"]
 
 COMPOSITE_STEPS = (
     "(1) bundle and nonce",
@@ -77,17 +75,11 @@ COMPOSITE_STEPS = (
 )
 S_BUNDLE, S_CPU, S_BINDING, S_GPU, S_POLICY, S_RESULT = COMPOSITE_STEPS
 
-
-def _is_test_pki(certs: Sequence[x509.Certificate]) -> bool:
-    for cert in certs:
-        for attr in (*cert.subject, *cert.issuer):
-            if attr.oid == x509.NameOID.ORGANIZATION_NAME and attr.value == TEST_ORG:
-                return True
-    return False
+#: Verifies the bundle's GPU items for the derived GPU nonce (step 4).
+GpuStage = Callable[[Sequence[GpuEvidence], bytes], VerifiedEvidence]
 
 
-def _snp_collateral(bundle: EvidenceBundle, collateral: CollateralBundle | None) -> SnpCollateral:
-    found = cpu_collateral_from_bundle(collateral, "snp")
+def _snp_collateral(bundle: EvidenceBundle, found: TdxCollateral | SnpCollateral | None) -> SnpCollateral:
     base = found if isinstance(found, SnpCollateral) else SnpCollateral()
     if bundle.cpu is not None and bundle.cpu.certificates:
         # The host's certificate table (VCEK, ASK, ARK): candidates only; the verifier pins the ARK.
@@ -106,67 +98,205 @@ def _snp_collateral(bundle: EvidenceBundle, collateral: CollateralBundle | None)
 def _verify_cpu(
     bundle: EvidenceBundle,
     cpu: CpuEvidence,
-    collateral: CollateralBundle | None,
+    found: TdxCollateral | SnpCollateral | None,
     *,
     now: datetime,
+    anchors: TrustAnchors,
     allow_simulated: bool,
-    anchors: VirtualTeeAnchors | None,
 ) -> tuple[bytes, dict[str, Any], bool]:
-    hint = "pass allow_simulated=True (CLI: --allow-simulated) to verify virtual-TEE evidence"
     if cpu.type == "tdx":
         quote = parse_tdx_quote(cpu.evidence)
-        simulated = _is_test_pki(quote.pck_chain)
-        root = None
-        if simulated:
-            if not allow_simulated:
-                raise SimulatedEvidenceRejected(
-                    "the TDX quote's PCK chain is issued by ccai's virtual-TEE test PKI, not by Intel",
-                    step=S_CPU,
-                    hint=hint,
-                )
-            if anchors is None or anchors.sgx_root is None:
-                raise UsageError("allow_simulated needs the virtual TDX test root (simulated_cpu_anchors)")
-            root = anchors.sgx_root
-        tdx_coll = cpu_collateral_from_bundle(collateral, "tdx")
-        if tdx_coll is not None and not isinstance(
-            tdx_coll, TdxCollateral
-        ):  # pragma: no cover - typed by key
+        if found is not None and not isinstance(found, TdxCollateral):  # pragma: no cover - typed by key
             raise MalformedEvidence("collateral bundle: cpu.tdx is not TDX collateral", step=S_CPU)
-        verified = _check_tdx_quote(quote, tdx_coll, now=now, event_log=None, steps=[], simulated_root=root)
+        verified = _check_tdx_quote(
+            quote, found, now=now, event_log=None, steps=[], anchors=anchors, allow_simulated=allow_simulated
+        )
         claims = dict(verified.claims)
-        report_data = quote.body.report_data
+        report_data, simulated = quote.body.report_data, verified.simulated
     elif cpu.type == "snp":
         report = parse_snp_report(cpu.evidence)
-        snp_coll = _snp_collateral(bundle, collateral)
-        leaf_der = snp_coll.vcek or snp_coll.vlek
-        if leaf_der is None:
+        snp_coll = _snp_collateral(bundle, found)
+        if snp_coll.vcek is None and snp_coll.vlek is None:
             raise CollateralUnavailable(
                 "no VCEK/VLEK for the SEV-SNP report in the bundle or its collateral",
                 step=S_CPU,
                 hint="attest --with-collateral, or verify online (AMD KDS)",
             )
-        simulated = _is_test_pki(load_certificates(leaf_der))
-        roots = None
-        if simulated:
-            if not allow_simulated:
-                raise SimulatedEvidenceRejected(
-                    "the SEV-SNP report's VCEK is issued by ccai's virtual-TEE test PKI, not by AMD",
-                    step=S_CPU,
-                    hint=hint,
-                )
-            if anchors is None or anchors.ark is None or anchors.ask is None or anchors.product is None:
-                raise UsageError("allow_simulated needs the virtual SNP test roots (simulated_cpu_anchors)")
-            # The virtual TEE makes VCEK-signed reports only; the ASK stands in for the unused ASVK.
-            roots = AmdRoots(
-                product=SnpProduct(anchors.product), ark=anchors.ark, ask=anchors.ask, asvk=anchors.ask
-            )
-        verified_snp = _check_snp_report(report, snp_coll, now=now, steps=[], simulated_roots=roots)
+        verified_snp = _check_snp_report(
+            report, snp_coll, now=now, steps=[], anchors=anchors, allow_simulated=allow_simulated
+        )
         claims = dict(verified_snp.claims)
-        report_data = report.report_data
+        report_data, simulated = report.report_data, verified_snp.simulated
     else:  # pragma: no cover - load_evidence_bundle admits tdx and snp only
         raise UnsupportedEvidence(f"unknown CPU evidence type {cpu.type!r}", step=S_CPU)
     claims["x-ccai-simulated"] = simulated
     return report_data, claims, simulated
+
+
+def run_composite(
+    bundle: EvidenceBundle,
+    *,
+    now: datetime,
+    collateral: CollateralBundle | None,
+    cpu_collateral: Callable[[], TdxCollateral | SnpCollateral | None] | None,
+    expected_nonce: bytes | None,
+    scheme: str,
+    policy: Policy | None,
+    anchors: TrustAnchors,
+    allow_simulated: bool,
+    gpu_stage: GpuStage,
+    trace: list[tuple[str, str]] | None = None,
+) -> VerifiedEvidence:
+    """The composite checklist (for :func:`verify_composite` and the Verifier).
+
+    Args:
+        bundle: The bundle.
+        now: The verification time.
+        collateral: The collateral bundle to use (its CPU section), or ``None``.
+        cpu_collateral: Called, when ``collateral`` has no CPU section, to fetch it (a Verifier
+            with Intel PCS / AMD KDS clients); ``None`` when there is nowhere to fetch from.
+        expected_nonce: The verifier's nonce, when it issued one.
+        scheme: The binding scheme to require.
+        policy: The appraisal policy over every claim (step 5); default
+            :func:`~ccai.verify.default_composite_policy`.
+        anchors: The roots to trust.
+        allow_simulated: Accept virtual-hardware evidence (test-PKI anchors needed).
+        gpu_stage: Verifies the GPU items for the derived GPU nonce, without appraisal.
+        trace: If given, (step, outcome) pairs are appended as steps complete.
+
+    Returns:
+        The verified evidence, with the per-step results.
+
+    Raises:
+        Error: the first failure, carrying the per-step results.
+    """
+    if now.tzinfo is None:
+        raise UsageError("now must be timezone-aware")
+    steps = Steps(COMPOSITE_STEPS)
+    completed: list[tuple[str, str]] = trace if trace is not None else []
+
+    def done(step: str, outcome: str) -> None:
+        completed.append((step, outcome))
+        if outcome.startswith("skipped"):
+            steps.skip(step, outcome)
+        else:
+            steps.ok(step, outcome)
+
+    try:
+        # (1) bundle and nonce
+        steps.begin(S_BUNDLE)
+        if scheme not in (BINDING_V1, BINDING_NONCE_ONLY):
+            known = [BINDING_V1, BINDING_NONCE_ONLY]
+            raise UsageError(f"unknown binding scheme {scheme!r}", expected=known)
+        if bundle.binding != scheme:
+            raise UnsupportedEvidence(
+                f"the bundle uses binding scheme {bundle.binding!r}, the verifier requires {scheme!r}",
+                step=S_BUNDLE,
+                expected=scheme,
+                actual=bundle.binding,
+                hint="select the foreign nonce-only scheme by name to check such a pair"
+                if bundle.binding == BINDING_NONCE_ONLY
+                else None,
+            )
+        if expected_nonce is not None and not hmac.compare_digest(bundle.nonce, expected_nonce):
+            raise NonceMismatch(
+                "the bundle is not for this verifier's nonce",
+                step=S_BUNDLE,
+                expected=expected_nonce.hex(),
+                actual=bundle.nonce.hex(),
+            )
+        if bundle.cpu is None:
+            raise UnsupportedEvidence("the bundle carries no CPU evidence to bind the GPUs to", step=S_BUNDLE)
+        gpu_nonce = derive_gpu_nonce(bundle.nonce) if scheme == BINDING_V1 else bundle.nonce
+        done(S_BUNDLE, f"{scheme}, {len(bundle.gpus)} GPU(s), {bundle.cpu.type}")
+
+        # (2) CPU evidence
+        steps.begin(S_CPU)
+        found = cpu_collateral_from_bundle(collateral, bundle.cpu.type)
+        if found is None and cpu_collateral is not None:
+            found = cpu_collateral()
+        report_data, cpu_claims, cpu_simulated = _verify_cpu(
+            bundle,
+            bundle.cpu,
+            found,
+            now=now,
+            anchors=anchors,
+            allow_simulated=allow_simulated,
+        )
+        done(S_CPU, f"{bundle.cpu.type} ok" + (" (SIMULATED)" if cpu_simulated else ""))
+
+        # (3) binding
+        steps.begin(S_BINDING)
+        for i, item in enumerate(bundle.gpus):
+            if not hmac.compare_digest(item.nonce, gpu_nonce):
+                raise NonceMismatch(
+                    f"GPU-{i} evidence names another GPU nonce than the one derived from the bundle nonce",
+                    step=S_BINDING,
+                    index=f"GPU-{i}",
+                    expected=gpu_nonce.hex(),
+                    actual=item.nonce.hex(),
+                )
+        check_report_data(
+            report_data,
+            scheme=scheme,
+            nonce=bundle.nonce,
+            items=bundle.gpus,
+            tls_spki_sha256=bundle.tls_spki_sha256,
+            hpke_public_key=bundle.hpke_public_key,
+            step=S_BINDING,
+        )
+        done(S_BINDING, "report_data commits to the nonce, GPU evidence and keys")
+
+        # (4) GPU evidence
+        steps.begin(S_GPU)
+        gpus: tuple[Any, ...] = ()
+        gpu_overall: dict[str, Any] = {}
+        gpu_simulated = False
+        if bundle.gpus:
+            gpu_result = gpu_stage(bundle.gpus, gpu_nonce)
+            gpus = gpu_result.gpus
+            gpu_overall = dict(gpu_result.overall_claims)
+            gpu_simulated = gpu_result.simulated
+            done(S_GPU, f"{len(gpus)} GPU(s) ok")
+        else:
+            done(S_GPU, "skipped: no GPUs in the bundle")
+
+        overall = {
+            **gpu_overall,
+            "x-ccai-binding": scheme,
+            "x-ccai-cpu-tee": bundle.cpu.type,
+            "x-ccai-gpu-nonce": gpu_nonce.hex(),
+            "x-ccai-tls-spki-sha256": bundle.tls_spki_sha256.hex() if bundle.tls_spki_sha256 else None,
+            "x-ccai-hpke-public-key": bundle.hpke_public_key.hex() if bundle.hpke_public_key else None,
+            "x-ccai-simulated": cpu_simulated or gpu_simulated,
+        }
+
+        # (5) policy: one appraisal of every claim
+        steps.begin(S_POLICY)
+        appraisal = Appraisal(
+            overall=overall,
+            gpus=tuple(g.claims for g in gpus),
+            cpu=cpu_claims,
+            allow_simulated=allow_simulated,
+        )
+        appraise(default_composite_policy() if policy is None else policy, appraisal)
+        done(S_POLICY, "satisfied")
+
+        # (6) result
+        steps.begin(S_RESULT)
+        done(S_RESULT, "ok")
+    except Error as exc:
+        steps.attach(exc)
+        raise
+    return _issue(
+        nonce=bundle.nonce,
+        gpus=gpus,
+        overall_claims=overall,
+        cpu_claims=cpu_claims,
+        verified_at=now,
+        simulated=cpu_simulated or gpu_simulated,
+        steps=steps.results(),
+    )
 
 
 def verify_composite(
@@ -177,12 +307,14 @@ def verify_composite(
     expected_nonce: bytes | None = None,
     scheme: str = BINDING_V1,
     policy: Policy | None = None,
+    anchors: TrustAnchors | None = None,
     allow_simulated: bool = False,
-    simulated_gpu_anchors: GpuTrustAnchors | None = None,
-    simulated_cpu_anchors: VirtualTeeAnchors | None = None,
     trace: list[tuple[str, str]] | None = None,
 ) -> VerifiedEvidence:
     """Verify a composite bundle: CPU evidence, every GPU and the binding (:data:`COMPOSITE_STEPS`).
+
+    The one-shot recipe for a bundle whose collateral is at hand (embedded or given); a
+    :class:`~ccai.verify.Verifier` also fetches missing collateral and keeps caches.
 
     Args:
         bundle: The bundle (:func:`ccai.evidence.load_evidence_bundle`).
@@ -196,18 +328,19 @@ def verify_composite(
             default :func:`ccai.verify.default_composite_policy`: CPU rules by TEE (no debug
             guest, TDX status UpToDate, revocation checked), at least one GPU, distinct GPUs,
             :func:`ccai.verify.default_policy` for every GPU, not simulated.
+        anchors: The roots to trust; default :meth:`TrustAnchors.vendor`. Test-PKI anchors
+            (:meth:`TrustAnchors.simulated_test_pki`) are used next to the vendor roots, and only
+            with ``allow_simulated``.
         allow_simulated: Accept evidence from ccai's virtual TEE and virtual GPUs (claims carry
-            ``x-ccai-simulated: true``; the appraisal is told so by name). Never in production.
-        simulated_gpu_anchors: The virtual GPUs' test roots (needed with ``allow_simulated``).
-        simulated_cpu_anchors: The virtual TEE's test roots (needed with ``allow_simulated``).
+            ``x-ccai-simulated: true``). Never in production.
         trace: If given, (step, outcome) pairs are appended as steps complete.
 
     Returns:
         The verified evidence; ``cpu_claims`` holds the TDX/SNP claims, ``overall_claims`` adds
-        ``x-ccai-binding`` and ``x-ccai-cpu-tee``.
+        ``x-ccai-binding`` and ``x-ccai-cpu-tee``; ``steps`` the per-step results.
 
     Raises:
-        UsageError: bad arguments (unknown scheme, simulation without anchors).
+        UsageError: bad arguments (unknown scheme, simulation without test anchors).
         NonceMismatch: the bundle is for another nonce, or a GPU item names another GPU nonce.
         BindingError: the CPU report_data does not commit to this nonce, GPU evidence and keys.
         SimulatedEvidenceRejected: virtual-hardware evidence without ``allow_simulated``.
@@ -216,119 +349,34 @@ def verify_composite(
         CollateralError: collateral needed for a check is missing (or the policy requires
             revocation/TCB checks the collateral did not allow).
     """
-    if now.tzinfo is None:
-        raise UsageError("now must be timezone-aware")
-    steps: list[tuple[str, str]] = trace if trace is not None else []
-    if scheme not in (BINDING_V1, BINDING_NONCE_ONLY):
-        raise UsageError(f"unknown binding scheme {scheme!r}", expected=[BINDING_V1, BINDING_NONCE_ONLY])
-    collateral = collateral if collateral is not None else load_embedded_collateral(bundle)
+    trusted = anchors if anchors is not None else TrustAnchors.vendor()
+    coll = collateral if collateral is not None else load_embedded_collateral(bundle)
 
-    # (1) bundle and nonce
-    if bundle.binding != scheme:
-        raise UnsupportedEvidence(
-            f"the bundle uses binding scheme {bundle.binding!r}, the verifier requires {scheme!r}",
-            step=S_BUNDLE,
-            expected=scheme,
-            actual=bundle.binding,
-            hint="select the foreign nonce-only scheme by name to check such a pair"
-            if bundle.binding == BINDING_NONCE_ONLY
-            else None,
-        )
-    if expected_nonce is not None and not hmac.compare_digest(bundle.nonce, expected_nonce):
-        raise NonceMismatch(
-            "the bundle is not for this verifier's nonce",
-            step=S_BUNDLE,
-            expected=expected_nonce.hex(),
-            actual=bundle.nonce.hex(),
-        )
-    if bundle.cpu is None:
-        raise UnsupportedEvidence("the bundle carries no CPU evidence to bind the GPUs to", step=S_BUNDLE)
-    gpu_nonce = derive_gpu_nonce(bundle.nonce) if scheme == BINDING_V1 else bundle.nonce
-    steps.append((S_BUNDLE, f"{scheme}, {len(bundle.gpus)} GPU(s), {bundle.cpu.type}"))
-
-    # (2) CPU evidence
-    report_data, cpu_claims, cpu_simulated = _verify_cpu(
-        bundle,
-        bundle.cpu,
-        collateral,
-        now=now,
-        allow_simulated=allow_simulated,
-        anchors=simulated_cpu_anchors,
-    )
-    steps.append((S_CPU, f"{bundle.cpu.type} ok" + (" (SIMULATED)" if cpu_simulated else "")))
-
-    # (3) binding
-    for i, item in enumerate(bundle.gpus):
-        if not hmac.compare_digest(item.nonce, gpu_nonce):
-            raise NonceMismatch(
-                f"GPU-{i} evidence names another GPU nonce than the one derived from the bundle nonce",
-                step=S_BINDING,
-                index=f"GPU-{i}",
-                expected=gpu_nonce.hex(),
-                actual=item.nonce.hex(),
-            )
-    check_report_data(
-        report_data,
-        scheme=scheme,
-        nonce=bundle.nonce,
-        items=bundle.gpus,
-        tls_spki_sha256=bundle.tls_spki_sha256,
-        hpke_public_key=bundle.hpke_public_key,
-        step=S_BINDING,
-    )
-    steps.append((S_BINDING, "report_data commits to the nonce, GPU evidence and keys"))
-
-    # (4) GPU evidence
-    gpus: tuple[Any, ...] = ()
-    gpu_overall: dict[str, Any] = {}
-    gpu_simulated = False
-    if bundle.gpus:
-        gpu_collateral = (
-            collateral.gpu if collateral is not None else GpuCollateral(rims={}, ocsp={}, ocsp_checked=False)
-        )
-        gpu_result = verify_gpu_evidence(
-            bundle.gpus,
+    def gpu_stage(items: Sequence[GpuEvidence], gpu_nonce: bytes) -> VerifiedEvidence:
+        gpu_collateral = coll.gpu if coll is not None else GpuCollateral(rims={}, ocsp={}, ocsp_checked=False)
+        return run_gpu_checklist(
+            items,
             nonce=gpu_nonce,
-            collateral=gpu_collateral,
             now=now,
+            collateral=gpu_collateral,
             policy=DEFER_APPRAISAL,
-            allow_simulated=allow_simulated,
-            simulated_anchors=simulated_gpu_anchors if allow_simulated else None,
+            anchors=trusted,
+            allow_simulated=allow_simulated and trusted.gpu is not None,
+            claims_version="3.0",
+            reported_cc_mode=None,
+            caches=None,
         )
-        gpus = gpu_result.gpus
-        gpu_overall = dict(gpu_result.overall_claims)
-        gpu_simulated = gpu_result.simulated
-        steps.append((S_GPU, f"{len(gpus)} GPU(s) ok"))
-    else:
-        steps.append((S_GPU, "skipped: no GPUs in the bundle"))
 
-    overall = {
-        **gpu_overall,
-        "x-ccai-binding": scheme,
-        "x-ccai-cpu-tee": bundle.cpu.type,
-        "x-ccai-gpu-nonce": gpu_nonce.hex(),
-        "x-ccai-tls-spki-sha256": bundle.tls_spki_sha256.hex() if bundle.tls_spki_sha256 else None,
-        "x-ccai-hpke-public-key": bundle.hpke_public_key.hex() if bundle.hpke_public_key else None,
-        "x-ccai-simulated": cpu_simulated or gpu_simulated,
-    }
-
-    # (5) policy: one appraisal of every claim
-    appraisal = Appraisal(
-        overall=overall,
-        gpus=tuple(g.claims for g in gpus),
-        cpu=cpu_claims,
+    return run_composite(
+        bundle,
+        now=now,
+        collateral=coll,
+        cpu_collateral=None,
+        expected_nonce=expected_nonce,
+        scheme=scheme,
+        policy=policy,
+        anchors=trusted,
         allow_simulated=allow_simulated,
-    )
-    appraise(default_composite_policy() if policy is None else policy, appraisal)
-    steps.append((S_POLICY, "ok"))
-
-    # (6) result
-    steps.append((S_RESULT, "ok"))
-    return _issue(
-        nonce=bundle.nonce,
-        gpus=gpus,
-        overall_claims=overall,
-        cpu_claims=cpu_claims,
-        verified_at=now,
-        simulated=cpu_simulated or gpu_simulated,
+        gpu_stage=gpu_stage,
+        trace=trace,
     )

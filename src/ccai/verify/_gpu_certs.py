@@ -11,7 +11,14 @@
 * **FWID** (§6.2): Hopper's ``2.23.133.5.4.1`` extension and Blackwell's DiceTcbInfo
   ``2.23.133.5.4.1.1`` are parsed as DER (not "take the last 48 bytes").
 
-Successful path validations are cached by the exact DER bytes of the chain and the anchor set;
+Device-chain shape (docs/gpu-verification.md, "Chain shape"): the leaf comes first; the other
+certificates may come in any order and the device's own copy of the root may be left out (a
+supplied self-signed root is ignored in any case); the path built to the pinned root must have
+exactly :data:`DEVICE_CHAIN_LENGTH` certificates, and every supplied certificate other than a root
+copy must be on it.
+
+Successful path validations are cached — in a cache the caller owns (``ccai.verify.Verifier``
+holds one), never in a module global — by the exact DER bytes of the chain and the anchor set;
 validity at ``now`` is re-checked on every call, so a cache hit never extends a certificate's life.
 """
 
@@ -33,11 +40,12 @@ from ccai.verify._anchors import GpuTrustAnchors
 from ccai.verify._lru import LruCache
 
 __all__ = [
+    "DEVICE_CHAIN_LENGTH",
     "FWID_OID_BLACKWELL",
     "FWID_OID_HOPPER",
+    "DeviceChainCache",
     "VerifiedChain",
     "check_validity",
-    "clear_caches",
     "common_name",
     "leaf_fwid",
     "verify_device_chain",
@@ -49,7 +57,9 @@ FWID_OID_HOPPER = x509.ObjectIdentifier("2.23.133.5.4.1")
 #: Blackwell: DiceTcbInfo (TCG DICE Attestation Architecture), FWID = ``fwids[0].digest``.
 FWID_OID_BLACKWELL = x509.ObjectIdentifier("2.23.133.5.4.1.1")
 _MAX_DEVICE_CHAIN_DEPTH = 8
-_CACHE_SIZE = 256
+#: Leaf (per-boot attestation key), per-device BROM, Provisioner ICA, Identity, root — the shape of
+#: every NVIDIA GPU and NVSwitch device chain (gpu-evidence.md §6.1; NVIDIA's verifiers use 5 too).
+DEVICE_CHAIN_LENGTH = 5
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,7 +77,8 @@ class VerifiedChain:
     expiration: datetime
 
 
-_DEVICE_CHAIN_CACHE: LruCache[tuple[bytes, str], tuple[x509.Certificate, ...]] = LruCache(_CACHE_SIZE)
+#: Verified device paths, keyed by (SHA-256 of the supplied chain's DER, anchor-set identity).
+DeviceChainCache = LruCache[tuple[bytes, str], tuple[x509.Certificate, ...]]
 
 
 def common_name(cert: x509.Certificate) -> str:
@@ -125,40 +136,68 @@ def _path_validation_time(certs: Sequence[x509.Certificate]) -> datetime | None:
     return start if start <= end else None
 
 
+def _check_shape(
+    path: Sequence[x509.Certificate], supplied: Sequence[x509.Certificate], *, step: str
+) -> None:
+    """The built path has NVIDIA's length and uses every supplied certificate (no strays)."""
+    if len(path) != DEVICE_CHAIN_LENGTH:
+        raise ChainError(
+            f"the device chain builds a path of {len(path)} certificates to the pinned root; "
+            f"NVIDIA device chains have {DEVICE_CHAIN_LENGTH} (leaf, BROM, Provisioner ICA, Identity, root)",
+            step=step,
+            expected=DEVICE_CHAIN_LENGTH,
+            actual=len(path),
+        )
+    on_path = {c.public_bytes(Encoding.DER) for c in path}
+    for i, cert in enumerate(supplied, start=1):
+        if cert.public_bytes(Encoding.DER) not in on_path:
+            raise ChainError(
+                f"device certificate {common_name(cert)!r} is not on the path from the leaf to the root",
+                step=step,
+                index=i,
+                hint="the chain carries a certificate of another device or hierarchy",
+            )
+
+
 def verify_device_chain(
     certs: Sequence[x509.Certificate],
     *,
     anchors: Sequence[GpuTrustAnchors],
     now: datetime,
     step: str,
+    cache: DeviceChainCache | None = None,
 ) -> VerifiedChain:
     """Validate a GPU attestation-key chain (leaf first) to one of the pinned device roots.
 
-    The anchor sets are tried in order; the first that validates the chain is returned.
+    The anchor sets are tried in order; the first that validates the chain is returned. The leaf
+    must come first (it is the key that signed the report); the other certificates may come in any
+    order, and the root may be omitted (see the module docstring).
 
     Args:
         certs: The chain as the device supplied it (leaf first; a supplied root is ignored).
         anchors: The trust-anchor sets to try (NVIDIA first).
         now: The verification time.
         step: The checklist step, for errors.
+        cache: Where successful path validations are remembered (``None``: not cached).
 
     Returns:
-        The built chain, with the anchor set it leads to.
+        The built chain (leaf first, pinned root last), with the anchor set it leads to.
 
     Raises:
-        ChainError: no path to any trusted root, or the chain is empty.
+        ChainError: no path to any trusted root, the chain is empty, the path does not have NVIDIA's
+            length, or a supplied certificate is not on it.
         CertificateExpired: the path is valid but a certificate is outside its window at ``now``.
     """
     if not certs:
         raise ChainError("device certificate chain is empty", step=step)
     leaf = certs[0]
-    # The device's own copy of the root is not trusted; drop a trailing self-signed certificate
-    # so path building uses the pinned root only.
+    # The device's own copy of the root is not trusted; drop self-signed certificates so path
+    # building uses the pinned root only. The order of the rest does not matter to the builder.
     intermediates = [c for c in certs[1:] if not _self_signed(c)]
     key = _chain_key([leaf, *intermediates])
     last_error = "no anchors"
     for anchor_set in anchors:
-        cached = _DEVICE_CHAIN_CACHE.get((key, anchor_set.identity))
+        cached = cache.get((key, anchor_set.identity)) if cache is not None else None
         if cached is None:
             when = _path_validation_time([leaf, *intermediates, *anchor_set.device_roots])
             if when is None:
@@ -176,7 +215,9 @@ def verify_device_chain(
                 last_error = str(exc)
                 continue
             cached = tuple(built.chain)
-            _DEVICE_CHAIN_CACHE.put((key, anchor_set.identity), cached)
+            _check_shape(cached, intermediates, step=step)
+            if cache is not None:
+                cache.put((key, anchor_set.identity), cached)
         expiration = check_validity(cached, now=now, step=step, what="device certificate chain")
         return VerifiedChain(certificates=cached, anchors=anchor_set, expiration=expiration)
     names = ", ".join(a.name for a in anchors)
@@ -360,12 +401,7 @@ def leaf_fwid(leaf: x509.Certificate) -> bytes | None:
         except MalformedEvidence as exc:
             raise FwidMismatch(
                 f"leaf certificate FWID extension {oid.dotted_string} is malformed: {exc.message}",
-                step="(2) FWID",
+                step="(3) report contents and FWID",
                 index=0,
             ) from None
     return None
-
-
-def clear_caches() -> None:
-    """Forget cached chain validations (benchmarks use it to measure cold verification)."""
-    _DEVICE_CHAIN_CACHE.clear()

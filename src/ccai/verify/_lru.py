@@ -44,6 +44,11 @@ class LruCache(Generic[_K, _V]):
             while len(self._data) > self._size:
                 self._data.popitem(last=False)
 
+    def __len__(self) -> int:
+        """How many entries are stored."""
+        with self._lock:
+            return len(self._data)
+
     def clear(self) -> None:
         """Forget every entry."""
         with self._lock:

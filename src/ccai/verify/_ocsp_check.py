@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from ccai.collateral._types import GpuCollateral, ocsp_key
+from ccai.collateral import GpuCollateral, ocsp_key
 from ccai.errors import CertificateRevoked, ChainError, CollateralError, CollateralUnavailable, SignatureError
 
 __all__ = [

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from ccai.errors import UsageError
+from ccai.verify._steps import StepResult
 
 __all__ = ["VerifiedEvidence", "VerifiedGpu"]
 
@@ -51,6 +52,8 @@ class VerifiedEvidence:
         simulated: True when any evidence came from virtual hardware (``x-ccai-simulated``).
         verified_at: The verification time every validity check used.
         claims_version: ``"3.0"`` or ``"2.0"``.
+        steps: The per-step results of the checklist that produced it (every step ``ok`` or
+            ``skipped``), for renderers.
     """
 
     nonce: bytes
@@ -60,6 +63,7 @@ class VerifiedEvidence:
     simulated: bool
     claims_version: str = "3.0"
     cpu_claims: Mapping[str, Any] | None = None
+    steps: tuple[StepResult, ...] = ()
     _capability: _VerifierCapability = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:

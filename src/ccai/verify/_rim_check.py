@@ -13,7 +13,8 @@ Recipe (practical-notes.md §3, gpu-evidence.md §7.2):
     measurements are covered by it.
 
 Steps (a), (b) and (d) depend only on the RIM bytes and the anchors, so their result is cached
-under the SHA-256 of the RIM bytes; (c) runs on every call.
+— in a cache the caller owns (``ccai.verify.Verifier`` holds one) — under the SHA-256 of the RIM
+bytes; (c) runs on every call.
 """
 
 from __future__ import annotations
@@ -35,10 +36,9 @@ from ccai.verify._anchors import GpuTrustAnchors
 from ccai.verify._gpu_certs import check_validity, common_name, verify_rim_chain
 from ccai.verify._lru import LruCache
 
-__all__ = ["CheckedRim", "check_rim", "clear_rim_cache"]
+__all__ = ["CheckedRim", "RimCache", "check_rim"]
 
 _DSIG = "http://www.w3.org/2000/09/xmldsig#"
-_CACHE_SIZE = 256
 # What NVIDIA signs with (ECDSA-SHA384 over SHA-384 digests); the SHA-256/512 siblings are
 # accepted for forward compatibility, SHA-1 and HMAC never.
 _SIGNATURE_CONFIG_METHODS = frozenset(
@@ -66,12 +66,8 @@ class CheckedRim:
     expiration: datetime
 
 
-_CACHE: LruCache[tuple[bytes, str], tuple[Rim, tuple[x509.Certificate, ...]]] = LruCache(_CACHE_SIZE)
-
-
-def clear_rim_cache() -> None:
-    """Forget cached RIM verifications (benchmarks use it to measure cold verification)."""
-    _CACHE.clear()
+#: Authenticated RIMs, keyed by (SHA-256 of the RIM bytes, anchor-set identity).
+RimCache = LruCache[tuple[bytes, str], tuple[Rim, tuple[x509.Certificate, ...]]]
 
 
 def _check_signature_shape(xml: bytes, *, step: str, what: str) -> None:
@@ -137,6 +133,7 @@ def check_rim(
     now: datetime,
     step: str,
     what: str,
+    cache: RimCache | None = None,
 ) -> CheckedRim:
     """Parse and authenticate one RIM.
 
@@ -147,6 +144,7 @@ def check_rim(
         now: The verification time.
         step: The checklist step, for errors.
         what: Which RIM (``"driver RIM NV_GPU_DRIVER_GH100_545.00"``), for errors.
+        cache: Where authenticated RIMs are remembered (``None``: not cached).
 
     Returns:
         The parsed RIM with its verified chain.
@@ -159,7 +157,7 @@ def check_rim(
     """
     digest = hashlib.sha256(xml).digest()
     for anchor_set in anchors:
-        hit = _CACHE.get((digest, anchor_set.identity))
+        hit = cache.get((digest, anchor_set.identity)) if cache is not None else None
         if hit is not None:
             rim, chain = hit
             expiration = check_validity(chain, now=now, step=step, what=f"{what} signing chain")
@@ -183,7 +181,8 @@ def check_rim(
         expiration = check_validity(chain, now=now, step=step, what=f"{what} signing chain")
         # (d) the XMLDSig, pinned to the signer the chain check accepted.
         _verify_xmldsig(xml, chain[0], step=step, what=what)
-        _CACHE.put((digest, anchor_set.identity), (rim, chain))
+        if cache is not None:
+            cache.put((digest, anchor_set.identity), (rim, chain))
         return CheckedRim(rim_id=rim_id, rim=rim, chain=chain, anchors=anchor_set, expiration=expiration)
     if refusals:
         raise refusals[0]

@@ -36,6 +36,7 @@ from ccai.errors import (
     ChainError,
     CollateralUnavailable,
     MalformedEvidence,
+    SimulatedEvidenceRejected,
     TcbError,
     UnsupportedEvidence,
     UsageError,
@@ -56,6 +57,8 @@ from ccai.verify._cpu_chain import check_crl, check_validity, cn_of, same_cert, 
 from ccai.verify._cpu_policy import snp_rules
 from ccai.verify._policy import Appraisal, Policy, appraise
 from ccai.verify._result import _CAPABILITY, _VerifierCapability
+from ccai.verify._steps import StepResult, results_from_trace
+from ccai.verify._trust import TrustAnchors, names_test_pki
 
 __all__ = ["SNP_STEPS", "SnpVerified", "verify_snp_report"]
 
@@ -83,6 +86,7 @@ class SnpVerified:
         extensions: The VCEK/VLEK extensions (SPLs, hwID, csp_id).
         verified_at: The ``now`` every check used.
         steps: (step, outcome) for each checklist step.
+        simulated: True when the VCEK chains to the virtual TEE's test ARK.
     """
 
     report: SnpReport
@@ -92,11 +96,17 @@ class SnpVerified:
     extensions: VcekExtensions
     verified_at: datetime
     steps: tuple[tuple[str, str], ...]
+    simulated: bool = False
     _capability: _VerifierCapability = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self._capability is not _CAPABILITY:
             raise UsageError("SnpVerified can only be created by ccai.verify")
+
+    @property
+    def step_results(self) -> tuple[StepResult, ...]:
+        """:attr:`steps` as :class:`~ccai.verify.StepResult` rows (every step ``ok``)."""
+        return results_from_trace(SNP_STEPS, self.steps)
 
 
 def _one(der: bytes | None, what: str) -> x509.Certificate | None:
@@ -180,7 +190,8 @@ def verify_snp_report(
     now: datetime,
     policy: Policy | None = None,
     trace: list[tuple[str, str]] | None = None,
-    simulated_roots: AmdRoots | None = None,
+    anchors: TrustAnchors | None = None,
+    allow_simulated: bool = False,
 ) -> SnpVerified:
     """Verify an SEV-SNP report and appraise its claims with ``policy``.
 
@@ -192,15 +203,17 @@ def verify_snp_report(
             :func:`ccai.verify.snp_rules`: no debuggable guest, no migration agent, revocation
             checked (the ARK CRL is required).
         trace: If given, (step, outcome) pairs are appended as steps complete.
-        simulated_roots: Test ARK/ASK (the virtual TEE's) to use instead of AMD's pinned roots.
-            Only :func:`ccai.verify.verify_composite` passes them, and only under
-            ``allow_simulated=True``.
+        anchors: The roots to trust; default :meth:`TrustAnchors.vendor`. A test-PKI set's ARK/ASK
+            (the virtual SNP guest's) are used only for a VCEK they issued, and only with
+            ``allow_simulated``.
+        allow_simulated: Accept a report of ccai's virtual SNP guest. Never in production.
 
     Returns:
         The verified report with its claims.
 
     Raises:
         MalformedEvidence, UnsupportedEvidence: step 1, or an unknown product (step 2).
+        SimulatedEvidenceRejected: a report of the virtual SNP guest without ``allow_simulated``.
         CollateralUnavailable: the VCEK/VLEK the report needs is not in ``collateral``, or the
             ARK CRL is outside its validity window; or (the policy) no ARK CRL was given.
         ChainError, CertificateExpired, CertificateRevoked: step 3.
@@ -210,7 +223,9 @@ def verify_snp_report(
         MeasurementMismatch, PolicyViolation: step 6.
     """
     steps: list[tuple[str, str]] = trace if trace is not None else []
-    verified = _check_snp_report(report, collateral, now=now, steps=steps, simulated_roots=simulated_roots)
+    verified = _check_snp_report(
+        report, collateral, now=now, steps=steps, anchors=anchors, allow_simulated=allow_simulated
+    )
     # (6) policy
     appraise(snp_rules() if policy is None else policy, Appraisal(overall={}, cpu=verified.claims))
     steps.append((S_POLICY, "ok"))
@@ -223,7 +238,8 @@ def _check_snp_report(
     *,
     now: datetime,
     steps: list[tuple[str, str]],
-    simulated_roots: AmdRoots | None,
+    anchors: TrustAnchors | None,
+    allow_simulated: bool,
 ) -> SnpVerified:
     """Steps 1–5 (the evidence checks) and the claims, without appraisal."""
     if now.tzinfo is None:
@@ -272,7 +288,7 @@ def _check_snp_report(
     steps.append((S_PRODUCT, f"{product.value}, {key_name}"))
 
     # (3) chain: pinned ARK -> ASK/ASVK -> VCEK/VLEK
-    roots = simulated_roots if simulated_roots is not None else amd_roots(product)
+    roots, simulated = _amd_roots(leaf, product, anchors, allow_simulated=allow_simulated)
     if roots.product is not product:
         raise ChainError("the supplied roots are for another product", step=S_CHAIN, expected=product.value)
     supplied_ark = _one(collateral.ark, "ARK")
@@ -370,5 +386,33 @@ def _check_snp_report(
         extensions=ext,
         verified_at=now,
         steps=tuple(steps),
+        simulated=simulated,
         _capability=_CAPABILITY,
     )
+
+
+def _amd_roots(
+    leaf: x509.Certificate, product: SnpProduct, anchors: TrustAnchors | None, *, allow_simulated: bool
+) -> tuple[AmdRoots, bool]:
+    """The roots for ``leaf``, and whether they are a test PKI's (used only with ``allow_simulated``)."""
+    hint = "pass allow_simulated=True (CLI: --allow-simulated) to verify virtual-TEE evidence"
+    anchors = anchors if anchors is not None else TrustAnchors.vendor()
+    test = anchors.amd.get(product) if anchors.simulated else None
+    if test is not None and leaf.issuer in (test.ask.subject, test.asvk.subject):
+        if not allow_simulated:
+            raise SimulatedEvidenceRejected(
+                "the SEV-SNP report's VCEK leads to a simulated ARK", step=S_CHAIN, hint=hint
+            )
+        return test, True
+    if names_test_pki([leaf]) and not allow_simulated:
+        raise SimulatedEvidenceRejected(
+            "the SEV-SNP report's VCEK is issued by ccai's virtual-TEE test PKI, not by AMD",
+            step=S_CHAIN,
+            hint=hint,
+        )
+    if anchors.simulated:
+        return amd_roots(product), False
+    roots = anchors.amd.get(product)
+    if roots is None:
+        raise UsageError(f"the trust anchors {anchors.name!r} hold no AMD roots for {product.value}")
+    return roots, False

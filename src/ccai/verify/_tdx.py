@@ -43,10 +43,12 @@ from ccai.errors import (
     MeasurementMismatch,
     PolicyViolation,
     SignatureError,
+    SimulatedEvidenceRejected,
     TcbError,
     UsageError,
 )
 from ccai.evidence import (
+    INTEL_QE_VENDOR_ID,
     PckExtensions,
     TdxEvent,
     TdxQuote,
@@ -55,12 +57,13 @@ from ccai.evidence import (
     parse_pck_extensions,
     parse_tdx_quote,
 )
-from ccai.evidence._tdx import INTEL_QE_VENDOR_ID
 from ccai.verify._anchors_cpu import intel_sgx_root_ca
 from ccai.verify._cpu_chain import check_crl, cn_of, verify_chain, verify_ecdsa_raw
 from ccai.verify._cpu_policy import tdx_rules
 from ccai.verify._policy import Appraisal, Policy, appraise
 from ccai.verify._result import _CAPABILITY, _VerifierCapability
+from ccai.verify._steps import StepResult, results_from_trace
+from ccai.verify._trust import TrustAnchors, names_test_pki
 
 __all__ = ["TDX_STEPS", "TdxTcbEvaluation", "TdxVerified", "replay_rtmrs", "verify_tdx_quote"]
 
@@ -129,6 +132,7 @@ class TdxVerified:
         pck_extensions: The SGX extension of the PCK certificate (FMSPC, SVNs).
         verified_at: The ``now`` every check used.
         steps: (step, outcome) for each checklist step: ``"ok"`` or ``"skipped: <why>"``.
+        simulated: True when the PCK chain leads to the virtual TEE's test root.
     """
 
     quote: TdxQuote
@@ -137,11 +141,17 @@ class TdxVerified:
     pck_extensions: PckExtensions
     verified_at: datetime
     steps: tuple[tuple[str, str], ...]
+    simulated: bool = False
     _capability: _VerifierCapability = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self._capability is not _CAPABILITY:
             raise UsageError("TdxVerified can only be created by ccai.verify")
+
+    @property
+    def step_results(self) -> tuple[StepResult, ...]:
+        """:attr:`steps` as :class:`~ccai.verify.StepResult` rows (every step ``ok`` or ``skipped``)."""
+        return results_from_trace(TDX_STEPS, self.steps)
 
 
 def _iso(text: str) -> datetime:
@@ -416,7 +426,8 @@ def verify_tdx_quote(
     policy: Policy | None = None,
     event_log: Sequence[TdxEvent] | None = None,
     trace: list[tuple[str, str]] | None = None,
-    simulated_root: x509.Certificate | None = None,
+    anchors: TrustAnchors | None = None,
+    allow_simulated: bool = False,
 ) -> TdxVerified:
     """Verify a TDX quote and appraise its claims with ``policy``.
 
@@ -430,15 +441,17 @@ def verify_tdx_quote(
         event_log: Measured events to replay against RTMR0..3.
         trace: If given, (step, outcome) pairs are appended as steps complete, so a caller can
             show how far verification got when it raises.
-        simulated_root: A test root (the virtual TEE's ``ccai TEST SGX Root CA``) to use instead
-            of the pinned Intel SGX Root CA for the PCK chain and the collateral. Only
-            :func:`ccai.verify.verify_composite` passes it, and only under ``allow_simulated=True``.
+        anchors: The roots to trust; default :meth:`TrustAnchors.vendor`. A test-PKI set's SGX
+            root (the virtual TEE's ``ccai TEST SGX Root CA``) is used, for the PCK chain and the
+            collateral, only for quotes whose chain leads to it and only with ``allow_simulated``.
+        allow_simulated: Accept a quote of ccai's virtual TDX guest. Never in production.
 
     Returns:
         The verified quote with its claims.
 
     Raises:
         MalformedEvidence, UnsupportedEvidence: step 1 or unreadable collateral.
+        SimulatedEvidenceRejected: a quote of the virtual TDX guest without ``allow_simulated``.
         ChainError, CertificateExpired, CertificateRevoked: steps 2, 3, 7, 8.
         SignatureError: steps 4, 6, 7, 8.
         BindingError: step 5, or REPORTDATA differs from the policy's.
@@ -450,7 +463,13 @@ def verify_tdx_quote(
     """
     steps: list[tuple[str, str]] = trace if trace is not None else []
     verified = _check_tdx_quote(
-        quote, collateral, now=now, event_log=event_log, steps=steps, simulated_root=simulated_root
+        quote,
+        collateral,
+        now=now,
+        event_log=event_log,
+        steps=steps,
+        anchors=anchors,
+        allow_simulated=allow_simulated,
     )
     # (11) policy
     appraise(tdx_rules() if policy is None else policy, Appraisal(overall={}, cpu=verified.claims))
@@ -465,7 +484,8 @@ def _check_tdx_quote(
     now: datetime,
     event_log: Sequence[TdxEvent] | None,
     steps: list[tuple[str, str]],
-    simulated_root: x509.Certificate | None,
+    anchors: TrustAnchors | None,
+    allow_simulated: bool,
 ) -> TdxVerified:
     """Steps 1–10 (the evidence checks) and the claims, without appraisal."""
     if now.tzinfo is None:
@@ -487,8 +507,8 @@ def _check_tdx_quote(
     done(S_PARSE)
 
     # (2) PCK chain to the pinned Intel SGX Root CA
-    root = simulated_root if simulated_root is not None else intel_sgx_root_ca()
     chain = quote.pck_chain
+    root, simulated = _sgx_root(chain, anchors, allow_simulated=allow_simulated)
     if len(chain) != 3:
         raise MalformedEvidence(
             "PCK chain must hold leaf, intermediate and root", step=S_CHAIN, expected=3, actual=len(chain)
@@ -659,8 +679,40 @@ def _check_tdx_quote(
         pck_extensions=pck,
         verified_at=now,
         steps=tuple(steps),
+        simulated=simulated,
         _capability=_CAPABILITY,
     )
+
+
+def _sgx_root(
+    chain: Sequence[x509.Certificate], anchors: TrustAnchors | None, *, allow_simulated: bool
+) -> tuple[x509.Certificate, bool]:
+    """The root to validate ``chain`` against, and whether it is a test root.
+
+    The pinned Intel root, unless the caller's anchors are a test PKI whose SGX root issued the
+    chain's top certificate; that one is used only with ``allow_simulated``.
+    """
+    hint = "pass allow_simulated=True (CLI: --allow-simulated) to verify virtual-TEE evidence"
+    anchors = anchors if anchors is not None else TrustAnchors.vendor()
+    test = anchors.intel_sgx_root if anchors.simulated else None
+    top = chain[-1] if chain else None
+    if test is not None and top is not None and top.issuer == test.subject:
+        if not allow_simulated:
+            raise SimulatedEvidenceRejected(
+                "the TDX quote's PCK chain leads to a simulated root", step=S_CHAIN, hint=hint
+            )
+        return test, True
+    if names_test_pki(chain) and not allow_simulated:
+        raise SimulatedEvidenceRejected(
+            "the TDX quote's PCK chain is issued by ccai's virtual-TEE test PKI, not by Intel",
+            step=S_CHAIN,
+            hint=hint,
+        )
+    if anchors.simulated:
+        return intel_sgx_root_ca(), False
+    if anchors.intel_sgx_root is None:
+        raise UsageError(f"the trust anchors {anchors.name!r} hold no Intel SGX root")
+    return anchors.intel_sgx_root, False
 
 
 def _load_crl(der: bytes, what: str) -> x509.CertificateRevocationList:

@@ -23,6 +23,7 @@ Importing this package imports neither FastAPI, uvicorn nor httpx.
 
 from __future__ import annotations
 
+from ccai.virtual._anchors import virtual_trust_anchors
 from ccai.virtual._collateral_server import (
     DevCollateralSettings,
     OcspIssuer,
@@ -62,4 +63,5 @@ __all__ = [
     "open_virtual_vm",
     "run_in_background",
     "settings_for_virtual_gpu",
+    "virtual_trust_anchors",
 ]
