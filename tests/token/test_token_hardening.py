@@ -228,14 +228,14 @@ def test_cli_signs_simulated_evidence_with_the_development_key(
 ) -> None:
     from typer.testing import CliRunner
 
+    from ccai.attest import collect_gpu_evidence
     from ccai.cli.app import app
-    from ccai.cli.gpu import collect_evidence
     from ccai.evidence import dump_evidence_json
     from ccai.virtual import VirtualGpuBackend
 
     backend = VirtualGpuBackend.create(gpus=1)
     path = tmp_path / "evidence.json"
-    path.write_bytes(dump_evidence_json(collect_evidence(backend, NONCE)))
+    path.write_bytes(dump_evidence_json(collect_gpu_evidence(backend, NONCE)))
     rim_dir = tmp_path / "rims"
     rim_dir.mkdir()
     for rim_id in backend.rim_ids(0):
