@@ -188,8 +188,10 @@ async def send_request(
                         if event.data.strip() == STREAM_DONE:
                             continue
                         try:
+                            # Not load_json: a server may send -Infinity logprobs, which it refuses.
+                            # A 100 000-deep event is a protocol failure, not a crash of the run.
                             obj = json.loads(event.data)
-                        except ValueError:
+                        except (ValueError, RecursionError):
                             obj = None
                         if not isinstance(obj, dict):
                             why = f"event is not a JSON object: {event.data[:80]!r}"
@@ -416,7 +418,7 @@ async def _engine_info(http: httpx.AsyncClient, endpoint: Endpoint) -> EngineInf
     if resp.status_code == 200:
         try:
             data = resp.json().get("data") or []
-        except ValueError:
+        except (ValueError, AttributeError, RecursionError):
             data = []
         for item in data:
             if isinstance(item, dict):
@@ -431,7 +433,7 @@ async def _engine_info(http: httpx.AsyncClient, endpoint: Endpoint) -> EngineInf
         if r.status_code == 200:
             try:
                 obj = r.json()
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if isinstance(obj, dict) and obj.get(key):
                 version = str(obj[key])

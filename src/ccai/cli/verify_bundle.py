@@ -11,13 +11,13 @@ configurable; GPU collateral is fetched after the GPU evidence is authenticated)
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
+from ccai._json import load_json
 from ccai.cli._options import (
     AllowSimulatedOpt,
     AtOpt,
@@ -32,7 +32,7 @@ from ccai.cli._options import (
 )
 from ccai.cli._output import print_json, read_input
 from ccai.cli._steps import outcome_document, print_pass, print_step_table, rows_from_trace
-from ccai.errors import Error, UsageError
+from ccai.errors import Error, MalformedEvidence, UsageError
 
 if TYPE_CHECKING:
     from ccai.collateral import CollateralBundle
@@ -58,9 +58,9 @@ def _load_collateral(path: Path) -> CollateralBundle:
 
     data = read_input(path, what="collateral")
     try:
-        kind = json.loads(data).get("format")
-    except (ValueError, AttributeError):
-        kind = None
+        kind = load_json(data, what="collateral").get("format")
+    except (MalformedEvidence, AttributeError):
+        kind = None  # load_bundle below says what is wrong
     if kind == "ccai-evidence-bundle":
         carried = load_embedded_collateral(load_evidence_bundle(data))
         if carried is None:

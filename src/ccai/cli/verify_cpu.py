@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
+from ccai._json import load_json
 from ccai.cli._options import AtOpt, JsonOpt, verification_time
 from ccai.cli._output import console, print_json, read_input
 from ccai.cli._steps import outcome_document, print_pass, print_step_table
@@ -52,8 +53,8 @@ def read_evidence_bytes(data: bytes, *, what: str) -> bytes:
     text = stripped.decode("ascii")
     if text.startswith("{"):
         try:
-            doc = json.loads(text)
-        except ValueError:
+            doc = load_json(text, what=what, error=UsageError)
+        except UsageError:
             raise UsageError(f"{what} looks like JSON but does not parse") from None
         if isinstance(doc, dict) and isinstance(doc.get("tdx"), dict):
             doc = doc["tdx"]
@@ -79,10 +80,7 @@ def _load_policy(path: Path | None, kind: str, relax: dict[str, bool]) -> Policy
 
     if path is None:
         return load_policy({kind: relax}, part="cpu", name="command line") if relax else None
-    try:
-        data = json.loads(read_input(path, what="policy"))
-    except ValueError as exc:
-        raise UsageError(f"policy {path} is not JSON: {exc}") from None
+    data = load_json(read_input(path, what="policy"), what=f"policy {path}", error=UsageError)
     if not isinstance(data, dict):
         raise UsageError(f"policy {path} must be a JSON object")
     layout = "format" in data or "authorization-rules" in data or (data and set(data) <= {"tdx", "snp"})

@@ -12,7 +12,6 @@ unavailable (``ccai.cli._errors``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ccai._json import load_json
 from ccai.cli._options import (
     AllowSimulatedOpt,
     AtOpt,
@@ -70,9 +70,9 @@ def build_policy(path: Path | None, *, revocation_checked: bool) -> Policy:
         return default_policy(allow_unchecked_revocation=not revocation_checked)
     data = read_input(path, what="policy")
     try:
-        doc = json.loads(data)
-    except ValueError:
-        doc = None
+        doc = load_json(data, what=f"policy {path}", error=UsageError)
+    except UsageError:
+        doc = None  # load_nvidia_policy below says what is wrong
     if isinstance(doc, dict) and "format" in doc:
         return load_policy(doc, part="gpu", name=str(path))
     rules = load_nvidia_policy(path)

@@ -35,6 +35,7 @@ from cryptography import x509
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ccai._files import atomic_write
+from ccai._json import load_json
 from ccai._time import utcnow
 from ccai.collateral._cache import DEFAULT_OCSP_TTL, ocsp_response_expiry
 from ccai.collateral._types import GpuCollateral, ocsp_key
@@ -126,10 +127,7 @@ def load_bundle(data: bytes) -> CollateralBundle:
         MalformedEvidence: not JSON, wrong shape, or bad base64.
         UnsupportedEvidence: a bundle version this ccai does not read.
     """
-    try:
-        raw = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedEvidence(f"collateral bundle is not JSON: {exc}") from None
+    raw = load_json(data, what="collateral bundle")
     if not isinstance(raw, dict) or "version" not in raw:
         raise MalformedEvidence("collateral bundle: expected a JSON object with a 'version' field")
     version = raw["version"]

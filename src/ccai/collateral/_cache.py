@@ -26,8 +26,10 @@ from cryptography.x509 import ocsp
 
 from ccai._files import atomic_write, private_dir
 from ccai._home import ccai_home
+from ccai._json import load_json
 from ccai._time import utcnow
 from ccai.collateral._types import CollateralSource, ocsp_key
+from ccai.errors import CollateralUnavailable
 
 __all__ = ["DEFAULT_OCSP_TTL", "DEFAULT_RIM_TTL", "CachedSource", "CollateralCache", "ocsp_response_expiry"]
 
@@ -160,14 +162,14 @@ class CollateralCache:
     def _load(self, directory: Path, kind: str, key: str) -> _Entry | None:
         file = self._file(directory, kind, key)
         try:
-            record = json.loads(file.read_bytes())
+            record = load_json(file.read_bytes(), what="cache entry", error=CollateralUnavailable)
             if record["kind"] != kind or record["key"] != key:
                 return None
             expires_at = datetime.fromisoformat(record["expires_at"])
             data = base64.b64decode(record["data"], validate=True)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, CollateralUnavailable):
             # A corrupt entry is a miss; remove it so it does not linger.
             file.unlink(missing_ok=True)
             return None

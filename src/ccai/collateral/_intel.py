@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from ccai._json import load_json
 from ccai.collateral._http import HttpLimits, HttpSource, get_ok
 from ccai.errors import CollateralUnavailable, MalformedEvidence
 from ccai.evidence import TdxQuote, parse_pck_extensions
@@ -140,9 +141,9 @@ def tdx_collateral_from_json(data: str | bytes | Mapping[str, Any]) -> TdxCollat
         MalformedEvidence: not JSON, or a required field is missing or badly encoded.
     """
     try:
-        obj = json.loads(data) if isinstance(data, str | bytes) else data
-    except ValueError as exc:
-        raise MalformedEvidence(f"TDX collateral is not JSON: {exc}", step="collateral") from None
+        obj = load_json(data, what="TDX collateral") if isinstance(data, str | bytes) else data
+    except MalformedEvidence as exc:
+        raise MalformedEvidence(exc.message, step="collateral") from None
     if not isinstance(obj, Mapping):
         raise MalformedEvidence("TDX collateral JSON is not an object", step="collateral")
     try:
@@ -181,7 +182,7 @@ def _signed_member(value: Any, member: str, signature: Any) -> tuple[str, bytes]
     if signature is None:
         # A whole PCS response body: {"tcbInfo": {...}, "signature": "hex"}.
         text = raw_json_member(value, member)
-        signature = json.loads(value).get("signature")
+        signature = load_json(value, what=f"{member} response").get("signature")
     try:
         sig = bytes.fromhex(str(signature))
     except ValueError:
@@ -204,7 +205,13 @@ def raw_json_member(body: str, member: str) -> str:
     """
     decoder = json.JSONDecoder()
     try:
-        top = json.loads(body)
+        # Bounded here, so the raw_decode calls below cannot recurse deeply.
+        top = load_json(body, what="document")
+    except MalformedEvidence as exc:
+        raise MalformedEvidence(
+            f"collateral JSON: cannot locate {member}: {exc.message}", step="collateral"
+        ) from None
+    try:
         if not isinstance(top, dict) or member not in top:
             raise ValueError(f"no member {member!r}")
         # Walk the top-level members in order, decoding each value to find where it ends.
@@ -282,7 +289,7 @@ class IntelPcsClient(HttpSource):
         response = self._get(url, what)
         body = response.text
         try:
-            signature = bytes.fromhex(json.loads(body)["signature"])
+            signature = bytes.fromhex(load_json(body, what="body")["signature"])
             raw = raw_json_member(body, member)
         except (ValueError, KeyError, TypeError, MalformedEvidence) as exc:
             raise CollateralUnavailable(f"malformed {what} response: {exc}", step="collateral") from None

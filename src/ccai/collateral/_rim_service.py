@@ -17,8 +17,9 @@ from urllib.parse import quote
 from cryptography import x509
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from ccai._json import load_json
 from ccai.collateral._http import DEFAULT_TIMEOUT, HttpLimits, HttpSource, expect_ok, send
-from ccai.errors import CollateralUnavailable, UsageError
+from ccai.errors import CollateralUnavailable, MalformedEvidence, UsageError
 
 if TYPE_CHECKING:
     import httpx
@@ -108,9 +109,10 @@ class RimServiceClient(HttpSource):
             )
         expect_ok(response, what=what)
         try:
-            answer = _RimServiceAnswer.model_validate_json(response.content)
+            # Decoded by load_json first: pydantic's own JSON parser has a recursion limit of its own.
+            answer = _RimServiceAnswer.model_validate(load_json(response.content, what="body"))
             xml = base64.b64decode(answer.rim, validate=True)
-        except (ValidationError, binascii.Error, ValueError):
+        except (ValidationError, binascii.Error, ValueError, MalformedEvidence):
             raise CollateralUnavailable(f"{what}: the answer is not a RIM service response") from None
         if answer.id != rim_id:
             raise CollateralUnavailable(
@@ -131,8 +133,8 @@ class RimServiceClient(HttpSource):
         request = self._client.build_request("GET", url, headers=self._headers(Accept="application/json"))
         response = expect_ok(send(self._client, request, what=what, limits=self.limits), what=what)
         try:
-            ids = response.json()["ids"]
-        except (ValueError, KeyError, TypeError):
+            ids = load_json(response.content, what="body")["ids"]
+        except (ValueError, KeyError, TypeError, MalformedEvidence):
             raise CollateralUnavailable(f"{what}: malformed answer") from None
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise CollateralUnavailable(f"{what}: malformed answer")

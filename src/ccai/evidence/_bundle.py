@@ -28,6 +28,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ccai._json import load_json
 from ccai.errors import MalformedEvidence, UnsupportedEvidence, UsageError
 from ccai.evidence._binding import BINDING_NONCE_ONLY
 from ccai.evidence._nvidia_json import GpuEvidence, dump_evidence_json, parse_evidence_json
@@ -112,10 +113,7 @@ def _hex(value: Any, what: str, size: int) -> bytes:
 
 
 def _collateral_object(data: bytes) -> dict[str, Any]:
-    try:
-        section = json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        raise UsageError(f"evidence bundle: collateral_json is not JSON: {exc}") from None
+    section = load_json(data, what="evidence bundle: collateral_json", error=UsageError)
     if not isinstance(section, dict):
         raise UsageError("evidence bundle: collateral_json must be a JSON object")
     return section
@@ -162,9 +160,9 @@ def load_evidence_bundle(data: bytes) -> EvidenceBundle:
         UnsupportedEvidence: another format or version.
     """
     try:
-        doc = json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        raise MalformedEvidence(f"evidence bundle is not JSON: {exc}", step="parse") from None
+        doc = load_json(data, what="evidence bundle")
+    except MalformedEvidence as exc:
+        raise MalformedEvidence(exc.message, step="parse") from None
     if not isinstance(doc, dict):
         raise MalformedEvidence("evidence bundle must be a JSON object", step="parse")
     if doc.get("format") != BUNDLE_FORMAT:
@@ -244,7 +242,10 @@ def bundle_from_nonce_only_pair(
         MalformedEvidence: the GPU JSON is not in the SDK layout.
     """
     try:
-        doc = json.loads(gpu_json)
+        doc = load_json(gpu_json, what="GPU SDK JSON")
+    except MalformedEvidence as exc:
+        raise MalformedEvidence(exc.message, step="parse") from None
+    try:
         nonce = bytes.fromhex(doc["nonce"])
         arch = str(doc["arch"])
         items = [{"arch": arch, "nonce": doc["nonce"], **item} for item in doc["evidence_list"]]

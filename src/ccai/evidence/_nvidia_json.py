@@ -24,6 +24,7 @@ from typing import Any
 
 from cryptography import x509
 
+from ccai._json import load_json
 from ccai.errors import MalformedEvidence
 from ccai.evidence._certs import parse_cert_chain
 from ccai.evidence._spdm import AttestationReport, parse_attestation_report
@@ -171,9 +172,9 @@ def parse_evidence_json(data: bytes) -> tuple[GpuEvidence, ...]:
             a nonce that is not 32 bytes of hex, or invalid base64.
     """
     try:
-        doc: Any = json.loads(data)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise MalformedEvidence(f"evidence JSON: not valid JSON: {exc}", step="parse") from None
+        doc: Any = load_json(data, what="document")
+    except MalformedEvidence as exc:
+        raise MalformedEvidence(f"evidence JSON: not valid JSON: {exc.message}", step="parse") from None
     if not isinstance(doc, list) or not doc:
         raise MalformedEvidence("evidence JSON: expected a non-empty list of device objects", step="parse")
     return tuple(_item(obj, i) for i, obj in enumerate(doc))

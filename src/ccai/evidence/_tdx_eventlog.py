@@ -10,11 +10,11 @@ log against the quote's RTMRs is a verification step (``ccai.verify``).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from ccai._binary import Reader
+from ccai._json import load_json
 from ccai.errors import MalformedEvidence, UnsupportedEvidence
 
 __all__ = [
@@ -170,7 +170,7 @@ def parse_json_event_log(log: str | bytes | list[Any]) -> tuple[TdxEvent, ...]:
         MalformedEvidence: not a JSON list of such objects.
     """
     try:
-        items = json.loads(log) if isinstance(log, str | bytes) else log
+        items = load_json(log, what="TDX JSON event log") if isinstance(log, str | bytes) else log
         if not isinstance(items, list):
             raise TypeError("not a list")
         events = []
@@ -185,6 +185,8 @@ def parse_json_event_log(log: str | bytes | list[Any]) -> tuple[TdxEvent, ...]:
                 raise ValueError("event_type is not a 32-bit unsigned integer")
             rtmr = None if event_type == EV_NO_ACTION else imr
             events.append(TdxEvent(rtmr=rtmr, event_type=event_type, digest=digest, event=payload))
+    except MalformedEvidence as exc:
+        raise MalformedEvidence(exc.message, step="parse") from None
     except (ValueError, TypeError, KeyError, OverflowError) as exc:
         # OverflowError: int() of a JSON number that decodes to infinity (1e999).
         raise MalformedEvidence(f"TDX JSON event log is malformed: {exc}", step="parse") from None

@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ccai._binary import Reader
+from ccai._json import load_json
 from ccai.errors import MalformedEvidence, UnsealError
 
 __all__ = [
@@ -192,7 +193,7 @@ class Header:
             UnsealError: not a version-1 ccai sealed header (deliberately opaque, like every unseal failure).
         """
         try:
-            doc = json.loads(data)
+            doc = load_json(data, what="sealed header")
             key = doc["key"]
             if doc["format"] != FORMAT or doc["version"] != VERSION or doc["cipher"] != "AES-256-GCM":
                 raise UnsealError()
@@ -209,7 +210,7 @@ class Header:
                 wrapped_key=bytes.fromhex(key["wrapped"]),
                 manifest_nonce=bytes.fromhex(doc["manifest_nonce"]),
             )
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, MalformedEvidence):
             raise UnsealError() from None
         if len(header.wrap_nonce) != 12 or len(header.manifest_nonce) != 12:
             raise UnsealError()
@@ -353,7 +354,7 @@ class Manifest:
             UnsealError: malformed, or inconsistent with the header.
         """
         try:
-            doc = json.loads(data)
+            doc = load_json(data, what="manifest")
             if doc["format"] != FORMAT or doc["version"] != VERSION:
                 raise UnsealError()
             if bytes.fromhex(doc["model_id"]) != header.model_id or doc["chunk_size"] != header.chunk_size:
@@ -394,7 +395,7 @@ class Manifest:
                 ):
                     raise UnsealError()
                 files.append(entry)
-        except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError, MalformedEvidence):
             # OverflowError: int() of a JSON number that decodes to infinity (1e999).
             raise UnsealError() from None
         return cls(model_id=header.model_id, chunk_size=header.chunk_size, files=tuple(files))
@@ -420,10 +421,7 @@ def parse_safetensors_header(prefix: bytes, *, file_size: int, what: str) -> Saf
     reader = Reader(prefix, what=f"safetensors header of {what}")
     n = reader.u64le("header length")
     raw = reader.take(n, "header JSON")
-    try:
-        doc = json.loads(raw)
-    except ValueError as exc:
-        raise MalformedEvidence(f"{what}: safetensors header is not JSON: {exc}") from None
+    doc = load_json(raw, what=f"{what}: safetensors header")
     if not isinstance(doc, dict):
         raise MalformedEvidence(f"{what}: safetensors header is not a JSON object")
     base = 8 + n

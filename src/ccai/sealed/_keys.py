@@ -23,6 +23,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ccai._files import atomic_write
+from ccai._json import load_json
 from ccai._types import KeyId
 from ccai.errors import UnsealError, UsageError
 
@@ -119,11 +120,12 @@ def read_kek(path: Path) -> Kek:
         UsageError: the file is missing, unreadable or not a 256-bit ``oct`` JWK with a ``kid``.
     """
     try:
-        doc = json.loads(path.read_bytes())
+        data = path.read_bytes()
     except FileNotFoundError:
         raise UsageError(f"key file not found: {path}") from None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         raise UsageError(f"cannot read key file {path}: {exc}") from None
+    doc = load_json(data, what=f"key file {path}", error=UsageError)
     if not isinstance(doc, dict) or doc.get("kty") != "oct":
         raise UsageError(f"{path} is not an oct JWK key file")
     kid, k = doc.get("kid"), doc.get("k")

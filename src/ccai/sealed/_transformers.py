@@ -8,7 +8,6 @@ directory on a RAM-backed file system and removes it as soon as the tokenizer is
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -16,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ccai._files import open_private_exclusive
-from ccai.errors import UnsealError, UsageError
+from ccai._json import load_json
+from ccai.errors import MalformedEvidence, UnsealError, UsageError
 from ccai.sealed._container import OpenedModel, open_model
 from ccai.sealed._keys import DataKey, Kek
 from ccai.sealed._pipeline import load_into
@@ -37,8 +37,8 @@ def _json_file(model: OpenedModel, name: str) -> dict[str, Any] | None:
     except KeyError:
         return None
     try:
-        doc = json.loads(model.decrypt_file(entry))
-    except ValueError:
+        doc = load_json(model.decrypt_file(entry), what=name)
+    except MalformedEvidence:
         raise UnsealError() from None
     if not isinstance(doc, dict):
         raise UnsealError()

@@ -27,13 +27,13 @@ behaviour. NRAS v1 policies (flat rules without ``type``) are refused.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from ccai._json import load_json
 from ccai.errors import UsageError
 from ccai.verify._policy import Appraisal, PolicyFailure
 
@@ -166,10 +166,7 @@ def load_nvidia_policy(
             raise UsageError(f"cannot read policy {source}: {exc.strerror}") from None
         source = data
     if isinstance(source, bytes | str):
-        try:
-            doc: Any = json.loads(source)
-        except ValueError as exc:
-            raise UsageError(f"policy {label} is not JSON: {exc}") from None
+        doc: Any = load_json(source, what=f"policy {label}", error=UsageError)
     else:
         doc = copy.deepcopy(dict(source))
     if not isinstance(doc, dict) or not isinstance(doc.get("authorization-rules"), dict):

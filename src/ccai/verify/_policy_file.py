@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from ccai._json import load_json
 from ccai.errors import UsageError
 from ccai.verify._cpu_policy import ByTee, snp_rules, tdx_rules
 from ccai.verify._nvidia_policy import load_nvidia_policy
@@ -146,17 +147,20 @@ def _read(source: str | Path | bytes | Mapping[str, Any], name: str | None) -> t
             raise UsageError(f"cannot read policy {source}: {exc.strerror}") from None
         name, base = name or str(source), source.parent
     elif isinstance(source, Mapping):
-        return json.loads(json.dumps(source)), name or "(mapping)", Path.cwd()
+        # A plain-JSON copy of the caller's mapping, held to the same limits as a file.
+        name = name or "(mapping)"
+        try:
+            data = json.dumps(source).encode()
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise UsageError(f"policy {name} is not plain JSON data: {str(exc)[:80]}") from None
+        base = Path.cwd()
     else:
         data, name, base = (
             source.encode() if isinstance(source, str) else source,
             name or "(text)",
             Path.cwd(),
         )
-    try:
-        return json.loads(data), name, base
-    except ValueError as exc:
-        raise UsageError(f"policy {name} is not JSON: {exc}") from None
+    return load_json(data, what=f"policy {name}", error=UsageError), name, base
 
 
 def _normalise(doc: Any, name: str) -> dict[str, Any]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -35,6 +34,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ccai._json import load_json
 from ccai.collateral import TdxCollateral
 from ccai.errors import (
     BindingError,
@@ -203,7 +203,12 @@ def _check_signed_json(
         what=f"{what} signature",
     )
     try:
-        doc = json.loads(text)
+        doc = load_json(text, what="text")
+    except MalformedEvidence as exc:
+        raise MalformedEvidence(
+            f"{what} is not valid JSON with issueDate/nextUpdate: {exc.message}", step=step
+        ) from None
+    try:
         issue, nxt = _iso(doc["issueDate"]), _iso(doc["nextUpdate"])
     except (ValueError, KeyError, TypeError) as exc:
         raise MalformedEvidence(

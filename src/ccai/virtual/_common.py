@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ccai._files import atomic_write, private_dir
+from ccai._json import load_json
 from ccai.errors import UsageError
 
 __all__ = [
@@ -80,7 +81,7 @@ def read_state(
     except FileNotFoundError:
         return None
     try:
-        data = json.loads(raw)
+        data = load_json(raw, what="content", error=UsageError)
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         if data.get("format") != state_format:
@@ -99,8 +100,8 @@ def read_cache(path: Path | None, *, cache_format: str, seed_id: str) -> dict[st
     if path is None or not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = load_json(path.read_bytes(), what="cache", error=UsageError)
+    except (OSError, UsageError):
         return None
     if not isinstance(data, dict) or data.get("format") != cache_format or data.get("seed_id") != seed_id:
         return None
