@@ -70,11 +70,11 @@ def test_attest_then_verify_round_trip(tmp_path: Path) -> None:
     doc = json.loads(out)
     assert doc["result"] == "pass" and doc["simulated"] is True
     assert set(doc["claims"]) == {"overall", "cpu", "GPU-0", "GPU-1"}
-    code, out = _run("verify", "bundle", str(bundle), "--offline", "--allow-simulated")
+    code, out = _run("verify", "bundle", str(bundle), "--nonce", NONCE, "--offline", "--allow-simulated")
     assert code == 0 and "PASS" in out
 
     # Without --allow-simulated the test PKI is not trusted.
-    code, _ = _run("verify", str(bundle), "--offline")
+    code, _ = _run("verify", str(bundle), "--nonce", NONCE, "--offline")
     assert code == 1
 
     # Tampered: another TLS key claimed in the bundle → binding error, exit 1.
@@ -82,7 +82,7 @@ def test_attest_then_verify_round_trip(tmp_path: Path) -> None:
     raw["keys"]["tls_spki_sha256"] = "00" * 32
     tampered = tmp_path / "tampered.json"
     tampered.write_text(json.dumps(raw))
-    code, out = _run("verify", str(tampered), "--offline", "--allow-simulated", "--json")
+    code, out = _run("verify", str(tampered), "--nonce", NONCE, "--offline", "--allow-simulated", "--json")
     assert code == 1 and json.loads(out)["error"]["error"] == "BindingError"
 
     # Offline with no collateral anywhere → collateral unavailable, exit 3.
@@ -90,10 +90,12 @@ def test_attest_then_verify_round_trip(tmp_path: Path) -> None:
     raw["keys"]["tls_spki_sha256"] = json.loads(bundle.read_text())["keys"]["tls_spki_sha256"]
     bare = tmp_path / "bare.json"
     bare.write_text(json.dumps(raw))
-    code, _ = _run("verify", str(bare), "--offline", "--allow-simulated")
+    code, _ = _run("verify", str(bare), "--nonce", NONCE, "--offline", "--allow-simulated")
     assert code == 3
     # … and the collateral can come from a separate file instead.
-    code, out = _run("verify", str(bare), "--offline", "--allow-simulated", "--collateral", str(bundle))
+    code, out = _run(
+        "verify", str(bare), "--nonce", NONCE, "--offline", "--allow-simulated", "--collateral", str(bundle)
+    )
     assert code == 0, out
 
 
@@ -104,7 +106,7 @@ def test_attest_snp_single_gpu(tmp_path: Path) -> None:
         "attest", "--simulate", "snp", "--gpus", "1", "--nonce", NONCE, "-o", str(bundle), "--with-collateral"
     )
     assert code == 0, out
-    code, out = _run("verify", str(bundle), "--offline", "--allow-simulated")
+    code, out = _run("verify", str(bundle), "--nonce", NONCE, "--offline", "--allow-simulated")
     assert code == 0, out
 
 
@@ -114,10 +116,10 @@ def test_collateral_fetch_failure_is_exit_3_and_marks_no_step_failed(tmp_path: P
     code, out = _run("attest", "--simulate", "snp", "--gpus", "1", "--nonce", NONCE, "-o", str(bundle))
     assert code == 0, out
     dead = ["--rim-service-url", "http://127.0.0.1:1", "--ocsp-url", "http://127.0.0.1:1/ocsp"]
-    code, out = _run("verify", str(bundle), "--allow-simulated", *dead)
+    code, out = _run("verify", str(bundle), "--nonce", NONCE, "--allow-simulated", *dead)
     assert code == 3, out
     assert "✗" not in out and "(1) bundle and nonce" not in out
-    code, out = _run("verify", str(bundle), "--allow-simulated", *dead, "--json")
+    code, out = _run("verify", str(bundle), "--nonce", NONCE, "--allow-simulated", *dead, "--json")
     assert code == 3, out
     doc, _ = json.JSONDecoder().raw_decode(out[out.index("{") :])  # the error message follows on stderr
     assert {row["status"] for row in doc["steps"]} == {"not run"}

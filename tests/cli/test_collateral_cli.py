@@ -87,7 +87,7 @@ def test_fetch_then_inspect(dev_server: str, evidence_file: Path, tmp_path: Path
         str(evidence_file),
         "-o",
         str(bundle),
-        "--rim-service",
+        "--rim-service-url",
         dev_server,
         "--ocsp-url",
         f"{dev_server}/ocsp",
@@ -114,12 +114,13 @@ def test_fetch_with_nothing_reachable_exits_3(evidence_file: Path, tmp_path: Pat
         str(evidence_file),
         "-o",
         str(tmp_path / "b.json"),
-        "--rim-service",
+        "--rim-service",  # the deprecated spelling of --rim-service-url still works, with a warning
         closed,
         "--ocsp-url",
         closed,
     )
     assert done.returncode == 3, done.stderr
+    assert "--rim-service is deprecated" in done.stderr
     assert "CollateralUnavailable" in done.stderr
     assert not (tmp_path / "b.json").exists()
 

@@ -234,7 +234,17 @@ def test_collateral_fetch_over_the_limit_exits_3(serve: Callable[[Handler], str]
     evidence.write_bytes(dump_evidence_json([item]))
     url = serve(_big_body)
     output = tmp_path / "bundle.json"
-    argv = ["collateral", "fetch", str(evidence), "-o", str(output), "--rim-service", url, "--ocsp-url", url]
+    argv = [
+        "collateral",
+        "fetch",
+        str(evidence),
+        "-o",
+        str(output),
+        "--rim-service-url",
+        url,
+        "--ocsp-url",
+        url,
+    ]
     result = subprocess.run(
         [sys.executable, "-m", "ccai.cli", *argv],
         capture_output=True,

@@ -22,6 +22,7 @@ from ccai.errors import (
     NonceMismatch,
     SimulatedEvidenceRejected,
     UnsupportedEvidence,
+    UsageError,
 )
 from ccai.evidence import (
     BINDING_NONCE_ONLY,
@@ -35,6 +36,7 @@ from ccai.evidence import (
 from ccai.verify import (
     COMPOSITE_STEPS,
     TrustAnchors,
+    Verifier,
     default_composite_policy,
     tdx_rules,
     verify_composite,
@@ -109,8 +111,9 @@ def test_virtual_vm_bundle_verifies_only_when_simulation_is_allowed(
     assert result.cpu_claims is not None and result.cpu_claims["x-ccai-simulated"] is True
     assert result.overall_claims["x-ccai-binding"] == "ccai/composite/v1"
     assert result.overall_claims["x-ccai-cpu-tee"] == tee
+    assert result.overall_claims["x-ccai-freshness"] == "checked"
     with pytest.raises(SimulatedEvidenceRejected):
-        verify_composite(bundle, now=NOW)
+        verify_composite(bundle, now=NOW, expected_nonce=NONCE)
 
 
 def test_gpu_evidence_from_another_virtual_vm_is_a_binding_error(tmp_path: Path) -> None:
@@ -120,13 +123,19 @@ def test_gpu_evidence_from_another_virtual_vm_is_a_binding_error(tmp_path: Path)
     b = _bundle(cpu_b, gpu_b)  # same verifier nonce: the GPU evidence alone is genuine and fresh
     swapped = dataclasses.replace(a, gpus=b.gpus)
     with pytest.raises(BindingError):
-        verify_composite(swapped, now=NOW, allow_simulated=True, **_anchors(cpu_a, gpu_a))  # type: ignore[arg-type]
+        verify_composite(
+            swapped, now=NOW, expected_nonce=NONCE, allow_simulated=True, **_anchors(cpu_a, gpu_a)
+        )  # type: ignore[arg-type]
     one_swapped = dataclasses.replace(a, gpus=(a.gpus[0], b.gpus[1]))
     with pytest.raises(BindingError):
-        verify_composite(one_swapped, now=NOW, allow_simulated=True, **_anchors(cpu_a, gpu_a))  # type: ignore[arg-type]
+        verify_composite(
+            one_swapped, now=NOW, expected_nonce=NONCE, allow_simulated=True, **_anchors(cpu_a, gpu_a)
+        )  # type: ignore[arg-type]
     reordered = dataclasses.replace(a, gpus=(a.gpus[1], a.gpus[0]))
     with pytest.raises(BindingError):
-        verify_composite(reordered, now=NOW, allow_simulated=True, **_anchors(cpu_a, gpu_a))  # type: ignore[arg-type]
+        verify_composite(
+            reordered, now=NOW, expected_nonce=NONCE, allow_simulated=True, **_anchors(cpu_a, gpu_a)
+        )  # type: ignore[arg-type]
 
 
 def test_other_keys_and_nonces_are_rejected(tmp_path: Path) -> None:
@@ -139,7 +148,7 @@ def test_other_keys_and_nonces_are_rejected(tmp_path: Path) -> None:
         dataclasses.replace(bundle, hpke_public_key=b"\x08" * 32),
     ):
         with pytest.raises(BindingError):
-            verify_composite(changed, now=NOW, allow_simulated=True, **anchors)  # type: ignore[arg-type]
+            verify_composite(changed, now=NOW, expected_nonce=NONCE, allow_simulated=True, **anchors)  # type: ignore[arg-type]
     with pytest.raises(NonceMismatch):
         verify_composite(bundle, now=NOW, allow_simulated=True, expected_nonce=bytes(32), **anchors)  # type: ignore[arg-type]
     # A relay rewrites the bundle nonce (and the GPU items' nonce field) to the verifier's new one.
@@ -153,15 +162,41 @@ def test_other_keys_and_nonces_are_rejected(tmp_path: Path) -> None:
         verify_composite(relabelled, now=NOW, allow_simulated=True, expected_nonce=new_nonce, **anchors)  # type: ignore[arg-type]
     with pytest.raises(NonceMismatch):
         verify_composite(
-            dataclasses.replace(bundle, nonce=new_nonce), now=NOW, allow_simulated=True, **anchors
+            dataclasses.replace(bundle, nonce=new_nonce),
+            now=NOW,
+            expected_nonce=new_nonce,
+            allow_simulated=True,
+            **anchors,
         )  # type: ignore[arg-type]
+
+
+def test_the_nonce_is_required_unless_freshness_is_skipped_by_name(tmp_path: Path) -> None:
+    # Regression: without a nonce a replayed bundle passed, and nothing said freshness was unchecked.
+    cpu, gpu = _vm(tmp_path / "a", "tdx", 1)
+    bundle = _bundle(cpu, gpu)
+    anchors = _anchors(cpu, gpu)
+    with pytest.raises(UsageError, match="expected_nonce is required"):
+        verify_composite(bundle, now=NOW, allow_simulated=True, **anchors)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="not both"):
+        verify_composite(
+            bundle, now=NOW, expected_nonce=NONCE, skip_freshness_check=True, allow_simulated=True, **anchors
+        )  # type: ignore[arg-type]
+    replayed = verify_composite(bundle, now=NOW, skip_freshness_check=True, allow_simulated=True, **anchors)  # type: ignore[arg-type]
+    assert replayed.overall_claims["x-ccai-freshness"] == "not-checked"
+    assert "freshness NOT checked" in replayed.steps[0].detail
+    # The library Verifier refuses the same call before it fetches anything.
+    verifier = Verifier(anchors=anchors["anchors"], allow_simulated=True)
+    with pytest.raises(UsageError, match="expected_nonce is required"):
+        verifier.verify_bundle(bundle, now=NOW)
+    again = verifier.verify_bundle(bundle, now=NOW, skip_freshness_check=True)
+    assert again.overall_claims["x-ccai-freshness"] == "not-checked"
 
 
 def test_offline_needs_collateral(tmp_path: Path) -> None:
     cpu, gpu = _vm(tmp_path / "a", "tdx", 1)
     bundle = embed_collateral(_bundle(cpu, gpu), None)
     with pytest.raises(CollateralUnavailable):
-        verify_composite(bundle, now=NOW, allow_simulated=True, **_anchors(cpu, gpu))  # type: ignore[arg-type]
+        verify_composite(bundle, now=NOW, expected_nonce=NONCE, allow_simulated=True, **_anchors(cpu, gpu))  # type: ignore[arg-type]
 
 
 def test_report_data_layout_matches_the_documentation(tmp_path: Path) -> None:
@@ -195,12 +230,19 @@ def test_real_tdx_h100_pair_checks_under_its_nonce_only_binding(vectors: Path) -
     now = datetime(2026, 3, 1, tzinfo=UTC)
     signatures_only = default_composite_policy(tdx=tdx_rules(allow_missing_collateral=True))
     with pytest.raises(UnsupportedEvidence):  # never accepted unless selected by name
-        verify_composite(bundle, now=now, policy=signatures_only)
+        verify_composite(bundle, now=now, expected_nonce=bundle.nonce, policy=signatures_only)
     trace: list[tuple[str, str]] = []
     # No RIMs for this driver are public: the GPU part stops at RIM selection, after its chain,
     # signature and nonce (the nonce-only binding) passed.
     with pytest.raises(CollateralUnavailable) as info:
-        verify_composite(bundle, now=now, scheme=BINDING_NONCE_ONLY, policy=signatures_only, trace=trace)
+        verify_composite(
+            bundle,
+            now=now,
+            expected_nonce=bundle.nonce,
+            scheme=BINDING_NONCE_ONLY,
+            policy=signatures_only,
+            trace=trace,
+        )
     assert [s for s, _ in trace] == list(COMPOSITE_STEPS[:3])
     assert info.value.step == "(6) RIM selection"
     # report_data[32:64] is the nonce: another nonce breaks the binding.
@@ -208,12 +250,15 @@ def test_real_tdx_h100_pair_checks_under_its_nonce_only_binding(vectors: Path) -
         bundle, nonce=bytes(32), gpus=tuple(dataclasses.replace(g, nonce=bytes(32)) for g in bundle.gpus)
     )
     with pytest.raises(BindingError):
-        verify_composite(other, now=now, scheme=BINDING_NONCE_ONLY, policy=signatures_only)
+        verify_composite(
+            other, now=now, expected_nonce=other.nonce, scheme=BINDING_NONCE_ONLY, policy=signatures_only
+        )
     # report_data[0:32] is the TLS SPKI hash: a claimed key that is not it breaks the binding.
     with pytest.raises(BindingError):
         verify_composite(
             dataclasses.replace(bundle, tls_spki_sha256=bytes(32)),
             now=now,
+            expected_nonce=bundle.nonce,
             scheme=BINDING_NONCE_ONLY,
             policy=signatures_only,
         )

@@ -83,8 +83,17 @@ def print_step_table(title: str, rows: Iterable[dict[str, str]]) -> None:
     console.print(table)
 
 
-def print_pass(*, simulated: str | None = None) -> None:
-    """Print the verdict of a passed verification, after the ``simulated`` banner when given."""
+def print_pass(*, simulated: str | None = None, caveats: Sequence[str] = ()) -> None:
+    """Print the verdict of a passed verification, after the ``simulated`` banner when given.
+
+    Args:
+        simulated: What was simulated (a banner before the verdict).
+        caveats: What the pass does not cover (a check deliberately not made), printed next to
+            PASS so that a pass is never read as more than it is.
+    """
     if simulated is not None:
         console.print(f"[bold yellow]SIMULATED — {simulated}; not evidence of real hardware[/]")
-    console.print("[bold green]PASS[/]")
+    if caveats:
+        console.print(f"[bold green]PASS[/] [bold yellow]({escape('; '.join(caveats))})[/]", soft_wrap=True)
+    else:
+        console.print("[bold green]PASS[/]")

@@ -18,10 +18,12 @@ from ccai.cli._options import (
     JsonOpt,
     OcspUrlOpt,
     RimDirOpt,
+    RimServiceUrlOpt,
     collateral_http_limits,
     verification_time,
 )
-from ccai.cli._output import console, print_json, read_input
+from ccai.cli._output import console, err_console, print_json, read_input
+from ccai.errors import UsageError
 
 __all__ = ["app"]
 
@@ -38,9 +40,7 @@ def fetch(  # noqa: PLR0917 - Typer maps each parameter to a command-line option
         Path, typer.Argument(help="Evidence JSON (NVIDIA's list of {arch, nonce, evidence, certificate}).")
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Bundle file to write.")],
-    rim_service: Annotated[
-        str | None, typer.Option("--rim-service", help="RIM service base URL (default NVIDIA's).")
-    ] = None,
+    rim_service_url: RimServiceUrlOpt = None,
     ocsp_url: OcspUrlOpt = None,
     rim_dir: RimDirOpt = None,
     service_key: Annotated[
@@ -53,6 +53,9 @@ def fetch(  # noqa: PLR0917 - Typer maps each parameter to a command-line option
         bool, typer.Option("--no-revocation", help="Do not fetch OCSP responses (bundle says so).")
     ] = False,
     json_out: JsonOpt = False,
+    rim_service_old: Annotated[
+        str | None, typer.Option("--rim-service", hidden=True, help="Deprecated: --rim-service-url.")
+    ] = None,
 ) -> None:
     """Fetch the RIMs and OCSP responses for EVIDENCE into one offline bundle.
 
@@ -71,10 +74,16 @@ def fetch(  # noqa: PLR0917 - Typer maps each parameter to a command-line option
     )
     from ccai.evidence import parse_evidence_json
 
+    if rim_service_old is not None:
+        # The old spelling; every other command says --rim-service-url.
+        if rim_service_url is not None:
+            raise UsageError("give --rim-service-url once (--rim-service is its deprecated spelling)")
+        err_console.print("[yellow]warning:[/] --rim-service is deprecated: use --rim-service-url")
+        rim_service_url = rim_service_old
     items = parse_evidence_json(read_input(evidence, what="evidence file"))
     source = default_gpu_source(
         rim_dir=rim_dir,
-        rim_service_url=rim_service or DEFAULT_RIM_SERVICE_URL,
+        rim_service_url=rim_service_url or DEFAULT_RIM_SERVICE_URL,
         ocsp_url=ocsp_url or DEFAULT_OCSP_URL,
         service_key=service_key,
         limits=collateral_http_limits(),

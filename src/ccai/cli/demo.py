@@ -309,7 +309,7 @@ def step_verify_composite(
     )
     foreign = collect_composite(nonce=nonce, cpu=None, gpu=other).gpus
     try:
-        verifier.verify_bundle(dataclasses.replace(bundle, gpus=foreign), now=now)
+        verifier.verify_bundle(dataclasses.replace(bundle, gpus=foreign), now=now, expected_nonce=nonce)
     except BindingError as exc:
         swap = f"rejected: {type(exc).__name__}"
     else:  # pragma: no cover - the binding makes this unreachable

@@ -7,6 +7,12 @@ bundle, or an evidence bundle carrying one), else from the bundle itself, else �
 ``--offline`` — from Intel PCS / AMD KDS / NVIDIA's RIM service and OCSP responder (URLs
 configurable; GPU collateral is fetched after the GPU evidence is authenticated). Exit codes as
 ``ccai verify gpu``: 0 pass, 1 evidence, binding or policy failure, 2 usage, 3 collateral unavailable.
+
+``--nonce`` (the nonce the verifier issued) is required: only it proves the bundle is fresh, not a
+replay. ``--skip-freshness-check`` verifies without it, by name: the result then says
+``freshness: not checked`` (JSON ``"freshness": "not checked"``, claims ``x-ccai-freshness``) and
+people get a warning line, but the exit code stays 0 when everything else passes — the user asked
+for exactly this check to be left out, and scripts read the ``freshness`` field.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from ccai.cli._options import (
     parse_nonce,
     verification_time,
 )
-from ccai.cli._output import print_json, read_input
+from ccai.cli._output import err_console, print_json, read_input
 from ccai.cli._steps import outcome_document, print_pass, print_step_table, rows_from_trace
 from ccai.errors import Error, MalformedEvidence, UsageError
 
@@ -77,11 +83,15 @@ def _policies(path: Path | None) -> dict[str, Any]:
     return {"policy": load_policy(read_input(path, what="policy"), name=str(path))}
 
 
+_NOT_FRESH = "freshness NOT checked (--skip-freshness-check): this bundle may be a replay"
+
+
 def _report(
     verified: VerifiedEvidence | None,
     error: Error | None,
     *,
     as_json: bool,
+    freshness_checked: bool,
 ) -> None:
     from ccai.verify import COMPOSITE_STEPS
 
@@ -103,11 +113,17 @@ def _report(
                 "cpu": dict(verified.cpu_claims or {}),
                 **{f"GPU-{g.index}": dict(g.claims) for g in verified.gpus},
             }
-        print_json(outcome_document(rows, error, claims=claims, **simulated))
+        freshness = "checked" if freshness_checked else "not checked"
+        print_json(outcome_document(rows, error, claims=claims, freshness=freshness, **simulated))
         return
     print_step_table("composite evidence", rows)
     if verified is not None:
-        print_pass(simulated="virtual TEE and GPUs, test PKI" if verified.simulated else None)
+        if not freshness_checked:
+            err_console.print(f"[bold yellow]warning:[/] {_NOT_FRESH}", highlight=False, soft_wrap=True)
+        print_pass(
+            simulated="virtual TEE and GPUs, test PKI" if verified.simulated else None,
+            caveats=() if freshness_checked else ("freshness NOT checked",),
+        )
 
 
 def bundle_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line option
@@ -130,6 +146,14 @@ def bundle_command(  # noqa: PLR0917 - Typer maps each parameter to a command-li
     ] = None,
     allow_simulated: AllowSimulatedOpt = False,
     nonce: NonceOpt = None,
+    skip_freshness_check: Annotated[
+        bool,
+        typer.Option(
+            "--skip-freshness-check",
+            help="DANGEROUS: verify without --nonce; a replayed bundle passes (the result says "
+            "'freshness: not checked').",
+        ),
+    ] = False,
     scheme: Annotated[
         str, typer.Option("--scheme", help="Binding scheme: ccai/composite/v1 or secretvm/nonce-only.")
     ] = "ccai/composite/v1",
@@ -146,6 +170,14 @@ def bundle_command(  # noqa: PLR0917 - Typer maps each parameter to a command-li
     from ccai.evidence import load_evidence_bundle
     from ccai.verify import Verifier
 
+    if nonce is None and not skip_freshness_check:
+        raise UsageError(
+            "--nonce is required: the nonce you issued; without it a replayed bundle passes",
+            hint="or --skip-freshness-check to verify without it (the result then says "
+            "freshness: not checked)",
+        )
+    if nonce is not None and skip_freshness_check:
+        raise UsageError("give --nonce or --skip-freshness-check, not both")
     now = verification_time(at)
     expected = parse_nonce(nonce) if nonce is not None else None
     loaded = load_evidence_bundle(read_input(bundle, what="evidence bundle"))
@@ -174,9 +206,14 @@ def bundle_command(  # noqa: PLR0917 - Typer maps each parameter to a command-li
             **policies,
         )
         verified = verifier.verify_bundle(
-            loaded, now=now, expected_nonce=expected, scheme=scheme, collateral=coll
+            loaded,
+            now=now,
+            expected_nonce=expected,
+            skip_freshness_check=skip_freshness_check,
+            scheme=scheme,
+            collateral=coll,
         )
     except Error as exc:
-        _report(None, exc, as_json=as_json)
+        _report(None, exc, as_json=as_json, freshness_checked=expected is not None)
         raise
-    _report(verified, None, as_json=as_json)
+    _report(verified, None, as_json=as_json, freshness_checked=expected is not None)

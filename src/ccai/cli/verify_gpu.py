@@ -8,6 +8,12 @@ the claims and the detached EAT signed with the key under ``$CCAI_HOME``.
 
 Exit codes: 0 genuine and policy satisfied; 1 evidence or policy failed; 2 usage; 3 collateral
 unavailable (``ccai.cli._errors``).
+
+A pass never says more than was checked: offline without OCSP responses revocation is
+``not-checked`` — the default policy of such a run accepts that, but NVIDIA's overall result
+(``x-nvidia-overall-att-result``, which needs every OCSP status ``good``) is then false — so the
+verdict reads ``PASS (revocation NOT checked: …; x-nvidia-overall-att-result: false)`` and the JSON
+carries ``"revocation": "not-checked"`` and the same ``warnings``.
 """
 
 from __future__ import annotations
@@ -28,8 +34,10 @@ from ccai.cli._options import (
     GpuPolicyOpt,
     JsonClaimsOpt,
     NonceOpt,
+    OcspUrlOpt,
     OfflineOpt,
     RimDirOpt,
+    RimServiceUrlOpt,
     check_claims_version,
     gpu_collateral_source,
     parse_nonce,
@@ -44,7 +52,7 @@ if TYPE_CHECKING:
     from ccai.evidence import GpuEvidence
     from ccai.verify import Policy, StepResult, VerifiedEvidence, Verifier
 
-__all__ = ["build_policy", "gpu_command", "gpu_verifier", "report_outcome", "verify_and_report"]
+__all__ = ["build_policy", "caveats", "gpu_command", "gpu_verifier", "report_outcome", "verify_and_report"]
 
 
 def build_policy(path: Path | None, *, revocation_checked: bool) -> Policy:
@@ -171,6 +179,26 @@ def _rows(verified: VerifiedEvidence | None, error: Error | None) -> list[dict[s
     ]
 
 
+REVOCATION_NOT_CHECKED = "revocation NOT checked: offline without OCSP responses"
+
+
+def caveats(verified: VerifiedEvidence, *, revocation_checked: bool) -> list[str]:
+    """What a passed GPU verification does not cover, to print next to PASS.
+
+    Args:
+        verified: The passed verification.
+        revocation_checked: Whether OCSP responses were fetched (False offline without a bundle).
+
+    Returns:
+        One phrase per caveat: revocation not checked, and NVIDIA's overall result being false
+        (its rule needs every OCSP status ``good`` and every measurement matching).
+    """
+    found = [] if revocation_checked else [REVOCATION_NOT_CHECKED]
+    if verified.overall_claims.get("x-nvidia-overall-att-result") is False:
+        found.append("x-nvidia-overall-att-result: false")
+    return found
+
+
 def report_outcome(
     *,
     verified: VerifiedEvidence | None,
@@ -179,9 +207,15 @@ def report_outcome(
     title: str,
     eat: list[Any] | None = None,
     extra: dict[str, Any] | None = None,
+    revocation_checked: bool = True,
 ) -> None:
-    """Print the per-step table (people) or the JSON document (scripts) for one verification."""
+    """Print the per-step table (people) or the JSON document (scripts) for one verification.
+
+    ``revocation_checked`` False (offline without OCSP responses) is said next to PASS and in the
+    JSON (``"revocation": "not-checked"`` and ``warnings``).
+    """
     rows = _rows(verified, error)
+    warnings = caveats(verified, revocation_checked=revocation_checked) if verified is not None else []
     if as_json:
         claims = None
         if verified is not None:
@@ -189,11 +223,22 @@ def report_outcome(
                 "overall": dict(verified.overall_claims),
                 **{f"GPU-{g.index}": dict(g.claims) for g in verified.gpus},
             }
-        print_json(outcome_document(rows, error, claims=claims, detached_eat=eat, **(extra or {})))
+        revocation = "checked" if revocation_checked else "not-checked"
+        print_json(
+            outcome_document(
+                rows,
+                error,
+                claims=claims,
+                detached_eat=eat,
+                revocation=revocation,
+                warnings=warnings,
+                **(extra or {}),
+            )
+        )
         return
     print_step_table(title, rows)
     if verified is not None:
-        print_pass(simulated="virtual CC GPU, test PKI" if verified.simulated else None)
+        print_pass(simulated="virtual CC GPU, test PKI" if verified.simulated else None, caveats=warnings)
 
 
 def verify_and_report(
@@ -220,13 +265,28 @@ def verify_and_report(
             items, nonce=nonce, now=now, claims_version=claims_version, reported_cc_mode=reported_cc_mode
         )
     except Error as exc:
-        report_outcome(verified=None, error=exc, as_json=as_json, title=title, extra=extra)
+        report_outcome(
+            verified=None,
+            error=exc,
+            as_json=as_json,
+            title=title,
+            extra=extra,
+            revocation_checked=verifier.check_revocation,
+        )
         raise
     eat = None
     if as_json:
         signer = TokenSigner.load_or_create(development=verified.simulated)
         eat = issue_token(verified, signing_key=signer, now=now).to_json()
-    report_outcome(verified=verified, error=None, as_json=as_json, title=title, eat=eat, extra=extra)
+    report_outcome(
+        verified=verified,
+        error=None,
+        as_json=as_json,
+        title=title,
+        eat=eat,
+        extra=extra,
+        revocation_checked=verifier.check_revocation,
+    )
     return verified
 
 
@@ -249,6 +309,8 @@ def gpu_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line 
     rim_dir: RimDirOpt = None,
     collateral: GpuCollateralOpt = None,
     offline: OfflineOpt = False,
+    rim_service_url: RimServiceUrlOpt = None,
+    ocsp_url: OcspUrlOpt = None,
     at: AtOpt = None,
     policy: GpuPolicyOpt = None,
     allow_simulated: AllowSimulatedOpt = False,
@@ -260,6 +322,8 @@ def gpu_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line 
         raise UsageError("--nonce is required (the nonce the evidence must be bound to)")
     nonce_bytes = parse_nonce(nonce)
     check_claims_version(claims_version)
+    if offline and (rim_service_url is not None or ocsp_url is not None):
+        raise UsageError("--offline never asks a RIM service or OCSP responder: drop it or the URLs")
     now = verification_time(at)
     items = _load_items(evidence, report, certs, nonce_bytes)
     verifier = gpu_verifier(
@@ -270,6 +334,8 @@ def gpu_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line 
         offline=offline,
         driver_rim=driver_rim,
         vbios_rim=vbios_rim,
+        rim_service_url=rim_service_url,
+        ocsp_url=ocsp_url,
     )
     verify_and_report(
         verifier,

@@ -4,7 +4,9 @@
 :data:`COMPOSITE_STEPS`:
 
 (1) bundle: a known binding scheme (the foreign ``secretvm/nonce-only`` scheme only when the caller
-    selects it by name); the bundle nonce equals the verifier's nonce when one is given
+    selects it by name); the bundle nonce equals the verifier's nonce (freshness). The nonce is
+    required: only ``skip_freshness_check=True``, by name, verifies without one, and the overall
+    claims then say ``x-ccai-freshness: "not-checked"`` (a replayed bundle passes such a check)
 (2) CPU evidence: the evidence checks of :func:`verify_tdx_quote` / :func:`verify_snp_report`
     against the pinned Intel/AMD roots — or, only with ``allow_simulated=True``, the test roots of
     the caller's test-PKI anchors — without their own appraisal
@@ -63,7 +65,7 @@ from ccai.verify._steps import Steps
 from ccai.verify._tdx import _check_tdx_quote
 from ccai.verify._trust import TrustAnchors
 
-__all__ = ["COMPOSITE_STEPS", "GpuStage", "run_composite", "verify_composite"]
+__all__ = ["COMPOSITE_STEPS", "GpuStage", "check_freshness_arguments", "run_composite", "verify_composite"]
 
 COMPOSITE_STEPS = (
     "(1) bundle and nonce",
@@ -74,6 +76,31 @@ COMPOSITE_STEPS = (
     "(6) result",
 )
 S_BUNDLE, S_CPU, S_BINDING, S_GPU, S_POLICY, S_RESULT = COMPOSITE_STEPS
+
+#: ``x-ccai-freshness`` of a bundle whose nonce was compared with the verifier's / was not.
+FRESHNESS_CHECKED = "checked"
+FRESHNESS_NOT_CHECKED = "not-checked"
+
+
+def check_freshness_arguments(expected_nonce: bytes | None, *, skip_freshness_check: bool) -> None:
+    """Refuse a composite verification that would not say whether the bundle is fresh.
+
+    A bundle proves freshness only against the nonce the verifier issued; without one, a recorded
+    bundle replays forever. So the nonce is required, and verifying without it takes the loudly
+    named ``skip_freshness_check=True``.
+
+    Raises:
+        UsageError: neither, or both, of ``expected_nonce`` and ``skip_freshness_check``.
+    """
+    if expected_nonce is None and not skip_freshness_check:
+        raise UsageError(
+            "expected_nonce is required: the nonce you issued (without it a replayed bundle passes)",
+            hint="pass skip_freshness_check=True to verify without it; the claims then say "
+            'x-ccai-freshness: "not-checked"',
+        )
+    if expected_nonce is not None and skip_freshness_check:
+        raise UsageError("give expected_nonce or skip_freshness_check=True, not both")
+
 
 #: Verifies the bundle's GPU items for the derived GPU nonce (step 4).
 GpuStage = Callable[[Sequence[GpuEvidence], bytes], VerifiedEvidence]
@@ -140,6 +167,7 @@ def run_composite(
     collateral: CollateralBundle | None,
     cpu_collateral: Callable[[], TdxCollateral | SnpCollateral | None] | None,
     expected_nonce: bytes | None,
+    skip_freshness_check: bool,
     scheme: str,
     policy: Policy | None,
     anchors: TrustAnchors,
@@ -155,7 +183,8 @@ def run_composite(
         collateral: The collateral bundle to use (its CPU section), or ``None``.
         cpu_collateral: Called, when ``collateral`` has no CPU section, to fetch it (a Verifier
             with Intel PCS / AMD KDS clients); ``None`` when there is nowhere to fetch from.
-        expected_nonce: The verifier's nonce, when it issued one.
+        expected_nonce: The verifier's nonce (``None`` only with ``skip_freshness_check``).
+        skip_freshness_check: Verify without a nonce (the claims say so).
         scheme: The binding scheme to require.
         policy: The appraisal policy over every claim (step 5); default
             :func:`~ccai.verify.default_composite_policy`.
@@ -168,8 +197,10 @@ def run_composite(
         The verified evidence, with the per-step results.
 
     Raises:
+        UsageError: bad arguments (no nonce without ``skip_freshness_check``, a naive ``now``).
         Error: the first failure, carrying the per-step results.
     """
+    check_freshness_arguments(expected_nonce, skip_freshness_check=skip_freshness_check)
     if now.tzinfo is None:
         raise UsageError("now must be timezone-aware")
     steps = Steps(COMPOSITE_STEPS)
@@ -198,6 +229,7 @@ def run_composite(
                 if bundle.binding == BINDING_NONCE_ONLY
                 else None,
             )
+        # Freshness: the bundle answers this verifier's nonce (skipped only by name, and said so).
         if expected_nonce is not None and not hmac.compare_digest(bundle.nonce, expected_nonce):
             raise NonceMismatch(
                 "the bundle is not for this verifier's nonce",
@@ -208,7 +240,9 @@ def run_composite(
         if bundle.cpu is None:
             raise UnsupportedEvidence("the bundle carries no CPU evidence to bind the GPUs to", step=S_BUNDLE)
         gpu_nonce = derive_gpu_nonce(bundle.nonce) if scheme == BINDING_V1 else bundle.nonce
-        done(S_BUNDLE, f"{scheme}, {len(bundle.gpus)} GPU(s), {bundle.cpu.type}")
+        freshness = FRESHNESS_NOT_CHECKED if expected_nonce is None else FRESHNESS_CHECKED
+        fresh = "freshness NOT checked (no nonce)" if expected_nonce is None else "nonce matches"
+        done(S_BUNDLE, f"{scheme}, {len(bundle.gpus)} GPU(s), {bundle.cpu.type}, {fresh}")
 
         # (2) CPU evidence
         steps.begin(S_CPU)
@@ -264,6 +298,7 @@ def run_composite(
         overall = {
             **gpu_overall,
             "x-ccai-binding": scheme,
+            "x-ccai-freshness": freshness,
             "x-ccai-cpu-tee": bundle.cpu.type,
             "x-ccai-gpu-nonce": gpu_nonce.hex(),
             "x-ccai-tls-spki-sha256": bundle.tls_spki_sha256.hex() if bundle.tls_spki_sha256 else None,
@@ -305,6 +340,7 @@ def verify_composite(
     now: datetime,
     collateral: CollateralBundle | None = None,
     expected_nonce: bytes | None = None,
+    skip_freshness_check: bool = False,
     scheme: str = BINDING_V1,
     policy: Policy | None = None,
     anchors: TrustAnchors | None = None,
@@ -320,7 +356,10 @@ def verify_composite(
         bundle: The bundle (:func:`ccai.evidence.load_evidence_bundle`).
         now: The verification time, captured once by the caller.
         collateral: Collateral to use; default: the bundle's embedded collateral.
-        expected_nonce: The nonce this verifier issued; when given the bundle must carry it.
+        expected_nonce: The nonce this verifier issued; the bundle must carry it. Required unless
+            ``skip_freshness_check``.
+        skip_freshness_check: Verify without a nonce. Dangerous: a recorded bundle then passes
+            again and again; the overall claims say ``x-ccai-freshness: "not-checked"``.
         scheme: The binding scheme to require: ``ccai/composite/v1`` (default), or
             ``secretvm/nonce-only`` to check a foreign nonce-only pair (weaker: it does not commit
             to the GPU evidence).
@@ -337,10 +376,12 @@ def verify_composite(
 
     Returns:
         The verified evidence; ``cpu_claims`` holds the TDX/SNP claims, ``overall_claims`` adds
-        ``x-ccai-binding`` and ``x-ccai-cpu-tee``; ``steps`` the per-step results.
+        ``x-ccai-binding``, ``x-ccai-freshness`` (``checked`` / ``not-checked``) and
+        ``x-ccai-cpu-tee``; ``steps`` the per-step results.
 
     Raises:
-        UsageError: bad arguments (unknown scheme, simulation without test anchors).
+        UsageError: bad arguments (no ``expected_nonce`` without ``skip_freshness_check``, unknown
+            scheme, simulation without test anchors).
         NonceMismatch: the bundle is for another nonce, or a GPU item names another GPU nonce.
         BindingError: the CPU report_data does not commit to this nonce, GPU evidence and keys.
         SimulatedEvidenceRejected: virtual-hardware evidence without ``allow_simulated``.
@@ -373,6 +414,7 @@ def verify_composite(
         collateral=coll,
         cpu_collateral=None,
         expected_nonce=expected_nonce,
+        skip_freshness_check=skip_freshness_check,
         scheme=scheme,
         policy=policy,
         anchors=trusted,

@@ -66,7 +66,7 @@ from ccai.evidence import (
     parse_tdx_quote,
 )
 from ccai.verify._caches import DEFAULT_CACHE_SIZE, VerifierCaches
-from ccai.verify._composite import run_composite
+from ccai.verify._composite import check_freshness_arguments, run_composite
 from ccai.verify._cpu_policy import default_composite_policy, snp_rules, tdx_rules
 from ccai.verify._gpu import (
     GPU_STEPS,
@@ -632,6 +632,7 @@ class Verifier:
         *,
         now: datetime | None = None,
         expected_nonce: bytes | None = None,
+        skip_freshness_check: bool = False,
         scheme: str = BINDING_V1,
         collateral: CollateralBundle | None = None,
     ) -> VerifiedEvidence:
@@ -644,7 +645,10 @@ class Verifier:
         Args:
             bundle: The bundle (``ccai.evidence.load_evidence_bundle``).
             now: The verification time (default: pinned ``at``, else now).
-            expected_nonce: The nonce this verifier issued; the bundle must carry it.
+            expected_nonce: The nonce this verifier issued; the bundle must carry it. Required
+                unless ``skip_freshness_check``.
+            skip_freshness_check: Verify without a nonce. Dangerous: a recorded bundle then
+                passes again and again; the overall claims say ``x-ccai-freshness: "not-checked"``.
             scheme: The binding scheme to require (``ccai/composite/v1``, or the weaker foreign
                 ``secretvm/nonce-only`` by name).
             collateral: A collateral bundle to use.
@@ -653,8 +657,11 @@ class Verifier:
             One verified result with per-GPU, CPU and overall claims and ``steps``.
 
         Raises:
+            UsageError: no ``expected_nonce`` without ``skip_freshness_check`` (or both).
             Error: as :func:`~ccai.verify.verify_composite`, with ``steps`` on the error.
         """
+        # Before any collateral is fetched: a call that cannot say whether the bundle is fresh is refused.
+        check_freshness_arguments(expected_nonce, skip_freshness_check=skip_freshness_check)
         when = self._now(now)
         coll = collateral if collateral is not None else load_embedded_collateral(bundle)
         fetched_cpu: TdxCollateral | SnpCollateral | None = None
@@ -685,6 +692,7 @@ class Verifier:
             collateral=coll,
             cpu_collateral=(lambda: fetched_cpu) if fetched_cpu is not None else None,
             expected_nonce=expected_nonce,
+            skip_freshness_check=skip_freshness_check,
             scheme=scheme,
             policy=self._composite_policy(),
             anchors=self.anchors,
