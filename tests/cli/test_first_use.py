@@ -1,0 +1,160 @@
+"""Regressions: what a first-time user of each command ran into (exit codes, messages, lost files).
+
+Each test names the defect it pins. They run the real Typer app (``CliRunner``) or the real entry
+point (:func:`ccai.cli.__main__.main`, for exit codes and the one-line messages on stderr).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ccai.cli.__main__ import main
+from ccai.cli.app import app
+from ccai.virtual import VirtualGpuBackend
+
+NONCE = "5a" * 32
+runner = CliRunner()
+
+
+def _main(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str, str]:
+    """Run ``ccai ARGS`` through the entry point: (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["ccai", *args])
+    with pytest.raises(SystemExit) as info:
+        main()
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out, err
+
+
+# -- (1) composite verification requires the nonce -------------------------------------------------
+
+
+@pytest.fixture
+def composite_bundle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Path:
+    pytest.importorskip("uvicorn", reason="--with-collateral runs the dev collateral server: ccai[service]")
+    bundle = tmp_path / "b.json"
+    code, _, err = _main(
+        monkeypatch,
+        capsys,
+        *("attest", "--simulate", "tdx", "--nonce", NONCE, "-o", str(bundle), "--with-collateral"),
+    )
+    assert code == 0, err
+    return bundle
+
+
+def test_verify_bundle_without_nonce_is_a_usage_error(
+    composite_bundle: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression: without --nonce a replayed bundle passed with exit 0 and no warning.
+    base = ("verify", str(composite_bundle), "--offline", "--allow-simulated")
+    code, out, err = _main(monkeypatch, capsys, *base)
+    assert code == 2 and out == ""
+    assert "--nonce is required: the nonce you issued" in err
+    code, _, err = _main(monkeypatch, capsys, *base, "--nonce", NONCE, "--skip-freshness-check")
+    assert code == 2 and "not both" in err
+    code, out, _ = _main(monkeypatch, capsys, *base, "--nonce", NONCE, "--json")
+    assert code == 0 and json.loads(out)["freshness"] == "checked"
+
+
+def test_verify_bundle_skip_freshness_check_says_so(
+    composite_bundle: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ("verify", str(composite_bundle), "--offline", "--allow-simulated", "--skip-freshness-check")
+    code, out, err = _main(monkeypatch, capsys, *base)
+    assert code == 0, err  # the user asked for exactly this check to be left out
+    assert "warning: freshness NOT checked" in err
+    assert "PASS (freshness NOT checked)" in out
+    code, out, _ = _main(monkeypatch, capsys, *base, "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["result"] == "pass" and doc["freshness"] == "not checked"
+    assert doc["claims"]["overall"]["x-ccai-freshness"] == "not-checked"
+
+
+# -- (2) verify gpu: a pass without revocation says so ----------------------------------------------
+
+
+def _virtual_evidence(tmp_path: Path) -> tuple[Path, Path, VirtualGpuBackend]:
+    from ccai.attest import collect_gpu_evidence
+    from ccai.evidence import dump_evidence_json
+
+    backend = VirtualGpuBackend.create(gpus=1)
+    path = tmp_path / "evidence.json"
+    path.write_bytes(dump_evidence_json(collect_gpu_evidence(backend, bytes.fromhex(NONCE))))
+    rim_dir = tmp_path / "rims"
+    rim_dir.mkdir()
+    for rim_id in backend.rim_ids(0):
+        (rim_dir / f"{rim_id}.xml").write_bytes(backend.rim(rim_id))
+    return path, rim_dir, backend
+
+
+def test_verify_gpu_offline_pass_says_revocation_not_checked(tmp_path: Path) -> None:
+    # Regression: PASS was printed while x-nvidia-overall-att-result was false, without saying why.
+    path, rim_dir, _ = _virtual_evidence(tmp_path)
+    base = [
+        "verify",
+        "gpu",
+        str(path),
+        "--nonce",
+        NONCE,
+        "--rim-dir",
+        str(rim_dir),
+        "--offline",
+        "--allow-simulated",
+    ]
+    result = runner.invoke(app, base)
+    assert result.exit_code == 0, result.output
+    assert (
+        "PASS (revocation NOT checked: offline without OCSP responses; x-nvidia-overall-att-result: false)"
+        in result.stdout
+    )
+    result = runner.invoke(app, [*base, "--json"])
+    doc = json.loads(result.stdout)
+    assert doc["result"] == "pass" and doc["revocation"] == "not-checked"
+    assert doc["claims"]["overall"]["x-nvidia-overall-att-result"] is False
+    assert doc["warnings"][0].startswith("revocation NOT checked")
+
+
+# -- (3) verify gpu takes the service URLs -----------------------------------------------------------
+
+
+@pytest.mark.extra("service")
+def test_verify_gpu_asks_the_given_rim_service_and_ocsp_responder(tmp_path: Path) -> None:
+    from ccai.virtual import create_dev_collateral_app, run_in_background, settings_for_virtual_gpu
+
+    path, _, backend = _virtual_evidence(tmp_path)
+    base = ["verify", "gpu", str(path), "--nonce", NONCE, "--allow-simulated", "--json"]
+    with run_in_background(create_dev_collateral_app(settings_for_virtual_gpu(backend))) as url:
+        result = runner.invoke(app, [*base, "--rim-service-url", url, "--ocsp-url", f"{url}/ocsp"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["revocation"] == "checked" and doc["warnings"] == []
+    assert doc["claims"]["overall"]["x-nvidia-overall-att-result"] is True
+
+
+def test_verify_gpu_offline_with_service_urls_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _, _ = _virtual_evidence(tmp_path)
+    code, _, err = _main(
+        monkeypatch,
+        capsys,
+        *(
+            "verify",
+            "gpu",
+            str(path),
+            "--nonce",
+            NONCE,
+            "--offline",
+            "--rim-service-url",
+            "http://127.0.0.1:1",
+        ),
+    )
+    assert code == 2 and "--offline" in err
