@@ -158,3 +158,100 @@ def test_verify_gpu_offline_with_service_urls_is_a_usage_error(
         ),
     )
     assert code == 2 and "--offline" in err
+
+
+# -- (4) --simulate uses the existing virtual hardware as it is --------------------------------------
+
+
+def test_simulate_never_replaces_existing_virtual_gpus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression: `ccai attest --simulate tdx` silently turned 2 Blackwell GPUs into 1 Hopper, and
+    # evidence collected before stopped verifying.
+    def state() -> tuple[int, str, bytes]:
+        backend = VirtualGpuBackend.open()
+        return backend.gpu_count, backend.model.architecture.value, backend.seed
+
+    code, _, err = _main(
+        monkeypatch, capsys, "gpu", "init", "--simulate", "--gpus", "2", "--arch", "blackwell"
+    )
+    assert code == 0, err
+    before = state()
+    earlier = tmp_path / "earlier.json"
+    assert (
+        _main(monkeypatch, capsys, "gpu", "evidence", "--simulate", "--nonce", NONCE, "-o", str(earlier))[0]
+        == 0
+    )
+
+    bundle = tmp_path / "b.json"
+    for flavour in ("tdx", "snp"):
+        code, out, err = _main(
+            monkeypatch,
+            capsys,
+            "attest",
+            "--simulate",
+            flavour,
+            "--nonce",
+            NONCE,
+            "-o",
+            str(bundle),
+            "--json",
+        )
+        assert code == 0, err
+        assert json.loads(out)["gpus"] == 2 and state() == before
+    code, _, err = _main(
+        monkeypatch, capsys, "attest", "--simulate", "tdx", "--gpus", "2", "--nonce", NONCE, "-o", str(bundle)
+    )
+    assert code == 0, err
+
+    code, out, err = _main(
+        monkeypatch, capsys, "attest", "--simulate", "tdx", "--gpus", "1", "--nonce", NONCE, "-o", str(bundle)
+    )
+    assert code == 2 and out == ""
+    assert "2 virtual blackwell GPU(s), not 1" in err and "`ccai gpu init --simulate --gpus 1`" in err
+    code, _, err = _main(
+        monkeypatch,
+        capsys,
+        "attest",
+        "--simulate",
+        "tdx",
+        "--seed",
+        "another",
+        "--nonce",
+        NONCE,
+        "-o",
+        str(bundle),
+    )
+    assert code == 2 and "another test-PKI seed" in err
+    assert state() == before
+
+    assert _main(monkeypatch, capsys, "attest", "gpu", "--simulate", "--json")[0] == 0
+    again = tmp_path / "again.json"
+    assert (
+        _main(monkeypatch, capsys, "gpu", "evidence", "--simulate", "--nonce", NONCE, "-o", str(again))[0]
+        == 0
+    )
+    assert state() == before
+
+    # The evidence collected first still verifies against the (unchanged) test PKI.
+    rim_dir = tmp_path / "rims"
+    rim_dir.mkdir()
+    backend = VirtualGpuBackend.open()
+    for rim_id in backend.rim_ids(0):
+        (rim_dir / f"{rim_id}.xml").write_bytes(backend.rim(rim_id))
+    code, _, err = _main(
+        monkeypatch,
+        capsys,
+        *(
+            "verify",
+            "gpu",
+            str(earlier),
+            "--nonce",
+            NONCE,
+            "--rim-dir",
+            str(rim_dir),
+            "--offline",
+            "--allow-simulated",
+        ),
+    )
+    assert code == 0, err

@@ -87,7 +87,7 @@ def collect_bundle(
     if simulate is not None:
         from ccai.virtual import open_virtual_vm
 
-        virtual_cpu, backend = open_virtual_vm(tee=simulate, gpus=1 if gpus is None else gpus, seed=seed)
+        virtual_cpu, backend = open_virtual_vm(tee=simulate, gpus=gpus, seed=seed)
         cpu: Any = virtual_cpu
         gpu: Any = backend if gpus != 0 else None
         # The dev collateral server needs the virtual VM's GPU half even when no GPU is attested.
@@ -128,7 +128,14 @@ def attest_callback(  # noqa: PLR0917 - Typer maps each parameter to a command-l
         typer.Option("--simulate", help="Use the virtual confidential VM: tdx or snp.", metavar="tdx|snp"),
     ] = None,
     gpus: Annotated[
-        int | None, typer.Option("--gpus", min=0, max=8, help="Number of (virtual) GPUs; 0 = CPU only.")
+        int | None,
+        typer.Option(
+            "--gpus",
+            min=0,
+            max=8,
+            help="Number of (virtual) GPUs; 0 = CPU only (default: all; with --simulate the "
+            "virtual GPUs as they are under $CCAI_HOME, one if there are none).",
+        ),
     ] = None,
     nonce: NonceOpt = None,
     bind_key: Annotated[
