@@ -40,6 +40,7 @@ FOUNDATION = frozenset(
         "ccai._types",
         "ccai._json",
         "ccai._files",
+        "ccai._net",
         "ccai._embedded_model",
     }
 )

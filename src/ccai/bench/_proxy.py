@@ -12,13 +12,13 @@ Starlette and uvicorn come with the ``service`` extra; they are imported when a 
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Literal
 
 import httpx
 
+from ccai._net import listen_socket
 from ccai.errors import UsageError
 
 if TYPE_CHECKING:
@@ -123,7 +123,8 @@ def serve_proxy(
         mode: ``"buffer"`` or ``"stream"``.
 
     Raises:
-        UsageError: Starlette or uvicorn is not installed (the ``service`` extra).
+        UsageError: Starlette or uvicorn is not installed (the ``service`` extra), or the address
+            cannot be bound (``cannot listen on HOST:PORT: address already in use``).
     """
     app = build_proxy_app(upstream, mode=mode)
     try:
@@ -131,8 +132,6 @@ def serve_proxy(
     except ImportError:
         raise UsageError("the buffering proxy needs uvicorn", hint=_NEEDS_SERVICE) from None
 
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    sock = listen_socket(host, port)
     config = uvicorn.Config(app, log_level="warning")
     uvicorn.Server(config).run(sockets=[sock])

@@ -28,15 +28,18 @@ def collateral_server(
 ) -> None:
     """Serve the virtual GPU's RIMs (NVIDIA's RIM service API) and an OCSP responder for its test PKI.
 
-    Point verifiers at it with --rim-service http://HOST:PORT --ocsp-url http://HOST:PORT/ocsp.
+    Point verifiers at it with --rim-service-url http://HOST:PORT --ocsp-url http://HOST:PORT/ocsp.
     """
     import uvicorn
 
+    from ccai._net import listen_socket
     from ccai.cli._output import console, print_json
     from ccai.virtual import VirtualGpuBackend, create_dev_collateral_app, settings_for_virtual_gpu
 
     backend = VirtualGpuBackend.open()
     app_ = create_dev_collateral_app(settings_for_virtual_gpu(backend))
+    # Bound before the URLs are printed: a busy port is a usage error (exit 2), not a server crash.
+    sock = listen_socket(host, port)
     base = f"http://{host}:{port}"
     urls = {"rim_service": base, "ocsp_url": f"{base}/ocsp", "rim_ids": list(backend.rim_ids(0))}
     if json_out:
@@ -44,7 +47,10 @@ def collateral_server(
     else:
         console.print(f"RIM service  {base}/v1/rim/<id>   ({', '.join(urls['rim_ids'])})")
         console.print(f"OCSP         {base}/ocsp  (test PKI; simulated, never trusted by default)")
-    uvicorn.run(app_, host=host, port=port, log_level="warning")
+    try:
+        uvicorn.Server(uvicorn.Config(app_, log_level="warning")).run(sockets=[sock])
+    finally:
+        sock.close()
 
 
 @app.command("engine")
@@ -92,16 +98,23 @@ def engine(
         bool, typer.Option("--json", help="Print URL, model and settings as JSON once healthy.")
     ] = False,
 ) -> None:
-    """Run `transformers serve` (OpenAI API) on a local model until interrupted; prints URL and model name."""
+    """Run `transformers serve` (OpenAI API) on a local model until interrupted; prints URL and model name.
+
+    The engine's own log goes to stderr: stdout carries only what ccai prints (with --json, only the
+    JSON document).
+    """
     import subprocess
 
     from ccai._embedded_model import ccai_cache, embedded_model_dir
+    from ccai._net import listen_socket
     from ccai.cli._output import console, err_console, print_json, write_output
     from ccai.errors import UsageError
     from ccai.openai_protocol import engine_command, random_model_dir, wait_healthy
 
     if model_dir and random_spec:
         raise UsageError("give a model directory or --random, not both")
+    # A busy port is a usage error here, before minutes of model loading end in the engine's exit.
+    listen_socket(host, port).close()
     if random_spec:
         err_console.print(
             f"creating random {random_spec} weights (cached under {ccai_cache()}/random-models) …"
@@ -130,7 +143,8 @@ def engine(
 
     # SIGTERM (from a script's trap) must still stop the server: turn it into SystemExit so `finally` runs.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    proc = subprocess.Popen(cmd.argv, env={**os.environ, **cmd.env})  # noqa: S603 - fixed argv, no shell
+    # The engine logs to stdout; send that to stderr (fd 2) so stdout stays ccai's (--json: parseable).
+    proc = subprocess.Popen(cmd.argv, env={**os.environ, **cmd.env}, stdout=2)  # noqa: S603 - fixed argv, no shell
     try:
         took = wait_healthy(cmd.url, process=proc)
         info = {
@@ -188,9 +202,11 @@ def buffering_proxy(
     ] = False,
 ) -> None:
     """A reverse proxy that buffers whole responses (like nginx proxy_buffering), to show TTFT/ITL damage."""
+    from ccai._net import listen_socket
     from ccai.bench import serve_proxy
     from ccai.cli._output import console, print_json
 
+    listen_socket(host, port).close()  # a busy port is reported before the URL is printed
     url = f"http://{host}:{port}"
     if json_out:
         print_json({"url": url, "upstream": upstream, "mode": mode.value})

@@ -19,7 +19,6 @@ caller asks for simulation by name. :func:`run_in_background` starts it on loopb
 from __future__ import annotations
 
 import hmac
-import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -32,6 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 
+from ccai._net import listen_socket
 from ccai._time import utcnow
 
 if TYPE_CHECKING:
@@ -267,12 +267,13 @@ def run_in_background(app: Any, *, host: str = "127.0.0.1", port: int = 0) -> It
 
     The socket is bound before the server starts (``port=0`` picks a free port), so the URL is
     usable as soon as it is yielded.
+
+    Raises:
+        UsageError: ``host:port`` cannot be bound (for example, address already in use).
     """
     import uvicorn
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    sock = listen_socket(host, port)
     sock.listen(128)
     bound_port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
