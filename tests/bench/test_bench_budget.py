@@ -162,6 +162,8 @@ def test_sigterm_keeps_finished_runs(fake_server: Any, tmp_path: Path) -> None:
             proc.kill()
     assert proc.returncode == 1, (stdout, stderr)
     assert "interrupted" in stderr and "finished runs are in" in stderr
+    # Regression: the interruption was also reported as "error: Error: the sweep was interrupted …".
+    assert "Error" not in stderr and stderr.count("finished runs are in") == 1
     rows = list(csv.DictReader((out / "runs.csv").open()))
     assert rows and all(float(r["completed"]) == 4 and r["max_concurrency"] == "1" for r in rows[:4])
     assert len(rows) == 1 + stdout.count("\nrun ")  # every announced run is in the CSV

@@ -29,6 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ccai.errors import DriverNotFound, UsageError
 from ccai.sealed import load_into, load_plaintext, new_kek, seal
 
 __all__ = ["LoadMeasurement", "LoadReport", "run_load_benchmark", "write_synthetic_model"]
@@ -197,6 +198,25 @@ def _workdir(base: Path | None) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _torch_device(torch: Any, device: str) -> Any:
+    """``torch.device(device)``, checked to exist here before any file is written."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"not a device: {device!r}", hint="use cuda, cuda:N or cpu") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DriverNotFound(
+                "CUDA is not available here (no NVIDIA GPU or driver, or torch built without CUDA)",
+                hint="--device cpu measures the CPU load path",
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UsageError(f"no CUDA device {dev.index}: this machine has {torch.cuda.device_count()}")
+    elif dev.type != "cpu":
+        raise UsageError(f"unsupported device {device!r}", hint="use cuda, cuda:N or cpu")
+    return dev
+
+
 def run_load_benchmark(
     *,
     size_bytes: int = 8 << 30,
@@ -220,6 +240,11 @@ def run_load_benchmark(
 
     Returns:
         The report.
+
+    Raises:
+        UsageError: ``device`` is not a device name, or names a GPU index this machine lacks.
+        DriverNotFound: a CUDA device on a machine without CUDA (no GPU or driver, or a torch
+            built without CUDA): ``device="cpu"`` measures the CPU path.
     """
     import cryptography
     import torch
@@ -227,7 +252,7 @@ def run_load_benchmark(
     from safetensors.torch import load_file
 
     say = log or (lambda _msg: None)
-    dev = torch.device(device)
+    dev = _torch_device(torch, device)
     cuda = dev.type == "cuda"
     device_name = torch.cuda.get_device_name(dev) if cuda else "cpu"
 

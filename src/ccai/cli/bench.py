@@ -251,11 +251,14 @@ def serve(
 def _interrupted(
     latest: list[SweepResult], output: Path, *, argv: list[str], gpu: dict[str, Any]
 ) -> NoReturn:
-    """Write what an interrupted sweep finished and raise the error that reports it."""
+    """Write what an interrupted sweep finished, say so in one line, and exit 1 (docs/serving-benchmark.md).
+
+    Not an :class:`~ccai.errors.Error`: nothing failed, the sweep was stopped, and the line already
+    says what was kept (an error would repeat it, as ``error: Error: the sweep was interrupted …``).
+    """
     from dataclasses import replace
 
     from ccai.bench import collect_manifest, write_results
-    from ccai.errors import Error
 
     if latest:
         done = replace(latest[0], stopped="interrupted (SIGTERM/SIGINT) during the run after this snapshot")
@@ -264,10 +267,12 @@ def _interrupted(
         kept = f"{runs} finished runs are in {output}"
     else:
         kept = "no timed run had finished; nothing was written"
-    print(f"ccai bench serve: interrupted — {kept}", file=sys.stderr, flush=True)
-    raise Error(
-        f"the sweep was interrupted; {kept}", hint="--max-duration stops the sweep cleanly within a budget"
+    print(
+        f"ccai bench serve: interrupted — {kept} (--max-duration stops a sweep cleanly within a budget)",
+        file=sys.stderr,
+        flush=True,
     )
+    raise typer.Exit(1)
 
 
 from ccai.cli import bench_load  # noqa: E402
