@@ -7,7 +7,9 @@ point (:func:`ccai.cli.__main__.main`, for exit codes and the one-line messages 
 from __future__ import annotations
 
 import json
+import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -255,3 +257,95 @@ def test_simulate_never_replaces_existing_virtual_gpus(
         ),
     )
     assert code == 0, err
+
+
+# -- (5) bench load without CUDA ----------------------------------------------------------------------
+
+
+@pytest.mark.torch
+def test_bench_load_without_cuda_is_hardware_missing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression: exit 70 (internal error) with "AssertionError: Torch not compiled with CUDA enabled".
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    code, out, err = _main(monkeypatch, capsys, "bench", "load", "--size", "0.001", "--repeats", "1")
+    assert code == 4 and out == ""
+    assert "CUDA is not available" in err and "--device cpu" in err and "internal error" not in err
+    code, _, err = _main(monkeypatch, capsys, "bench", "load", "--size", "0.001", "--device", "tpu")
+    assert code == 2 and "use cuda, cuda:N or cpu" in err
+
+
+# -- (6) a busy port is a usage error -----------------------------------------------------------------
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+@pytest.mark.extra("service")
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["dev", "collateral-server"],
+        ["dev", "buffering-proxy", "--upstream", "http://127.0.0.1:9"],
+        ["dev", "engine"],
+    ],
+)
+def test_a_busy_port_is_a_usage_error(
+    command: list[str], busy_port: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression: exit 3 ("collateral unavailable") from uvicorn, after the URLs were printed.
+    code, out, err = _main(monkeypatch, capsys, *command, "--port", str(busy_port), "--json")
+    assert code == 2 and out == ""
+    assert f"cannot listen on 127.0.0.1:{busy_port}: address already in use" in err
+
+
+# -- (11) dev engine --json: stdout is the JSON document only -----------------------------------------
+
+_FAKE_ENGINE = """
+import http.server, sys, threading
+print("INFO:     a log line of the engine", flush=True)
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
+    def log_message(self, *a):
+        print("INFO:     request", flush=True)
+server = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H)
+threading.Timer(1.5, server.shutdown).start()
+server.serve_forever()
+"""
+
+
+def test_dev_engine_json_stdout_is_only_json(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Regression: the engine's log lines went to stdout, ahead of the JSON document.
+    import ccai.openai_protocol as protocol
+    from ccai.openai_protocol import EngineCommand
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = tmp_path / "fake_engine.py"
+    script.write_text(_FAKE_ENGINE)
+
+    def fake_command(path: Path, **kwargs: object) -> EngineCommand:
+        del path, kwargs
+        argv = (sys.executable, str(script), str(port))
+        return EngineCommand(argv=argv, env={}, url=f"http://127.0.0.1:{port}", model="fake", settings={})
+
+    monkeypatch.setattr(protocol, "engine_command", fake_command)
+    monkeypatch.setattr(sys, "argv", ["ccai", "dev", "engine", str(tmp_path), "--port", str(port), "--json"])
+    with pytest.raises(SystemExit) as info:
+        main()
+    out, err = capfd.readouterr()
+    assert info.value.code in (0, None), err
+    assert json.loads(out)["model"] == "fake"  # the whole of stdout is one JSON document
+    assert "a log line of the engine" in err
