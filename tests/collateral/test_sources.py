@@ -189,6 +189,24 @@ def test_nested_chain_keeps_the_transport_error_and_url(tmp_path: Path) -> None:
     assert "not in directory" in actual and "ConnectError" in actual and "127.0.0.1:1/v1/rim/" in actual
 
 
+def test_nested_chains_say_each_reason_once(tmp_path: Path) -> None:
+    # Regression: every level of nesting repeated the inner chain's message, reasons and RIM id.
+    service = RimServiceClient("http://127.0.0.1:1")
+    inner = SourceChain([RimDirectory(tmp_path), SourceChain([service, OcspClient("http://127.0.0.1:1")])])
+    chain = SourceChain([inner, SourceChain([RimDirectory(tmp_path), inner])])
+    with pytest.raises(CollateralUnavailable) as info:
+        chain.rim(RIM_ID)
+    text = info.value.diagnostics()
+    assert text.count("not available from any source") == 1 and text.count("not in directory") == 1
+    assert text.count("ConnectError") == 1 and text.count(RIM_ID) == 3  # headline, file, URL
+    assert "OCSP responder" not in text  # it never serves RIMs: no reason to list
+    actual = str(info.value.actual)
+    assert "\n" not in actual and actual.startswith("not in directory")
+    with pytest.raises(CollateralUnavailable) as none:
+        SourceChain([]).rim(RIM_ID)
+    assert none.value.actual == "no sources configured"
+
+
 def test_offline_default_source_with_nothing_available(pki: Any) -> None:
     source = default_gpu_source(offline=True)
     with pytest.raises(CollateralUnavailable):

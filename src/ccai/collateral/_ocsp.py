@@ -16,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
+from ccai.collateral._chain import not_served
 from ccai.collateral._http import DEFAULT_TIMEOUT, HttpLimits, HttpSource, expect_ok, send
 from ccai.errors import CollateralUnavailable
 
@@ -100,7 +101,7 @@ class OcspClient(HttpSource):
         Raises:
             CollateralUnavailable: always.
         """
-        raise CollateralUnavailable(f"RIM {rim_id} not available from an OCSP responder")
+        raise not_served(f"RIM {rim_id} not available from an OCSP responder")
 
     def ocsp(self, cert: x509.Certificate, issuer: x509.Certificate, *, nonce: bytes | None) -> bytes:
         """POST an OCSP request for ``cert`` and return the DER response.

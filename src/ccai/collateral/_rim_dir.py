@@ -8,6 +8,7 @@ from pathlib import Path
 from cryptography import x509
 
 from ccai._files import atomic_write
+from ccai.collateral._chain import not_served
 from ccai.collateral._rim_service import check_rim_id
 from ccai.errors import CollateralUnavailable
 
@@ -69,4 +70,4 @@ class RimDirectory:
         Raises:
             CollateralUnavailable: always.
         """
-        raise CollateralUnavailable("OCSP responses are not available from a RIM directory")
+        raise not_served("OCSP responses are not available from a RIM directory")

@@ -18,6 +18,7 @@ from cryptography import x509
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ccai._json import load_json
+from ccai.collateral._chain import not_served
 from ccai.collateral._http import DEFAULT_TIMEOUT, HttpLimits, HttpSource, expect_ok, send
 from ccai.errors import CollateralUnavailable, MalformedEvidence, UsageError
 
@@ -146,4 +147,4 @@ class RimServiceClient(HttpSource):
         Raises:
             CollateralUnavailable: always.
         """
-        raise CollateralUnavailable("OCSP responses are not available from a RIM service")
+        raise not_served("OCSP responses are not available from a RIM service")
