@@ -349,3 +349,29 @@ def test_dev_engine_json_stdout_is_only_json(
     assert info.value.code in (0, None), err
     assert json.loads(out)["model"] == "fake"  # the whole of stdout is one JSON document
     assert "a log line of the engine" in err
+
+
+# -- (8) a bad nonce says what is wrong --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("zz" + "00" * 31, "non-hex character 'z' at position 1"),
+        ("00" * 31 + "0g", "non-hex character 'g' at position 64"),
+        ("00" * 16 + " " + "00" * 16, "non-hex character ' ' at position 33"),
+        ("0x" + "00" * 32, "non-hex character 'x' at position 2"),
+        ("ab" * 31, "wrong length: got 62 hex digits, need 64"),
+        ("ab" * 33, "wrong length: got 66 hex digits, need 64"),
+        ("", "wrong length: got 0 hex digits, need 64"),
+    ],
+)
+def test_a_bad_nonce_says_what_is_wrong(text: str, problem: str) -> None:
+    # Regression: a 64-character nonce with a non-hex digit was reported as "got 64 characters".
+    from ccai.cli._options import parse_nonce
+    from ccai.errors import UsageError
+
+    with pytest.raises(UsageError) as info:
+        parse_nonce(text)
+    assert info.value.message == f"--nonce must be 32 bytes as 64 hex digits: {problem}"
+    assert parse_nonce(f"  {'AB' * 32}\n") == b"\xab" * 32

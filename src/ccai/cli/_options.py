@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -90,12 +91,18 @@ def parse_nonce(text: str) -> bytes:
         UsageError: anything else (SPDM requests and evidence bundles carry exactly 32 bytes).
     """
     value = text.strip()
-    if not _HEX64.fullmatch(value):
-        raise UsageError(
-            f"--nonce must be exactly 32 bytes as 64 hex digits, got {len(value)} characters",
-            hint="e.g. --nonce $(openssl rand -hex 32)",
-        )
-    return bytes.fromhex(value)
+    if _HEX64.fullmatch(value):
+        return bytes.fromhex(value)
+    # Say what is wrong: the first character that is not a hex digit, else the length.
+    bad = next((i for i, c in enumerate(value) if c not in string.hexdigits), None)
+    if bad is not None:
+        problem = f"non-hex character {value[bad]!r} at position {bad + 1}"
+    else:
+        problem = f"wrong length: got {len(value)} hex digits, need 64"
+    raise UsageError(
+        f"--nonce must be 32 bytes as 64 hex digits: {problem}",
+        hint="e.g. --nonce $(openssl rand -hex 32)",
+    )
 
 
 def verification_time(at: str | None) -> datetime:
