@@ -9,6 +9,11 @@ evidence against a loopback collateral server. Every check is a call to the libr
 
 Everything runs on the virtual CC GPU and is labelled SIMULATED: the test PKI proves nothing about
 real hardware.
+
+The files the demo says it wrote (``demo-evidence.json``, ``demo-bundle.json``) are kept: in
+``--output-dir``, else in ``--home``, else in a new directory under the system temp directory; the
+last line (and the JSON's ``output_dir``) says where. Only the virtual GPU state of a run without
+``--home`` is thrown away.
 """
 
 from __future__ import annotations
@@ -341,36 +346,43 @@ def run_demo(
     seed: str | None = None,
     token_bytes: Callable[[int], bytes] = secrets.token_bytes,
     verbose: bool = True,
+    output_dir: Path | None = None,
 ) -> DemoRun:
     """Run every demo step in order; the first failing step raises its ccai error.
 
     Args:
-        home: Where the virtual GPU state and the evidence file go.
+        home: Where the virtual GPU state goes (and the files, without ``output_dir``).
         gpus: Number of virtual GPUs.
         arch: Their architecture.
         seed: Seed of the test PKI (default: the public default seed).
         token_bytes: Source of the nonce (injected so tests can pin it).
         verbose: Print for people as the steps run.
+        output_dir: Where the evidence and bundle files go (default ``home``).
 
     Returns:
         The record of the steps.
     """
+    out = output_dir if output_dir is not None else home
     run = DemoRun(verbose=verbose)
     if verbose:
         console.print(f"[bold yellow]{SIMULATED_LABEL}[/]")
     backend = step_create_gpus(run, home=home, gpus=gpus, arch=arch, seed=seed)
     step_status(run, backend)
     nonce = step_nonce(run, token_bytes)
-    data = step_collect(run, backend, nonce, home / "demo-evidence.json")
+    data = step_collect(run, backend, nonce, out / "demo-evidence.json")
     parsed = step_parse(run, data)
     step_check(run, backend, parsed, nonce)
     step_show(run, parsed)
-    tee = step_attest_composite(run, backend, nonce, home / "demo-bundle.json")
-    step_verify_composite(run, backend, tee, home / "demo-bundle.json", nonce)
+    tee = step_attest_composite(run, backend, nonce, out / "demo-bundle.json")
+    step_verify_composite(run, backend, tee, out / "demo-bundle.json", nonce)
     step_verify(run, backend, data, nonce)
     if verbose:
         console.print(
             f"\n[bold green]demo finished:[/] {len(run.steps)} steps ok [bold yellow](SIMULATED)[/]"
+        )
+        console.print(
+            f"evidence and bundle kept in {escape(str(out))} (demo-evidence.json, demo-bundle.json)",
+            soft_wrap=True,
         )
     return run
 
@@ -384,13 +396,30 @@ def demo(
     gpus: Annotated[int, typer.Option("--gpus", min=1, max=8, help="Number of virtual GPUs.")] = 1,
     arch: Annotated[ArchChoice, typer.Option("--arch", help="Virtual GPU architecture.")] = ArchChoice.HOPPER,
     seed: Annotated[str | None, typer.Option("--seed", help="Seed of the test PKI (text).")] = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-dir",
+            help="Write the evidence and bundle files here and keep them "
+            "(default: --home, else a new directory under the system temp directory).",
+            metavar="DIR",
+        ),
+    ] = None,
     json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Run the confidential-computing flow end to end on a virtual CC GPU (SIMULATED)."""
+    if output_dir is None:
+        # The files the demo reports writing outlive it; only a throw-away GPU state is removed.
+        output_dir = home if home is not None else Path(tempfile.mkdtemp(prefix="ccai-demo-"))
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create --output-dir {output_dir}: {exc.strerror}") from None
+    options: dict[str, Any] = {"gpus": gpus, "arch": arch, "seed": seed, "verbose": not json}
     if home is not None:
-        run = run_demo(home=home, gpus=gpus, arch=arch, seed=seed, verbose=not json)
+        run = run_demo(home=home, output_dir=output_dir, **options)
     else:
-        with tempfile.TemporaryDirectory(prefix="ccai-demo-") as tmp:
-            run = run_demo(home=Path(tmp), gpus=gpus, arch=arch, seed=seed, verbose=not json)
+        with tempfile.TemporaryDirectory(prefix="ccai-demo-state-") as tmp:
+            run = run_demo(home=Path(tmp), output_dir=output_dir, **options)
     if json:
-        print_json({"simulated": True, "result": "ok", "steps": run.steps})
+        print_json({"simulated": True, "result": "ok", "output_dir": str(output_dir), "steps": run.steps})
