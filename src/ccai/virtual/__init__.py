@@ -12,7 +12,8 @@ name (``allow_simulated=True``).
 * the virtual CPU TEE — :class:`VirtualCpuTee` (a TDX or SEV-SNP guest on the platforms
   :class:`TdxPlatform` / :class:`SnpPlatform`), its test PKI (:class:`VirtualTeePki`) and roots
   (:class:`VirtualTeeAnchors`);
-* :func:`open_virtual_vm` — both halves under one ``$CCAI_HOME`` from one seed;
+* :func:`open_virtual_vm` — both halves under one ``$CCAI_HOME``: existing ones as they are, missing
+  ones created from one seed;
 * the development collateral server — a RIM service, an OCSP responder (:class:`OcspResponder`)
   and Intel-PCS / AMD-KDS paths for the virtual hardware: :func:`settings_for_virtual_gpu`,
   :func:`create_dev_collateral_app` (imports FastAPI only when called) and
