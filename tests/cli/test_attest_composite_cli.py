@@ -83,7 +83,7 @@ def test_attest_then_verify_round_trip(tmp_path: Path) -> None:
     tampered = tmp_path / "tampered.json"
     tampered.write_text(json.dumps(raw))
     code, out = _run("verify", str(tampered), "--nonce", NONCE, "--offline", "--allow-simulated", "--json")
-    assert code == 1 and json.loads(out)["error"]["error"] == "BindingError"
+    assert code == 1 and json.loads(out)["error"]["class"] == "BindingError"
 
     # Offline with no collateral anywhere → collateral unavailable, exit 3.
     del raw["collateral"]
@@ -123,7 +123,7 @@ def test_collateral_fetch_failure_is_exit_3_and_marks_no_step_failed(tmp_path: P
     assert code == 3, out
     doc, _ = json.JSONDecoder().raw_decode(out[out.index("{") :])  # the error message follows on stderr
     assert {row["status"] for row in doc["steps"]} == {"not run"}
-    assert doc["result"] == "fail"
+    assert doc["result"] == "error"
 
 
 @pytest.mark.extra("service")

@@ -226,7 +226,14 @@ def test_no_driver_exits_4_with_one_line(
 ) -> None:
     assert _main(monkeypatch, *args) == 4
     captured = capsys.readouterr()
-    assert captured.out == ""
+    if "--json" in args:  # the one JSON document is the error
+        assert json.loads(captured.out)["error"] == {
+            "class": "DriverNotFound",
+            "message": "no NVIDIA driver found (NVML library missing); use --simulate for the virtual CC GPU",
+            "exit_code": 4,
+        }
+    else:
+        assert captured.out == ""
     # One message on one line: no detail lines, and not folded at the (80-column) console width.
     assert captured.err.count("\n") == 1, captured.err
     text = captured.err.strip()

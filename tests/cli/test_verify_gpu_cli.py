@@ -78,7 +78,7 @@ def test_measurement_mismatch_exit_1(vectors: Path, monkeypatch: pytest.MonkeyPa
     assert _main(monkeypatch, *args) == 1
     result = runner.invoke(app, [*args, "--json"])
     doc = json.loads(result.stdout)
-    assert doc["result"] == "fail" and doc["error"]["error"] == "MeasurementMismatch"
+    assert doc["result"] == "error" and doc["error"]["class"] == "MeasurementMismatch"
     assert [s["status"] for s in doc["steps"]][:9] == ["ok"] * 8 + ["failed"]
 
 
@@ -119,7 +119,7 @@ def test_bad_signature_without_rims_is_evidence_failure_not_missing_collateral(
     ]
     assert _main(monkeypatch, *args) == 1
     doc = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
-    assert doc["error"]["error"] == "SignatureError" and doc["error"]["step"] == "(2) report signature"
+    assert doc["error"]["class"] == "SignatureError" and doc["error"]["step"] == "(2) report signature"
     # The genuine report of that chain's GPU: bound to another nonce it fails at the nonce step (1);
     # with its own nonce it passes steps (1)-(5) and only then lacks its RIMs (3).
     from ccai.evidence import load_report, parse_attestation_report
@@ -188,4 +188,4 @@ def test_attest_gpu_fault_json(monkeypatch: pytest.MonkeyPatch) -> None:
     result = runner.invoke(app, ["attest", "gpu", "--simulate", "--json"])
     assert result.exit_code != 0
     doc = json.loads(result.stdout)
-    assert doc["error"]["error"] == "SignatureError" and doc["error"]["step"] == "(2) report signature"
+    assert doc["error"]["class"] == "SignatureError" and doc["error"]["step"] == "(2) report signature"

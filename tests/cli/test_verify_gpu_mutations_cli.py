@@ -73,6 +73,6 @@ def test_flipped_bytes_in_every_signed_region_exit_1_at_the_signature_step(
         result = runner.invoke(app, base)
         assert result.exit_code == 1, (offset, result.output)
         doc = json.loads(result.stdout)
-        assert doc["error"]["error"] == "SignatureError", offset
+        assert doc["error"]["class"] == "SignatureError", offset
         assert doc["error"]["step"] == "(2) report signature", offset
         assert [s["status"] for s in doc["steps"]][:3] == ["ok", "failed", "not run"], offset

@@ -57,8 +57,8 @@ def test_tdx_debug_fails_exit_1(vectors: Path, run: Run) -> None:
     )
     assert code == 1
     doc = json.loads(out)
-    assert doc["result"] == "fail"
-    assert doc["error"]["error"] == "PolicyViolation"
+    assert doc["result"] == "error"
+    assert doc["error"]["class"] == "PolicyViolation"
     assert doc["steps"][-1] == {
         "step": "(11) policy",
         "status": "failed",
@@ -113,7 +113,7 @@ def test_tdx_hex_json_quote_and_policy(
         "--json",
     )
     assert code == 1
-    assert json.loads(out)["error"]["error"] == "MeasurementMismatch"
+    assert json.loads(out)["error"]["class"] == "MeasurementMismatch"
 
 
 def test_tdx_bad_usage_exit_2(tmp_path: Path, run: Run) -> None:

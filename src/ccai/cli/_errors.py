@@ -13,11 +13,15 @@ code   meaning
 4      local hardware or driver missing (``DeviceError``)
 70     internal error (a bug in ccai); rerun with ``CCAI_DEBUG=1``
 =====  ====================================================================
+
+With ``--json``, a failed command's one JSON document is :func:`error_document` (or, for the
+verification commands, their steps document with the same ``result`` and ``error`` members).
 """
 
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 from ccai.errors import (
     CollateralError,
@@ -29,7 +33,7 @@ from ccai.errors import (
     VerificationError,
 )
 
-__all__ = ["EXTRAS", "ExitCode", "exit_code_for", "missing_extra"]
+__all__ = ["EXTRAS", "ExitCode", "error_document", "error_object", "exit_code_for", "missing_extra"]
 
 #: Top-level modules that only an optional extra of ccai installs (pyproject.toml), by extra.
 EXTRAS: dict[str, str] = {
@@ -86,3 +90,42 @@ def exit_code_for(error: BaseException) -> ExitCode:
     if isinstance(error, Error):
         return ExitCode.FAILED
     return ExitCode.INTERNAL
+
+
+def error_object(
+    error: BaseException, *, exit_code: int | None = None, message: str | None = None
+) -> dict[str, Any]:
+    """The ``error`` member of a ``--json`` document: what failed, as scripts read it.
+
+    Args:
+        error: The exception the command ended with.
+        exit_code: The exit code, when it is not :func:`exit_code_for` ``error``.
+        message: The message, when it is not the error's own.
+
+    Returns:
+        ``{"class", "message", "exit_code"}``, then those of ``step``, ``index``, ``expected``,
+        ``actual`` and ``hint`` that the error carries (:meth:`ccai.errors.Error.context`).
+    """
+    context: dict[str, Any] = {}
+    text = str(error)
+    if isinstance(error, Error):
+        context = error.context()
+        context.pop("error")
+        text = context.pop("message")
+    return {
+        "class": type(error).__name__,
+        "message": text if message is None else message,
+        "exit_code": int(exit_code_for(error) if exit_code is None else exit_code),
+        **context,
+    }
+
+
+def error_document(
+    error: BaseException, *, exit_code: int | None = None, message: str | None = None
+) -> dict[str, Any]:
+    """The one ``--json`` document of a command that failed before it printed its own.
+
+    Returns:
+        ``{"result": "error", "error": error_object(error)}``.
+    """
+    return {"result": "error", "error": error_object(error, exit_code=exit_code, message=message)}

@@ -1,9 +1,16 @@
-"""Output helpers shared by the command modules: ``--json`` for scripts, rich for people."""
+"""Output helpers shared by the command modules: ``--json`` for scripts, rich for people.
+
+The ``--json`` contract (README, "Exit codes"): when ``--json`` is on the command line, stdout
+carries exactly one JSON document, whatever happens. Commands print theirs with :func:`print_json`,
+which counts it; the entry point (``ccai.cli.__main__``) prints the error document only when the
+command printed none, so a failed verification's steps document is never followed by a second one.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +19,52 @@ from rich.console import Console
 from ccai._files import atomic_write
 from ccai.errors import UsageError
 
-__all__ = ["console", "err_console", "print_json", "read_input", "write_output"]
+__all__ = [
+    "console",
+    "documents_printed",
+    "err_console",
+    "json_requested",
+    "print_json",
+    "read_input",
+    "reset_documents",
+    "write_output",
+]
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
+# How many JSON documents this run of the command printed on stdout (one process runs one
+# command; the entry point resets it first, for callers that run several in one process).
+_documents = 0
+
+
+def json_requested(args: Sequence[str]) -> bool:
+    """Whether the command line ``args`` asks for JSON output (``--json`` before any ``--``)."""
+    for arg in args:
+        if arg == "--":
+            return False
+        if arg == "--json":
+            return True
+    return False
+
+
+def reset_documents() -> None:
+    """Forget the documents printed so far (the start of a command)."""
+    global _documents  # noqa: PLW0603 - the one piece of per-run state of the CLI
+    _documents = 0
+
+
+def documents_printed() -> int:
+    """How many JSON documents :func:`print_json` printed since :func:`reset_documents`."""
+    return _documents
+
 
 def print_json(obj: Any) -> None:
     """Print ``obj`` as indented JSON on stdout (no colour, no wrapping: scripts parse it)."""
+    global _documents  # noqa: PLW0603 - see reset_documents
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
     sys.stdout.flush()
+    _documents += 1
 
 
 def read_input(path: Path, *, what: str) -> bytes:

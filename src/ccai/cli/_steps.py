@@ -2,7 +2,9 @@
 
 A verifier's checklist becomes rows ``{"step", "status", "detail"}`` with status ``ok``,
 ``skipped``, ``failed`` or ``not run``; people get them as a ✓/✗ table, scripts as the ``steps``
-list of a JSON document whose ``result`` is ``pass`` or ``fail``.
+list of a JSON document whose ``result`` is ``pass``, or ``error`` with the ``error`` member every
+failed ``--json`` command prints (``ccai.cli._errors.error_object``: its ``exit_code`` tells a
+failed check, 1, from unavailable collateral, 3).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from ccai.cli._errors import error_object
 from ccai.cli._output import console
 from ccai.errors import Error
 
@@ -62,13 +65,17 @@ def rows_from_trace(
 def outcome_document(
     rows: list[dict[str, str]], error: Error | None, *, claims: Any, **extra: Any
 ) -> dict[str, Any]:
-    """The ``--json`` document: ``result``, ``steps``, ``claims``, then ``extra``, then ``error``."""
+    """The ``--json`` document: ``result``, ``steps``, ``claims``, then ``extra``, then ``error``.
+
+    ``result`` is ``pass``, or ``error`` when ``error`` is given: the steps that ran and the error
+    object (``class``, ``message``, ``exit_code``, …) are in this one document.
+    """
     return {
-        "result": "pass" if error is None else "fail",
+        "result": "pass" if error is None else "error",
         "steps": rows,
         "claims": claims,
         **extra,
-        "error": error.context() if error is not None else None,
+        "error": error_object(error) if error is not None else None,
     }
 
 

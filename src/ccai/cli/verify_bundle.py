@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
 from ccai._json import load_json
+from ccai.cli._help import CcaiGroup
 from ccai.cli._options import (
     AllowSimulatedOpt,
     AtOpt,
@@ -47,9 +47,22 @@ if TYPE_CHECKING:
 __all__ = ["VerifyGroup", "bundle_command"]
 
 
-class VerifyGroup(TyperGroup):
+class VerifyGroup(CcaiGroup):
     """The ``ccai verify`` group: a first argument that is not a sub-command is a bundle path, so
-    ``ccai verify b.json`` means ``ccai verify bundle b.json``."""
+    ``ccai verify b.json`` means ``ccai verify bundle b.json``; its help shows both forms."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.epilog:
+            self.epilog = (
+                "ccai verify BUNDLE [OPTIONS] verifies a composite evidence bundle (ccai attest -o): "
+                "it is short for ccai verify bundle BUNDLE [OPTIONS]; see ccai verify bundle --help."
+            )
+
+    def format_usage(self, ctx: Any, formatter: Any) -> None:  # Typer's vendored click types
+        """``ccai verify [OPTIONS] COMMAND [ARGS]...``, then ``or: ccai verify BUNDLE [OPTIONS]``."""
+        super().format_usage(ctx, formatter)
+        formatter.write_usage(ctx.command_path, "BUNDLE [OPTIONS]", prefix="   or: ")
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # Typer's vendored click Context
         """Route ``ccai verify [OPTIONS] BUNDLE`` to the ``bundle`` command."""
