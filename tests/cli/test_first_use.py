@@ -303,8 +303,11 @@ def test_a_busy_port_is_a_usage_error(
 ) -> None:
     # Regression: exit 3 ("collateral unavailable") from uvicorn, after the URLs were printed.
     code, out, err = _main(monkeypatch, capsys, *command, "--port", str(busy_port), "--json")
-    assert code == 2 and out == ""
-    assert f"cannot listen on 127.0.0.1:{busy_port}: address already in use" in err
+    message = f"cannot listen on 127.0.0.1:{busy_port}: address already in use"
+    assert code == 2 and message in err
+    # No URL was printed before the failure: stdout is the one --json error document.
+    doc = json.loads(out)
+    assert doc["result"] == "error" and doc["error"]["class"] == "UsageError" and doc["error"]["message"] == message
 
 
 # -- (11) dev engine --json: stdout is the JSON document only -----------------------------------------
