@@ -307,7 +307,11 @@ def test_a_busy_port_is_a_usage_error(
     assert code == 2 and message in err
     # No URL was printed before the failure: stdout is the one --json error document.
     doc = json.loads(out)
-    assert doc["result"] == "error" and doc["error"]["class"] == "UsageError" and doc["error"]["message"] == message
+    assert (
+        doc["result"] == "error"
+        and doc["error"]["class"] == "UsageError"
+        and doc["error"]["message"] == message
+    )
 
 
 # -- (11) dev engine --json: stdout is the JSON document only -----------------------------------------
