@@ -55,3 +55,9 @@ app.command("seal")(seal.seal_cmd)
 app.command("unseal")(seal.unseal_cmd)
 app.add_typer(seal.keys_app, name="keys")
 app.add_typer(seal.sealed_app, name="sealed")
+from ccai.cli import serve  # noqa: E402
+
+app.add_typer(serve.app, name="serve")
+from ccai.cli import attestation  # noqa: E402
+
+app.add_typer(attestation.app, name="attestation")

@@ -1,0 +1,1 @@
+"""Alembic migrations of the attestation service's schema (applied at start by ``ccai.service``)."""
