@@ -39,6 +39,9 @@ def create_engine(url: str) -> AsyncEngine:
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 30}
+        path = url.split(":///", 1)[1] if ":///" in url else ""
+        if path and not path.startswith(":memory:"):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
     else:
         kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
     try:
