@@ -100,6 +100,16 @@ def dev_server(ccai_home: Path) -> Iterator[tuple[VirtualGpuBackend, str]]:
         yield backend, url
 
 
+@pytest.fixture
+def vm_server(ccai_home: Path) -> Iterator[tuple[Any, VirtualGpuBackend, str]]:
+    """The virtual TDX VM (CPU TEE + 1 GPU) under $CCAI_HOME and the dev collateral server for its GPU."""
+    from ccai.virtual import open_virtual_vm
+
+    cpu, gpu = open_virtual_vm(tee="tdx", gpus=1, home=ccai_home)
+    with run_in_background(create_dev_collateral_app(settings_for_virtual_gpu(gpu, tee=cpu))) as url:
+        yield cpu, gpu, url
+
+
 def subprocess_env(home: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
