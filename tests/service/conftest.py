@@ -27,7 +27,12 @@ import httpx
 import uvicorn
 
 from ccai.evidence import GpuEvidence
-from ccai.virtual import VirtualGpuBackend, create_dev_collateral_app, run_in_background, settings_for_virtual_gpu
+from ccai.virtual import (
+    VirtualGpuBackend,
+    create_dev_collateral_app,
+    run_in_background,
+    settings_for_virtual_gpu,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -118,7 +123,9 @@ def subprocess_env(home: Path) -> dict[str, str]:
 
 
 @contextmanager
-def serve_subprocess(args: list[str], home: Path, *, log: Path | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def serve_subprocess(
+    args: list[str], home: Path, *, log: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``ccai serve attestation ARGS`` in a subprocess on a free port; yields (url, process)."""
     port = free_port()
     out = open(log, "wb") if log is not None else subprocess.DEVNULL  # noqa: SIM115
@@ -133,7 +140,9 @@ def serve_subprocess(args: list[str], home: Path, *, log: Path | None = None) ->
     try:
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"service exited with {proc.returncode}" + (f": {log.read_text()[-2000:]}" if log else ""))
+                raise RuntimeError(
+                    f"service exited with {proc.returncode}" + (f": {log.read_text()[-2000:]}" if log else "")
+                )
             try:
                 if httpx.get(url + "/health", timeout=1).status_code == 200:
                     break
@@ -169,7 +178,10 @@ def postgres_url() -> Iterator[str]:
     pytest.importorskip("psycopg", reason="needs the [postgres] extra: pip install 'ccai[postgres]'")
     bindir = _pg_bin()
     if bindir is None:
-        pytest.skip("PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin (apt-get install postgresql)")
+        pytest.skip(
+            "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin "
+            "(apt-get install postgresql)"
+        )
     root = os.geteuid() == 0
     prefix: list[str] = []
     if root:
@@ -207,7 +219,11 @@ def postgres_url() -> Iterator[str]:
     try:
         yield f"postgresql+psycopg://{user}@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        subprocess.run(
+            [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            check=False,
+        )
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -22,7 +22,13 @@ from ccai.collateral import cpu_collateral_section, embed_collateral
 from ccai.evidence import EvidenceBundle, dump_evidence_bundle
 from ccai.service import ServiceSettings, create_app
 from ccai.token import verify_token
-from ccai.virtual import VirtualCpuTee, VirtualGpuBackend, open_virtual_vm, settings_for_virtual_gpu, virtual_trust_anchors
+from ccai.virtual import (
+    VirtualCpuTee,
+    VirtualGpuBackend,
+    open_virtual_vm,
+    settings_for_virtual_gpu,
+    virtual_trust_anchors,
+)
 
 from .conftest import serve
 
@@ -44,9 +50,13 @@ class _InProcessSource:
         return self.responder.respond(builder.build().public_bytes(Encoding.DER))
 
 
-def make_bundle(cpu: VirtualCpuTee, gpu: VirtualGpuBackend, nonce: bytes, *, gpus_from: EvidenceBundle | None = None) -> bytes:
+def make_bundle(
+    cpu: VirtualCpuTee, gpu: VirtualGpuBackend, nonce: bytes, *, gpus_from: EvidenceBundle | None = None
+) -> bytes:
     """A virtual TDX + GPU bundle for ``nonce`` with its collateral embedded."""
-    bundle = collect_composite(nonce=nonce, cpu=cpu, gpu=gpu, tls_spki_sha256=b"\x01" * 32, hpke_public_key=b"\x07" * 32)
+    bundle = collect_composite(
+        nonce=nonce, cpu=cpu, gpu=gpu, tls_spki_sha256=b"\x01" * 32, hpke_public_key=b"\x07" * 32
+    )
     if gpus_from is not None:
         bundle = dataclasses.replace(bundle, gpus=gpus_from.gpus)
     now = utcnow()
@@ -57,7 +67,11 @@ def make_bundle(cpu: VirtualCpuTee, gpu: VirtualGpuBackend, nonce: bytes, *, gpu
 
 def _settings(tmp_path: Path, **kw: object) -> ServiceSettings:
     return ServiceSettings.build(
-        environ={}, database_url=f"sqlite+aiosqlite:///{tmp_path / 'svc.db'}", offline=True, allow_anonymous=True, **kw
+        environ={},
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'svc.db'}",
+        offline=True,
+        allow_anonymous=True,
+        **kw,
     )
 
 
@@ -68,8 +82,12 @@ def _nonce(base: str, **body: object) -> bytes:
 
 
 def _attest(base: str, bundle: bytes, policy: str | None = None) -> dict:
-    content = bundle if policy is None else json.dumps({"bundle": json.loads(bundle), "policy": policy}).encode()
-    r = httpx.post(base + "/v1/attest", content=content, timeout=30, headers={"content-type": "application/json"})
+    content = (
+        bundle if policy is None else json.dumps({"bundle": json.loads(bundle), "policy": policy}).encode()
+    )
+    r = httpx.post(
+        base + "/v1/attest", content=content, timeout=30, headers={"content-type": "application/json"}
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -107,7 +125,9 @@ def test_composite_bundle_passes_once_and_every_forgery_fails(ccai_home: Path, t
         from ccai.token import parse_detached_eat
 
         overall = parse_detached_eat(result["token"]).overall
-        claims = verify_token(result["token"], jwks=jwks, nonce=nonce2, now=utcnow(), allow_simulated=True).overall
+        claims = verify_token(
+            result["token"], jwks=jwks, nonce=nonce2, now=utcnow(), allow_simulated=True
+        ).overall
         assert overall and claims["x-nvidia-overall-att-result"] is False
         assert claims["x-ccai-error"] == result["error"]["error"]
 

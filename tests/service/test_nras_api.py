@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from .conftest import nras_body, serve, virtual_items
 
 from ccai._time import utcnow
 from ccai.evidence import GpuEvidence, load_report
@@ -19,6 +18,8 @@ from ccai.service import ServiceSettings, create_app
 from ccai.token import parse_detached_eat, verify_token
 from ccai.verify import Verifier
 from ccai.virtual import VirtualFault, virtual_trust_anchors
+
+from .conftest import nras_body, serve, virtual_items
 
 pytestmark = pytest.mark.extra("service")
 
@@ -50,7 +51,9 @@ def test_virtual_gpu_passes_and_drift_fails_with_http_200(dev_server, tmp_path: 
     settings = _simulated_settings(url, tmp_path)
     with serve(create_app(settings, anchors=virtual_trust_anchors(gpu=True))) as base:
         nonce = secrets.token_bytes(32)
-        r = httpx.post(base + "/v4/attest/gpu", json=nras_body(virtual_items(backend, nonce), nonce), timeout=30)
+        r = httpx.post(
+            base + "/v4/attest/gpu", json=nras_body(virtual_items(backend, nonce), nonce), timeout=30
+        )
         assert r.status_code == 200, r.text
         eat = r.json()
         assert eat[0][0] == "JWT" and set(eat[1]) == {"GPU-0"}
@@ -64,7 +67,9 @@ def test_virtual_gpu_passes_and_drift_fails_with_http_200(dev_server, tmp_path: 
 
         backend.inject_fault(VirtualFault.MEASUREMENT_DRIFT)
         nonce = secrets.token_bytes(32)
-        r = httpx.post(base + "/v4/attest/gpu", json=nras_body(virtual_items(backend, nonce), nonce), timeout=30)
+        r = httpx.post(
+            base + "/v4/attest/gpu", json=nras_body(virtual_items(backend, nonce), nonce), timeout=30
+        )
         assert r.status_code == 200, r.text
         overall = _claims(r.json()[0][1])
         assert overall["x-nvidia-overall-att-result"] is False
@@ -123,7 +128,9 @@ def test_collateral_unavailable_is_503(dev_server, tmp_path: Path) -> None:
     settings = _simulated_settings("http://127.0.0.1:9", tmp_path)
     with serve(create_app(settings, anchors=virtual_trust_anchors(gpu=True))) as base:
         nonce = secrets.token_bytes(32)
-        r = httpx.post(base + "/v4/attest/gpu", json=nras_body(virtual_items(backend, nonce), nonce), timeout=60)
+        r = httpx.post(
+            base + "/v4/attest/gpu", json=nras_body(virtual_items(backend, nonce), nonce), timeout=60
+        )
         assert r.status_code == 503, r.text
         assert r.json()["description"] == "COLLATERAL_UNAVAILABLE" and r.json()["code"] == 5030
         metrics = httpx.get(base + "/metrics").text

@@ -34,8 +34,13 @@ def test_keys_admin_rotation_metrics_logs_and_audit(dev_server, ccai_home: Path,
     admin = _ccai(ccai_home, "attestation", "api-key", "create", "--admin", "--database-url", db)
     policy = tmp_path / "p.json"
     policy.write_text(json.dumps({"format": "ccai-policy/1", "allow_simulated": True}))
-    assert _ccai(ccai_home, "attestation", "policy", "set", "dev", str(policy), "--database-url", db)["version"] == 1
-    assert _ccai(ccai_home, "attestation", "policy", "show", "dev", "--database-url", db)["policy"]["allow_simulated"]
+    assert (
+        _ccai(ccai_home, "attestation", "policy", "set", "dev", str(policy), "--database-url", db)["version"]
+        == 1
+    )
+    assert _ccai(ccai_home, "attestation", "policy", "show", "dev", "--database-url", db)["policy"][
+        "allow_simulated"
+    ]
     log = tmp_path / "service.log"
     args = ["--database-url", db, "--rim-service-url", url, "--ocsp-url", f"{url}/ocsp", "--allow-simulated"]
     with serve_subprocess(args, ccai_home, log=log) as (base, _):
@@ -43,7 +48,10 @@ def test_keys_admin_rotation_metrics_logs_and_audit(dev_server, ccai_home: Path,
         body = nras_body(virtual_items(backend, nonce), nonce)
         assert httpx.post(base + "/v4/attest/gpu", json=body).status_code == 401
         bad = {"Authorization": "Bearer ccai_000000000000_nope"}
-        assert httpx.post(base + "/v4/attest/gpu", json=body, headers=bad).json()["description"] == "UNAUTHORIZED"
+        assert (
+            httpx.post(base + "/v4/attest/gpu", json=body, headers=bad).json()["description"]
+            == "UNAUTHORIZED"
+        )
         auth = {"Authorization": f"Bearer {user['key']}"}
         r = httpx.post(base + "/v4/attest/gpu", json={**body, "policy": "dev"}, headers=auth, timeout=30)
         assert r.status_code == 200, r.text
@@ -52,7 +60,9 @@ def test_keys_admin_rotation_metrics_logs_and_audit(dev_server, ccai_home: Path,
         # Admin API: a user key is refused, the admin key rotates the signing key.
         assert httpx.post(base + "/v1/admin/keys/rotate", headers=auth).status_code == 403
         before = {k["kid"] for k in httpx.get(base + "/.well-known/jwks.json").json()["keys"]}
-        kid = httpx.post(base + "/v1/admin/keys/rotate", headers={"Authorization": f"Bearer {admin['key']}"}).json()["kid"]
+        kid = httpx.post(
+            base + "/v1/admin/keys/rotate", headers={"Authorization": f"Bearer {admin['key']}"}
+        ).json()["kid"]
         after = {k["kid"] for k in httpx.get(base + "/.well-known/jwks.json").json()["keys"]}
         assert kid in after and before <= after  # current + previous published
         # Revocation through the CLI takes effect once the replica's key cache expires (10 s);
@@ -71,7 +81,11 @@ def test_keys_admin_rotation_metrics_logs_and_audit(dev_server, ccai_home: Path,
 
     audit = _ccai(ccai_home, "attestation", "audit", "--json", "--database-url", db)
     assert audit[0]["jti"] == jti and audit[0]["verdict"] is True
-    assert audit[0]["policy"] == "dev" and audit[0]["policy_version"] == 1 and audit[0]["api_key_id"] == user["id"]
+    assert (
+        audit[0]["policy"] == "dev"
+        and audit[0]["policy_version"] == 1
+        and audit[0]["api_key_id"] == user["id"]
+    )
     text = log.read_text()
     lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     assert any(line.get("path") == "/v4/attest/gpu" and line.get("request_id") for line in lines)
@@ -81,8 +95,12 @@ def test_keys_admin_rotation_metrics_logs_and_audit(dev_server, ccai_home: Path,
 
 def test_rate_limit_per_key(dev_server, tmp_path: Path) -> None:
     settings = ServiceSettings.build(
-        environ={}, database_url=f"sqlite+aiosqlite:///{tmp_path / 'svc.db'}", allow_anonymous=True, offline=True,
-        rate_limit=1.0, rate_burst=3,
+        environ={},
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'svc.db'}",
+        allow_anonymous=True,
+        offline=True,
+        rate_limit=1.0,
+        rate_burst=3,
     )
     with serve(create_app(settings)) as base:
         codes = [httpx.post(base + "/v1/nonce").status_code for _ in range(6)]
@@ -92,12 +110,26 @@ def test_rate_limit_per_key(dev_server, tmp_path: Path) -> None:
 
 def test_startup_fails_closed(tmp_path: Path, ccai_home: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "ccai.cli", "serve", "attestation", "--database-url", "postgresql+psycopg://u@127.0.0.1:1/x"],
-        env=subprocess_env(ccai_home), capture_output=True, timeout=60, check=False,
+        [
+            sys.executable,
+            "-m",
+            "ccai.cli",
+            "serve",
+            "attestation",
+            "--database-url",
+            "postgresql+psycopg://u@127.0.0.1:1/x",
+        ],
+        env=subprocess_env(ccai_home),
+        capture_output=True,
+        timeout=60,
+        check=False,
     )
     assert out.returncode == 2 and b"cannot open or migrate the attestation database" in out.stderr
     out = subprocess.run(
         [sys.executable, "-m", "ccai.cli", "serve", "attestation", "--database-url", "mysql://x"],
-        env=subprocess_env(ccai_home), capture_output=True, timeout=60, check=False,
+        env=subprocess_env(ccai_home),
+        capture_output=True,
+        timeout=60,
+        check=False,
     )
     assert out.returncode == 2 and b"database URL must be" in out.stderr

@@ -55,10 +55,21 @@ def test_core_flows_on_postgres(vm_server, ccai_home: Path, fresh_pg_database: s
 
 
 def _replica_args(db: str, url: str) -> list[str]:
-    return ["--database-url", db, "--rim-service-url", url, "--ocsp-url", f"{url}/ocsp", "--allow-simulated", "--allow-anonymous"]
+    return [
+        "--database-url",
+        db,
+        "--rim-service-url",
+        url,
+        "--ocsp-url",
+        f"{url}/ocsp",
+        "--allow-simulated",
+        "--allow-anonymous",
+    ]
 
 
-def test_two_replicas_never_accept_one_nonce_twice(vm_server, ccai_home: Path, fresh_pg_database: str, tmp_path: Path) -> None:
+def test_two_replicas_never_accept_one_nonce_twice(
+    vm_server, ccai_home: Path, fresh_pg_database: str, tmp_path: Path
+) -> None:
     cpu, gpu, url = vm_server
     args = _replica_args(fresh_pg_database, url)
     with (

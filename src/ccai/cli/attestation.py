@@ -22,15 +22,21 @@ __all__ = ["app"]
 
 _T = TypeVar("_T")
 
-app = typer.Typer(name="attestation", help="Administer the attestation service's database.", no_args_is_help=True)
+app = typer.Typer(
+    name="attestation", help="Administer the attestation service's database.", no_args_is_help=True
+)
 policy_app = typer.Typer(name="policy", help="Named appraisal policies (versioned).", no_args_is_help=True)
-key_app = typer.Typer(name="api-key", help="API keys of the attest and admin endpoints.", no_args_is_help=True)
+key_app = typer.Typer(
+    name="api-key", help="API keys of the attest and admin endpoints.", no_args_is_help=True
+)
 app.add_typer(policy_app, name="policy")
 app.add_typer(key_app, name="api-key")
 
 DbOpt = Annotated[
     str | None,
-    typer.Option("--database-url", help="Database URL (default $CCAI_DATABASE_URL or $CCAI_HOME/attestation.db)."),
+    typer.Option(
+        "--database-url", help="Database URL (default $CCAI_DATABASE_URL or $CCAI_HOME/attestation.db)."
+    ),
 ]
 
 
@@ -58,7 +64,9 @@ def _print(data: Any) -> None:
 @app.command("rotate-key")
 def rotate_key(
     database_url: DbOpt = None,
-    development: Annotated[bool, typer.Option("--development", help="Rotate the development key instead.")] = False,
+    development: Annotated[
+        bool, typer.Option("--development", help="Rotate the development key instead.")
+    ] = False,
 ) -> None:
     """Make a new current token-signing key; the old one stays in the JWKS as the previous key."""
     from ccai.service import ServiceSettings, load_master_key, rotate
@@ -88,7 +96,9 @@ def policy_set(
 
 
 @policy_app.command("show")
-def policy_show(name: Annotated[str, typer.Argument(help="Policy name.")], database_url: DbOpt = None) -> None:
+def policy_show(
+    name: Annotated[str, typer.Argument(help="Policy name.")], database_url: DbOpt = None
+) -> None:
     """Print the newest version of policy NAME."""
     stored = _run(database_url, lambda repo: repo.get_policy(name))
     if stored is None:
@@ -110,7 +120,9 @@ def api_key_create(
 
 
 @key_app.command("revoke")
-def api_key_revoke(key_id: Annotated[str, typer.Argument(help="The key's id.")], database_url: DbOpt = None) -> None:
+def api_key_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id.")], database_url: DbOpt = None
+) -> None:
     """Revoke an API key (replicas stop accepting it within their key-cache time)."""
     from ccai._time import utcnow
 

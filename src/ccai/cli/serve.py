@@ -50,26 +50,42 @@ def _policies(values: list[str] | None) -> dict[str, Path]:
 
 @app.command("attestation")
 def attestation(
+    *,
     host: Annotated[str | None, typer.Option("--host", help="Address (default 127.0.0.1: loopback).")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Port (default 8443).")] = None,
     database_url: Annotated[
         str | None,
-        typer.Option("--database-url", help="sqlite+aiosqlite:///… (default $CCAI_HOME/attestation.db) or postgresql+psycopg://…"),
+        typer.Option(
+            "--database-url",
+            help="sqlite+aiosqlite:///… (default $CCAI_HOME/attestation.db) or postgresql+psycopg://…",
+        ),
     ] = None,
-    rim_service_url: Annotated[str | None, typer.Option("--rim-service-url", help="RIM service base URL.")] = None,
+    rim_service_url: Annotated[
+        str | None, typer.Option("--rim-service-url", help="RIM service base URL.")
+    ] = None,
     ocsp_url: Annotated[str | None, typer.Option("--ocsp-url", help="OCSP responder URL.")] = None,
     rim_dir: Annotated[Path | None, typer.Option("--rim-dir", help="Directory of <id>.xml RIMs.")] = None,
-    collateral: Annotated[Path | None, typer.Option("--collateral", help="Offline collateral bundle.")] = None,
-    offline: Annotated[bool, typer.Option("--offline", help="Never fetch collateral from the network.")] = False,
-    at: Annotated[str | None, typer.Option("--at", help="Pinned verification time, ISO 8601.", metavar="ISO8601")] = None,
+    collateral: Annotated[
+        Path | None, typer.Option("--collateral", help="Offline collateral bundle.")
+    ] = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Never fetch collateral from the network.")
+    ] = False,
+    at: Annotated[
+        str | None, typer.Option("--at", help="Pinned verification time, ISO 8601.", metavar="ISO8601")
+    ] = None,
     policy: Annotated[
-        list[str] | None, typer.Option("--policy", help="NAME=FILE: store a named policy at start (repeatable).")
+        list[str] | None,
+        typer.Option("--policy", help="NAME=FILE: store a named policy at start (repeatable)."),
     ] = None,
     allow_simulated: Annotated[
         bool, typer.Option("--allow-simulated", help="Accept ccai's virtual hardware (development only).")
     ] = False,
     allow_anonymous: Annotated[
-        bool, typer.Option("--allow-anonymous", help="Serve the attest endpoints WITHOUT API keys (development only).")
+        bool,
+        typer.Option(
+            "--allow-anonymous", help="Serve the attest endpoints WITHOUT API keys (development only)."
+        ),
     ] = False,
     workers: Annotated[int | None, typer.Option("--workers", help="uvicorn worker processes.")] = None,
     tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="TLS certificate (PEM).")] = None,
@@ -128,4 +144,6 @@ def attestation(
         )
         return
     application = create_app(settings, anchors=_anchors(settings))
-    uvicorn.run(application, host=settings.host, port=settings.port, log_level="warning", access_log=False, **tls)
+    uvicorn.run(
+        application, host=settings.host, port=settings.port, log_level="warning", access_log=False, **tls
+    )

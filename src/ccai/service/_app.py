@@ -62,9 +62,7 @@ _Receive = Callable[[], Awaitable[_Message]]
 _Send = Callable[[_Message], Awaitable[None]]
 
 
-def build_verifier(
-    settings: ServiceSettings, *, anchors: TrustAnchors | None, metrics: Metrics
-) -> Verifier:
+def build_verifier(settings: ServiceSettings, *, anchors: TrustAnchors | None, metrics: Metrics) -> Verifier:
     """The app's one Verifier, from the settings.
 
     Raises:
@@ -73,7 +71,7 @@ def build_verifier(
     if settings.allow_simulated and (anchors is None or not anchors.simulated):
         raise UsageError(
             "allow_simulated needs the virtual hardware's test-PKI anchors, passed in by the caller",
-            hint="ccai serve attestation --allow-simulated builds them with ccai.virtual.virtual_trust_anchors()",
+            hint="ccai serve attestation --allow-simulated builds them (ccai.virtual.virtual_trust_anchors)",
         )
     if not settings.allow_simulated and anchors is not None and anchors.simulated:
         raise UsageError("test-PKI anchors are trusted only with allow_simulated")
@@ -269,7 +267,9 @@ def create_app(
                 kid=keys.signer.kid,
             )
             if settings.allow_anonymous:
-                log_event("ANONYMOUS ACCESS IS ALLOWED: the attest endpoints need no API key", level=logging.WARNING)
+                log_event(
+                    "ANONYMOUS ACCESS IS ALLOWED: the attest endpoints need no API key", level=logging.WARNING
+                )
             yield
         finally:
             await db.engine.dispose()
@@ -307,5 +307,5 @@ def create_app(
     app.include_router(nras_router)
     app.include_router(composite_router)
     app.include_router(admin_router)
-    app.add_middleware(_Edge, metrics=metrics)  # type: ignore[arg-type]
+    app.add_middleware(_Edge, metrics=metrics)
     return app

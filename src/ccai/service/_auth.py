@@ -45,7 +45,12 @@ async def create_api_key(repo: Repository, *, name: str, admin: bool = False) ->
     token = f"{_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
     await repo.add_api_key(
         StoredApiKey(
-            id=key_id, secret_sha256=hash_key(token), name=name, admin=admin, created_at=utcnow(), revoked_at=None
+            id=key_id,
+            secret_sha256=hash_key(token),
+            name=name,
+            admin=admin,
+            created_at=utcnow(),
+            revoked_at=None,
         )
     )
     return key_id, token

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from ccai.errors import UsageError
 
@@ -90,5 +90,6 @@ async def migrate(engine: AsyncEngine) -> None:
             await connection.run_sync(_upgrade)
     except (SQLAlchemyError, OSError) as exc:
         raise UsageError(
-            f"cannot open or migrate the attestation database: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+            "cannot open or migrate the attestation database: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
         ) from None

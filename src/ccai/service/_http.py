@@ -52,7 +52,12 @@ class ApiError(Exception):
 
     def body(self) -> dict[str, Any]:
         """The ``x-nvidia-error-details`` object."""
-        return {"code": self.code, "httpStatus": self.status, "description": self.description, "message": self.message}
+        return {
+            "code": self.code,
+            "httpStatus": self.status,
+            "description": self.description,
+            "message": self.message,
+        }
 
 
 def error_response(error: ApiError) -> JSONResponse:
@@ -107,7 +112,7 @@ async def caller(request: Request, *, admin: bool = False) -> Caller:
     """
     state = request.app.state
     header = request.headers.get("authorization")
-    found = await state.auth.check(header)
+    found: Caller | None = await state.auth.check(header)
     if found is None:
         if header is None and state.settings.allow_anonymous and not admin:
             found = Caller(key_id=ANONYMOUS, admin=False)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import os
@@ -111,10 +112,10 @@ def load_master_key(path: Path) -> MasterKey:
         raw = path.read_bytes()
     except FileNotFoundError:
         private_dir(path.parent)
-        try:
-            atomic_write(path, base64.b64encode(secrets.token_bytes(_KEY_BYTES)) + b"\n", mode=0o600, replace=False)
-        except FileExistsError:
-            pass
+        with contextlib.suppress(FileExistsError):  # another process created it first: use theirs
+            atomic_write(
+                path, base64.b64encode(secrets.token_bytes(_KEY_BYTES)) + b"\n", mode=0o600, replace=False
+            )
         raw = path.read_bytes()
     try:
         return MasterKey(base64.b64decode(raw.strip(), validate=True))
@@ -124,7 +125,12 @@ def load_master_key(path: Path) -> MasterKey:
 
 def _self_signed(signer: TokenSigner, now: datetime) -> str:
     """A self-signed certificate over the signing key (NVIDIA's SDK reads the key from ``x5c[0]``)."""
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ccai attestation token key"), x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, signer.kid[:64])])
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "ccai attestation token key"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, signer.kid[:64]),
+        ]
+    )
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -242,5 +248,3 @@ class KeyRing:
                 jwk["x5c"] = [base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()]
                 keys.append(jwk)
         return {"keys": keys}
-
-

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-
 from cryptography import x509
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ccai.collateral import CollateralSource
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "MeteredSource"]
+__all__ = ["CONTENT_TYPE_LATEST", "MeteredSource", "Metrics"]
 
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -75,5 +74,3 @@ class MeteredSource:
     def ocsp(self, cert: x509.Certificate, issuer: x509.Certificate, *, nonce: bytes | None) -> bytes:
         """An OCSP response, counted."""
         return self._count("ocsp", lambda: self.inner.ocsp(cert, issuer, nonce=nonce))
-
-

@@ -295,7 +295,9 @@ class Repository:
         """Revoke a key; False when there is no such unrevoked key."""
         async with self._sessions.begin() as session:
             result = await session.execute(
-                update(ApiKey).where(and_(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))).values(revoked_at=now)
+                update(ApiKey)
+                .where(and_(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)))
+                .values(revoked_at=now)
             )
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 

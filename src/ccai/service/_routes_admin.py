@@ -39,7 +39,9 @@ async def show_policy(name: str, request: Request) -> JSONResponse:
     stored = await service.repo.get_policy(name)
     if stored is None:
         raise ApiError("POLICY_NOT_FOUND", f"no policy named {name!r}")
-    return JSONResponse({"name": stored.name, "version": stored.version, "policy": json.loads(stored.document)})
+    return JSONResponse(
+        {"name": stored.name, "version": stored.version, "policy": json.loads(stored.document)}
+    )
 
 
 @router.put("/policies/{name}")

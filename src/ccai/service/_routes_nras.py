@@ -74,7 +74,9 @@ def _decode(doc: Any, body: bytes, *, default_claims: str, max_gpus: int) -> Gpu
         raise ApiError("TOO_MANY_DEVICES", f"at most {max_gpus} evidence items per request")
     arch = (req.arch or "").upper()
     if req.arch is not None and (not req.arch.isascii() or arch not in _ARCHES):
-        raise ApiError("UNSUPPORTED_ARCH", f"unsupported arch {req.arch[:40]!r}; expected HOPPER or BLACKWELL")
+        raise ApiError(
+            "UNSUPPORTED_ARCH", f"unsupported arch {req.arch[:40]!r}; expected HOPPER or BLACKWELL"
+        )
     claims_version = req.claims_version or default_claims
     if claims_version not in ("2.0", "3.0"):
         raise ApiError("INVALID_REQUEST", "claims_version must be 2.0 or 3.0")

@@ -24,8 +24,8 @@ import anyio.to_thread
 from ccai._time import utcnow
 from ccai.errors import Error, EvidenceError, NonceMismatch, UsageError, VerificationError
 from ccai.evidence import EvidenceBundle, GpuEvidence, load_evidence_bundle
-from ccai.service._metrics import Metrics
 from ccai.service._keys import KeyRing
+from ccai.service._metrics import Metrics
 from ccai.service._repository import AuditEntry, Repository, StoredPolicy
 from ccai.token import DetachedEat, issue_failure_token, issue_token
 from ccai.verify import Policy, StepResult, VerifiedEvidence, Verifier, load_policy
@@ -296,7 +296,9 @@ class AttestationService:
             )
         else:
             try:
-                verified = await self._run(lambda: verifier.verify_bundle(bundle, expected_nonce=bundle.nonce))
+                verified = await self._run(
+                    lambda: verifier.verify_bundle(bundle, expected_nonce=bundle.nonce)
+                )
             except (EvidenceError, VerificationError) as exc:
                 error = exc
         return await self._finish(
@@ -329,5 +331,3 @@ def outcome_json(outcome: AppraisalOutcome) -> dict[str, Any]:
             {"name": outcome.policy.name, "version": outcome.policy.version} if outcome.policy else None
         ),
     }
-
-

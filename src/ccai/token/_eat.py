@@ -296,7 +296,11 @@ def issue_failure_token(
     iat = int(now.timestamp())
     exp = int((now + lifetime).timestamp())
     steps = [
-        {"step": getattr(s, "step", str(s)), "status": getattr(s, "status", ""), "detail": getattr(s, "detail", "")}
+        {
+            "step": getattr(s, "step", str(s)),
+            "status": getattr(s, "status", ""),
+            "detail": getattr(s, "detail", ""),
+        }
         for s in error.steps
     ]
     failed_step = next((s["step"] for s in steps if s["status"] == "failed"), error.step)
