@@ -14,7 +14,8 @@ the same shared collateral cache the service uses) /
 ``Verifier.verify_bundle`` + ``issue_token`` in a loop, one thread. The table prints each arm's
 throughput, p50/p99 latency and the ratio service / in-process. Prints numbers; asserts nothing.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/bench_attestation_service.py [--clients 1,8,32,64] [--workers 1]
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_attestation_service.py \
+        [--clients 1,8,32,64] [--workers 1]
 """
 
 from __future__ import annotations
@@ -265,11 +266,13 @@ def main() -> None:
             proc.terminate()
             proc.wait()
     print(
-        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}, "
         f"service workers={args.workers}, SQLite"
     )
     print(
-        f"{'evidence':<13} {'arm':<11} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6} {'errors':>6}"
+        f"{'evidence':<13} {'arm':<11} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'ratio':>6} {'errors':>6}"
     )
     for name, arm, clients, rps, p50, p99, base_ops, failed in rows:
         print(

@@ -26,7 +26,7 @@ DIGEST = "00" * 48
     ],
 )
 def test_out_of_range_numbers_are_malformed(log: str) -> None:
-    with pytest.raises(MalformedEvidence, match="TDX JSON event log is (malformed|not acceptable JSON)"):
+    with pytest.raises(MalformedEvidence, match=r"TDX JSON event log is (malformed|not acceptable JSON)"):
         parse_json_event_log(log)
 
 

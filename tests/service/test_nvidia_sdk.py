@@ -28,7 +28,10 @@ from .conftest import serve
 pytestmark = [pytest.mark.extra("service"), pytest.mark.slow]
 
 SDK = "nv-attestation-sdk==2.7.3"
-POLICY = "nvtrust/NVIDIA_nvtrust@0281730/guest_tools/attestation_sdk/tests/policies/remote/v4/NVGPURemotePolicyExample.json"
+POLICY = (
+    "nvtrust/NVIDIA_nvtrust@0281730/guest_tools/attestation_sdk/tests/policies/remote/v4/"
+    "NVGPURemotePolicyExample.json"
+)
 
 _CLIENT = r"""
 import json, sys
