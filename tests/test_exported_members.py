@@ -116,7 +116,21 @@ PINNED = {
         "gather_composite_collateral",
         "keys_from_pem",
     },
-    "ccai.service": set(),
+    "ccai.service": {
+        "ENVELOPE_FORMAT",
+        "AuditEntry",
+        "Database",
+        "MasterKey",
+        "Repository",
+        "ServiceSettings",
+        "StoredPolicy",
+        "create_api_key",
+        "create_app",
+        "default_database_url",
+        "load_master_key",
+        "open_database",
+        "rotate",
+    },
 }
 
 EVIDENCE_BUNDLE_NAMES = {

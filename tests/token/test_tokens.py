@@ -76,6 +76,7 @@ def test_public_surface_is_pinned() -> None:
             "TokenSigner",
             "VerifiedToken",
             "is_development_kid",
+            "issue_failure_token",
             "issue_token",
             "jwk_thumbprint",
             "jwks",
@@ -262,3 +263,31 @@ def test_nras_digest_rule_on_the_real_eat(vectors: Path) -> None:
     tampered = DetachedEat(overall=eat.overall, submods={"GPU-0": eat.submods["GPU-0"] + "x"})
     with pytest.raises(TokenError, match="digest"):
         verify_submod_digests(tampered, overall)
+
+
+def test_failure_token_records_the_failed_step_and_never_passes(signer: TokenSigner) -> None:
+    from ccai.errors import MeasurementMismatch
+    from ccai.token import issue_failure_token
+    from ccai.verify import StepResult
+
+    error = MeasurementMismatch("measurement 9 differs", step="(9) measurements")
+    error.steps = (
+        StepResult(step="(1) certificate chain", status="ok", detail="chain"),
+        StepResult(
+            step="(9) measurements", status="failed", detail="MeasurementMismatch: measurement 9 differs"
+        ),
+    )
+    eat = issue_failure_token(error, nonce=NONCE, signing_key=signer, now=NOW, gpu_count=2)
+    jwks_doc = ccai.token.jwks([signer])
+    verified = ccai.token.verify_token(eat, jwks=jwks_doc, nonce=NONCE, now=NOW)
+    assert verified.overall["x-nvidia-overall-att-result"] is False
+    assert verified.overall["x-ccai-failed-step"] == "(9) measurements"
+    assert verified.overall["x-ccai-error"] == "MeasurementMismatch"
+    assert [s["status"] for s in verified.overall["x-ccai-steps"]] == ["ok", "failed"]
+    assert set(verified.submods) == {"GPU-0", "GPU-1"}
+    assert all(c["measres"] == "fail" and c["secboot"] is None for c in verified.submods.values())
+    # Simulated evidence: only with a development key.
+    with pytest.raises(UsageError):
+        issue_failure_token(error, nonce=NONCE, signing_key=signer, now=NOW, simulated=True)
+    with pytest.raises(UsageError):
+        issue_failure_token(ValueError("x"), nonce=NONCE, signing_key=signer, now=NOW)  # type: ignore[arg-type]

@@ -93,6 +93,12 @@ app.command("seal")(seal.seal_cmd)
 app.command("unseal")(seal.unseal_cmd)
 app.add_typer(seal.keys_app, name="keys")
 app.add_typer(seal.sealed_app, name="sealed")
+from ccai.cli import serve  # noqa: E402
+
+app.add_typer(serve.app, name="serve")
+from ccai.cli import attestation  # noqa: E402
+
+app.add_typer(attestation.app, name="attestation")
 
 # Flags without a <bool> placeholder, arguments in capitals (``_help``): after the last command.
 use_ccai_help(app)

@@ -27,7 +27,7 @@ from typing import Any, TypeGuard
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ccai._json import load_json
-from ccai.errors import SimulatedEvidenceRejected, TokenError, UsageError
+from ccai.errors import Error, SimulatedEvidenceRejected, TokenError, UsageError
 from ccai.token._jws import sign_es384, unverified_header, verify_es384
 from ccai.token._keys import JwksKeys, TokenSigner, is_development_kid, read_jwks
 from ccai.verify import VerifiedEvidence
@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_LIFETIME",
     "DetachedEat",
     "VerifiedToken",
+    "issue_failure_token",
     "issue_token",
     "parse_detached_eat",
     "submod_digest",
@@ -235,6 +236,116 @@ def issue_token(
         "x-nvidia-ver": verified.claims_version,
         "x-nvidia-overall-att-result": True,
         **verified.overall_claims,
+        **registered(),
+        "submods": {name: ["DIGEST", ["SHA-256", submod_digest(jwt)]] for name, jwt in submods.items()},
+    }
+    return DetachedEat(overall=sign_es384(overall, signer.private_key, kid=signer.kid), submods=submods)
+
+
+def issue_failure_token(
+    error: Error,
+    *,
+    nonce: bytes,
+    signing_key: TokenSigner | ec.EllipticCurvePrivateKey,
+    now: datetime,
+    gpu_count: int = 0,
+    cpu: bool = False,
+    simulated: bool = False,
+    development_key: TokenSigner | None = None,
+    claims_version: str = "3.0",
+    issuer: str = DEFAULT_ISSUER,
+    lifetime: timedelta = DEFAULT_LIFETIME,
+) -> DetachedEat:
+    """Issue a detached EAT that records a *failed* appraisal, as NRAS answers failed evidence.
+
+    NRAS answers evidence that fails verification with HTTP 200 and a token whose
+    ``x-nvidia-overall-att-result`` is false (gpu-evidence.md §11). This builds that token from the
+    :class:`~ccai.errors.Error` the verifier raised: every JWT says ``"x-nvidia-overall-att-result":
+    false`` (overall) or ``"measres": "fail"``/``"not-run"`` (per device), and carries the reason as
+    ccai claims — ``x-ccai-error`` (class), ``x-ccai-reason`` (message), ``x-ccai-failed-step`` and
+    ``x-ccai-steps`` (every step's status). None of the claims NVIDIA's policies require for a pass
+    (``secboot``, ``x-nvidia-gpu-attestation-report-signature-verified`` …) is set true, so no
+    policy that a passing token satisfies accepts it. Only :func:`issue_token` issues a passing
+    token, and only for :class:`~ccai.verify.VerifiedEvidence`.
+
+    Args:
+        error: The error the verifier raised (its ``steps`` say which steps ran).
+        nonce: The verifier nonce the request named (``eat_nonce``).
+        signing_key: The production signer (or a raw P-384 key).
+        now: Issue time.
+        gpu_count: Number of GPU submodules (``GPU-0`` …) the request held.
+        cpu: Add a ``CPU-0`` submodule (composite evidence with a CPU item).
+        simulated: The evidence chained to ccai's test PKI: sign with ``development_key`` and mark
+            every JWT ``x-ccai-simulated``.
+        development_key: The development signer (required when ``simulated``).
+        claims_version: ``x-nvidia-ver``.
+        issuer: ``iss``.
+        lifetime: ``exp - iat``.
+
+    Returns:
+        The detached EAT.
+
+    Raises:
+        UsageError: ``error`` is not a ccai Error, or the key does not match ``simulated``.
+    """
+    if not isinstance(error, Error):
+        raise UsageError("issue_failure_token records a ccai.errors.Error")
+    if lifetime <= timedelta(0):
+        raise UsageError("token lifetime must be positive")
+    signer = _signer(signing_key, development_key, None, simulated=simulated)
+    iat = int(now.timestamp())
+    exp = int((now + lifetime).timestamp())
+    steps = [
+        {
+            "step": getattr(s, "step", str(s)),
+            "status": getattr(s, "status", ""),
+            "detail": getattr(s, "detail", ""),
+        }
+        for s in error.steps
+    ]
+    failed_step = next((s["step"] for s in steps if s["status"] == "failed"), error.step)
+    reason: dict[str, Any] = {
+        "x-ccai-error": type(error).__name__,
+        "x-ccai-reason": error.message,
+        "x-ccai-failed-step": failed_step,
+    }
+
+    def registered() -> dict[str, Any]:
+        claims: dict[str, Any] = {
+            "iss": issuer,
+            "iat": iat,
+            "nbf": iat,
+            "exp": exp,
+            "jti": str(uuid.uuid4()),
+            "eat_nonce": nonce.hex(),
+        }
+        if simulated:
+            claims[_SIMULATED] = True
+        return claims
+
+    submods: dict[str, str] = {}
+    measured = failed_step is not None and "measurement" in str(failed_step)
+    for index in range(gpu_count):
+        # The error's own ``index`` may be a GPU, a certificate or a measurement index, so every
+        # device token carries the one reason; none of them says success.
+        claims = {
+            "x-nvidia-device-type": "gpu",
+            "x-nvidia-gpu-claims-version": claims_version,
+            "measres": "fail" if measured else "not-run",
+            "secboot": None,
+            "dbgstat": None,
+            **reason,
+            **registered(),
+        }
+        submods[f"GPU-{index}"] = sign_es384(claims, signer.private_key, kid=signer.kid)
+    if cpu:
+        submods["CPU-0"] = sign_es384({**reason, **registered()}, signer.private_key, kid=signer.kid)
+    overall: dict[str, Any] = {
+        "sub": _SUBJECT,
+        "x-nvidia-ver": claims_version,
+        "x-nvidia-overall-att-result": False,
+        **reason,
+        "x-ccai-steps": steps,
         **registered(),
         "submods": {name: ["DIGEST", ["SHA-256", submod_digest(jwt)]] for name, jwt in submods.items()},
     }
