@@ -51,8 +51,20 @@ def _file_argument(cmd: Any) -> bool:
     return any(isinstance(p, TyperArgument) and p.type_descriptor.is_path for p in cmd.params)
 
 
-#: Commands whose first argument is a file or directory; ``verify`` alone is ``verify bundle``.
+#: Commands that take a file or directory argument; ``verify`` alone is ``verify bundle``.
 FILE_COMMANDS = [path for path, cmd in LEAVES if _file_argument(cmd)] + [("verify",)]
+
+
+def _leading_values(cmd: Any) -> list[str]:
+    """Placeholder values for the positional arguments before the file argument (``policy set NAME FILE``)."""
+    values = []
+    for param in cmd.params:
+        if not isinstance(param, TyperArgument):
+            continue
+        if param.type_descriptor.is_path:
+            break
+        values.append("placeholder")
+    return values
 
 
 @dataclass(frozen=True)
@@ -115,9 +127,10 @@ def _cases(tmp: Path, vectors: Path) -> dict[str, tuple[list[str], Path]]:
     for path in FILE_COMMANDS:
         cmd = dict(COMMANDS)[path if path != ("verify",) else ("verify", "bundle")]
         options = _required_values(path, cmd, files)
+        lead = _leading_values(cmd)
         name = " ".join(path)
-        cases["missing-file:" + name] = ([*path, str(tmp / "no-such-file"), *options, "--json"], tmp)
-        cases["garbage-file:" + name] = ([*path, str(garbage), *options, "--json"], tmp)
+        cases["missing-file:" + name] = ([*path, *lead, str(tmp / "no-such-file"), *options, "--json"], tmp)
+        cases["garbage-file:" + name] = ([*path, *lead, str(garbage), *options, "--json"], tmp)
     cpu = vectors / "cpu"
     simulated = ("--nonce", NONCE, "--offline", "--allow-simulated", "--json")
     cases |= {

@@ -32,6 +32,9 @@ key_app = typer.Typer(
 app.add_typer(policy_app, name="policy")
 app.add_typer(key_app, name="api-key")
 
+# These commands always print one JSON document; --json is accepted so scripts can pass it everywhere.
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON (these commands always do).")]
+
 DbOpt = Annotated[
     str | None,
     typer.Option(
@@ -67,6 +70,7 @@ def rotate_key(
     development: Annotated[
         bool, typer.Option("--development", help="Rotate the development key instead.")
     ] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Make a new current token-signing key; the old one stays in the JWKS as the previous key."""
     from ccai.service import ServiceSettings, load_master_key, rotate
@@ -81,23 +85,27 @@ def policy_set(
     name: Annotated[str, typer.Argument(help="Policy name.")],
     file: Annotated[Path, typer.Argument(help="Policy JSON (ccai policy or NVIDIA authorization-rules).")],
     database_url: DbOpt = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Store FILE as the next version of policy NAME (checked first)."""
     from ccai._time import utcnow
     from ccai.verify import load_policy
 
     try:
-        document = file.read_text()
+        data = file.read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {file}: {exc.strerror}") from None
-    load_policy(document, name=name)
+    load_policy(data, name=name)  # refuses what is not a valid policy (UTF-8 JSON first)
+    document = data.decode()
     stored = _run(database_url, lambda repo: repo.put_policy(name, document, now=utcnow()))
     _print({"name": stored.name, "version": stored.version})
 
 
 @policy_app.command("show")
 def policy_show(
-    name: Annotated[str, typer.Argument(help="Policy name.")], database_url: DbOpt = None
+    name: Annotated[str, typer.Argument(help="Policy name.")],
+    database_url: DbOpt = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Print the newest version of policy NAME."""
     stored = _run(database_url, lambda repo: repo.get_policy(name))
@@ -111,6 +119,7 @@ def api_key_create(
     name: Annotated[str, typer.Option("--name", help="What the key is for.")] = "default",
     admin: Annotated[bool, typer.Option("--admin", help="Also allow the admin API.")] = False,
     database_url: DbOpt = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Create an API key; it is printed once and stored only as a hash."""
     from ccai.service import create_api_key
@@ -121,7 +130,9 @@ def api_key_create(
 
 @key_app.command("revoke")
 def api_key_revoke(
-    key_id: Annotated[str, typer.Argument(help="The key's id.")], database_url: DbOpt = None
+    key_id: Annotated[str, typer.Argument(help="The key's id.")],
+    database_url: DbOpt = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Revoke an API key (replicas stop accepting it within their key-cache time)."""
     from ccai._time import utcnow
