@@ -54,6 +54,7 @@ def _gpu(**overrides: Any) -> dict[str, Any]:
         "x-nvidia-gpu-driver-rim-cert-chain": dict(chain),
         "x-nvidia-gpu-vbios-rim-cert-chain": dict(chain),
         "x-ccai-cc-mode": "on",
+        "ueid": "439183498462637957406932839154328458410393718015",
     }
     claims.update(overrides)
     return claims

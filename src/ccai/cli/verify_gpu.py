@@ -60,14 +60,15 @@ def build_policy(path: Path | None, *, revocation_checked: bool) -> Policy:
     or the GPU rules of a ccai policy file (docs/policies.md).
 
     NVIDIA's policies do not check CC mode or DevTools (gpu-evidence.md §12.2); ccai adds those two
-    rules to every NVIDIA policy loaded from a file, and accepts "revocation not checked" only when
-    the user chose an offline run without OCSP responses. A ccai policy file says itself whether
+    rules and distinct GPUs to every NVIDIA policy loaded from a file, and accepts "revocation not
+    checked" only when the user chose an offline run without OCSP responses. A ccai policy file says itself whether
     unchecked revocation is acceptable (``gpu.allow_unchecked_revocation``).
     """
     from ccai.verify import (
         AllOf,
         CcModeOn,
         DevToolsOff,
+        DistinctGpus,
         RevocationGood,
         default_policy,
         load_nvidia_policy,
@@ -89,6 +90,7 @@ def build_policy(path: Path | None, *, revocation_checked: bool) -> Policy:
             RevocationGood(allow_not_checked=not revocation_checked),
             CcModeOn(),
             DevToolsOff(),
+            DistinctGpus(),
             rules,
         )
     )

@@ -895,8 +895,9 @@ def default_policy(
     allowed_revocation_reasons: Sequence[str] = (),
     allow_simulated: bool = False,
 ) -> AllOf:
-    """ccai's default GPU appraisal: revocation good, measurements match, CC on, DevTools off, and
-    not simulated.
+    """ccai's default GPU appraisal: revocation good, measurements match, CC on, DevTools off,
+    distinct GPUs (the same device's evidence listed twice does not count as two GPUs), and not
+    simulated.
 
     Args:
         allow_unchecked_revocation: Accept chains whose revocation was not checked (offline).
@@ -916,5 +917,6 @@ def default_policy(
         MeasurementIndexAllowList(indices=frozenset(allowed_mismatch_indices)),
         CcModeOn(),
         DevToolsOff(),
+        DistinctGpus(),
     )
     return AllOf(policies=rules if allow_simulated else (*rules, NotSimulated()))
