@@ -238,7 +238,10 @@ def main() -> None:
             sample = load_evidence_bundle(bundle(secrets.token_bytes(32)))
             ops, lat = _in_process(
                 lambda: issue_token(
-                    verifier.verify_bundle(sample), signing_key=signer, development_key=dev, now=utcnow()
+                    verifier.verify_bundle(sample, expected_nonce=sample.nonce),
+                    signing_key=signer,
+                    development_key=dev,
+                    now=utcnow(),
                 ),
                 runs=100,
             )

@@ -229,3 +229,73 @@ def test_unknown_status(pki: Any) -> None:
     with pytest.raises(ChainError, match="does not know"):
         check_ocsp(der, pki.good, pki.ca, now=NOW)
     assert check_ocsp(der, pki.good, pki.ca, now=NOW, allow_unknown=True).status is OcspCertStatus.UNKNOWN
+
+
+def test_cache_skips_only_the_time_independent_checks(pki: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ccai.verify import _ocsp_check
+    from ccai.verify._lru import LruCache
+
+    cache: _ocsp_check.OcspCache = LruCache(8)
+    der = _response(pki, pki.good, delegated=True)
+    first = check_ocsp(der, pki.good, pki.ca, now=NOW, nonce=NONCE, cache=cache)
+    assert len(cache) == 1
+    # A hit does not verify the signature again …
+    calls: list[object] = []
+    real = _ocsp_check._verify_response_signature
+    monkeypatch.setattr(_ocsp_check, "_verify_response_signature", lambda *a: calls.append(a) or real(*a))
+    assert check_ocsp(der, pki.good, pki.ca, now=NOW, nonce=NONCE, cache=cache) == first
+    assert calls == []
+    # … but every time-dependent check still runs on a hit: window, nonce, status.
+    with pytest.raises(CollateralError, match="stale"):
+        check_ocsp(der, pki.good, pki.ca, now=NOW + timedelta(hours=2), cache=cache)
+    with pytest.raises(CollateralError, match="not yet valid"):
+        check_ocsp(der, pki.good, pki.ca, now=NOW - timedelta(hours=1), cache=cache)
+    with pytest.raises(CollateralError, match="nonce"):
+        check_ocsp(der, pki.good, pki.ca, now=NOW, nonce=b"\xff" * 32, cache=cache)
+    # The delegated responder's own validity is re-checked against now.
+    late = pki.delegate.not_valid_after_utc + timedelta(days=1)
+    with pytest.raises((SignatureError, CollateralError)):
+        check_ocsp(der, pki.good, pki.ca, now=late, cache=cache)
+    # The key is the exact bytes and the certificate: another certificate or a flipped byte misses.
+    with pytest.raises(CollateralError, match="CertID"):
+        check_ocsp(der, pki.revoked, pki.ca, now=NOW, cache=cache)
+    flipped = bytearray(der)
+    flipped[-2] ^= 0x01
+    with pytest.raises(SignatureError):
+        check_ocsp(bytes(flipped), pki.good, pki.ca, now=NOW, cache=cache)
+    assert len(cache) == 1  # failures are never cached
+    # A revoked status is cached as authenticated, and still raises on every use.
+    revoked = _response(pki, pki.revoked)
+    for _ in range(2):
+        with pytest.raises(CertificateRevoked):
+            check_ocsp(revoked, pki.revoked, pki.ca, now=NOW, cache=cache)
+
+
+def test_responders_accepted_through_a_local_root_are_not_cached(pki: Any, cert_factory: Any) -> None:
+    from ccai.verify._lru import LruCache
+
+    foreign = cert_factory(
+        "Root OCSP",
+        pki.delegate_key,
+        issuer=pki.root,
+        issuer_key=pki.root_key,
+        serial=0x3003,
+        ca=False,
+        eku=[ExtendedKeyUsageOID.OCSP_SIGNING],
+    )
+    responder = OcspResponder(
+        [
+            OcspIssuer(
+                certificate=pki.ca,
+                private_key=pki.ca_key,
+                delegate_certificate=foreign,
+                delegate_key=pki.delegate_key,
+            )
+        ],
+        revocation=pki.revocation,
+        clock=lambda: NOW,
+    )
+    der = responder.respond(build_ocsp_request(pki.good, pki.ca, nonce=None))
+    cache: Any = LruCache(8)
+    assert check_ocsp(der, pki.good, pki.ca, now=NOW, trusted_roots=[pki.root], cache=cache)
+    assert len(cache) == 0

@@ -113,15 +113,20 @@ def test_composite_bundle_passes_once_and_every_forgery_fails(ccai_home: Path, t
         assert replay["result"] is False and replay["error"]["error"] == "NonceMismatch"
         assert "already used" in replay["error"]["message"]
 
-        # (b) GPU evidence swapped in from another collection of the same VM.
+        # (b) GPU evidence swapped in from a collection for another nonce: the GPU reports answer
+        # the GPU nonce derived from nonce3, not from the bundle's nonce2, and the binding step
+        # compares those nonces before it hashes the evidence into report_data.
         nonce2, nonce3 = _nonce(base), _nonce(base)
         other = collect_composite(nonce=nonce3, cpu=cpu, gpu=gpu)
         swapped = make_bundle(cpu, gpu, nonce2, gpus_from=other)
         result = _attest(base, swapped)
         assert result["result"] is False
-        assert result["error"]["error"] in ("BindingError", "NonceMismatch"), result["error"]
+        assert result["error"]["error"] == "NonceMismatch", result["error"]
+        assert result["error"]["step"] == "(3) binding" and result["error"]["index"] == "GPU-0"
+        assert "another GPU nonce" in result["error"]["message"]
         failed = [s for s in result["steps"] if s["status"] == "failed"]
-        assert failed and result["error"]["error"] in failed[0]["detail"]
+        assert [s["step"] for s in failed] == ["(3) binding"]
+        assert failed[0]["detail"].startswith("NonceMismatch")
         from ccai.token import parse_detached_eat
 
         overall = parse_detached_eat(result["token"]).overall
@@ -131,12 +136,22 @@ def test_composite_bundle_passes_once_and_every_forgery_fails(ccai_home: Path, t
         assert overall and claims["x-nvidia-overall-att-result"] is False
         assert claims["x-ccai-error"] == result["error"]["error"]
 
+        # (b2) GPU evidence from a second collection for the *same* nonce: the GPU nonce matches,
+        # but report_data commits to the digest of the first collection's reports.
+        nonce4 = _nonce(base)
+        again = collect_composite(nonce=nonce4, cpu=cpu, gpu=gpu)
+        rebound = _attest(base, make_bundle(cpu, gpu, nonce4, gpus_from=again))
+        assert rebound["result"] is False
+        assert rebound["error"]["error"] == "BindingError", rebound["error"]
+        assert rebound["error"]["step"] == "(3) binding"
+
         # (c) an expired nonce.
         short = _nonce(base, ttl_seconds=1)
         late = make_bundle(cpu, gpu, short)
         time.sleep(1.2)
         expired = _attest(base, late)
         assert expired["result"] is False and expired["error"]["error"] == "NonceMismatch"
+        assert expired["error"]["step"] == "nonce" and "not a live nonce" in expired["error"]["message"]
 
         audit = httpx.get(base + "/metrics").text
         assert 'ccai_verdicts_total{endpoint="/v1/attest",result="pass"} 1.0' in audit

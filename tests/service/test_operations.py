@@ -46,7 +46,9 @@ def test_keys_admin_rotation_metrics_logs_and_audit(dev_server, ccai_home: Path,
     with serve_subprocess(args, ccai_home, log=log) as (base, _):
         nonce = secrets.token_bytes(32)
         body = nras_body(virtual_items(backend, nonce), nonce)
-        assert httpx.post(base + "/v4/attest/gpu", json=body).status_code == 401
+        r = httpx.post(base + "/v4/attest/gpu", json=body)
+        assert (r.status_code, r.json()["description"]) == (401, "UNAUTHORIZED")
+        assert r.headers["www-authenticate"] == "Bearer"
         bad = {"Authorization": "Bearer ccai_000000000000_nope"}
         assert (
             httpx.post(base + "/v4/attest/gpu", json=body, headers=bad).json()["description"]
@@ -58,7 +60,8 @@ def test_keys_admin_rotation_metrics_logs_and_audit(dev_server, ccai_home: Path,
         jti = r.headers["x-ccai-jti"]
 
         # Admin API: a user key is refused, the admin key rotates the signing key.
-        assert httpx.post(base + "/v1/admin/keys/rotate", headers=auth).status_code == 403
+        r = httpx.post(base + "/v1/admin/keys/rotate", headers=auth)
+        assert (r.status_code, r.json()["description"]) == (403, "FORBIDDEN")
         before = {k["kid"] for k in httpx.get(base + "/.well-known/jwks.json").json()["keys"]}
         kid = httpx.post(
             base + "/v1/admin/keys/rotate", headers={"Authorization": f"Bearer {admin['key']}"}
@@ -70,7 +73,7 @@ def test_keys_admin_rotation_metrics_logs_and_audit(dev_server, ccai_home: Path,
         revoked = _ccai(ccai_home, "attestation", "api-key", "create", "--database-url", db)
         _ccai(ccai_home, "attestation", "api-key", "revoke", revoked["id"], "--database-url", db)
         r = httpx.post(base + "/v1/nonce", headers={"Authorization": f"Bearer {revoked['key']}"})
-        assert r.status_code == 401
+        assert (r.status_code, r.json()["description"]) == (401, "UNAUTHORIZED")
 
         metrics = httpx.get(base + "/metrics").text
         assert 'ccai_requests_total{endpoint="/v4/attest/gpu",status="200"} 1.0' in metrics
@@ -105,7 +108,8 @@ def test_rate_limit_per_key(dev_server, tmp_path: Path) -> None:
     with serve(create_app(settings)) as base:
         codes = [httpx.post(base + "/v1/nonce").status_code for _ in range(6)]
         assert codes[:3] == [200, 200, 200] and 429 in codes[3:]
-        assert httpx.get(base + "/v1/admin/policies").status_code == 401  # anonymous never admin
+        r = httpx.get(base + "/v1/admin/policies")  # anonymous never admin
+        assert (r.status_code, r.json()["description"]) == (401, "UNAUTHORIZED")
 
 
 def test_startup_fails_closed(tmp_path: Path, ccai_home: Path) -> None:

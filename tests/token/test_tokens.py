@@ -69,7 +69,12 @@ def eat(signer: TokenSigner) -> DetachedEat:
 def test_public_surface_is_pinned() -> None:
     assert sorted(ccai.token.__all__) == sorted(
         [
+            "AttestationServiceClient",
             "DEFAULT_ISSUER",
+            "DEFAULT_JWKS_TTL",
+            "JWKS_PATH",
+            "JwksClient",
+            "ServiceAnswer",
             "DEFAULT_LIFETIME",
             "DEVELOPMENT_KID_PREFIX",
             "DetachedEat",

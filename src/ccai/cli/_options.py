@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AllowSimulatedOpt",
+    "ApiKeyOpt",
     "AtOpt",
     "ClaimsVersionOpt",
     "GpuCollateralOpt",
@@ -38,6 +39,7 @@ __all__ = [
     "PcsUrlOpt",
     "RimDirOpt",
     "RimServiceUrlOpt",
+    "ServiceUrlOpt",
     "check_claims_version",
     "collateral_http_limits",
     "gpu_collateral_source",
@@ -72,6 +74,24 @@ PcsUrlOpt = Annotated[str | None, typer.Option("--pcs-url", help="Intel PCS / PC
 KdsUrlOpt = Annotated[str | None, typer.Option("--kds-url", help="AMD KDS base URL.", metavar="URL")]
 RimServiceUrlOpt = Annotated[
     str | None, typer.Option("--rim-service-url", help="NVIDIA RIM service base URL.", metavar="URL")
+]
+ServiceUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--service",
+        help="Attestation service base URL: verify there, check its token here.",
+        metavar="URL",
+    ),
+]
+ApiKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="CCAI_API_KEY",
+        show_envvar=True,
+        help="API key of the --service (default $CCAI_API_KEY).",
+        metavar="KEY",
+    ),
 ]
 OcspUrlOpt = Annotated[str | None, typer.Option("--ocsp-url", help="OCSP responder URL.", metavar="URL")]
 

@@ -1,11 +1,14 @@
 """``ccai attest``: collect a composite evidence bundle (CPU TEE + GPUs) bound to a verifier nonce.
 
-``ccai attest [--simulate tdx|snp] [--gpus N] --nonce HEX64 [--bind-key FILE] [--with-collateral]
--o BUNDLE`` collects on this machine — configfs-tsm and NVML, or the virtual confidential VM under
-``$CCAI_HOME`` with ``--simulate`` — and writes one JSON bundle (docs/composite-evidence.md).
+``ccai attest [--simulate tdx|snp] [--gpus N] (--nonce HEX64 | --service URL)
+[--bind-key FILE] [--with-collateral] -o BUNDLE`` collects on this machine — configfs-tsm and
+NVML, or the virtual confidential VM under ``$CCAI_HOME`` with ``--simulate`` — and writes one
+JSON bundle (docs/composite-evidence.md).
 ``--with-collateral`` embeds everything a verifier needs offline: for a real machine from NVIDIA's
 RIM service / OCSP responder, Intel PCS and AMD KDS (URLs configurable); for the virtual VM from
 ccai's dev collateral server, started on loopback for the duration of the command.
+``--service URL`` fetches the nonce from an attestation service (``POST URL/v1/nonce``) instead of
+``--nonce``, so that ``ccai verify BUNDLE --service URL`` can then appraise the bundle there.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import typer
 
 from ccai._time import utcnow
 from ccai.cli._options import (
+    ApiKeyOpt,
     JsonOpt,
     KdsUrlOpt,
     NonceOpt,
@@ -121,6 +125,22 @@ def collect_bundle(
     return bundle
 
 
+def _service_nonce(url: str, api_key: str | None) -> bytes:
+    """A fresh nonce from the attestation service at ``url`` (``POST URL/v1/nonce``).
+
+    Raises:
+        CollateralUnavailable: the service cannot be reached or answers 5xx.
+        UsageError: it refuses the request (4xx: API key).
+    """
+    from ccai.cli._remote import service_client
+
+    client = service_client(url, api_key)
+    try:
+        return client.nonce()
+    finally:
+        client.close()
+
+
 def attest_callback(  # noqa: PLR0917 - Typer maps each parameter to a command-line option
     ctx: typer.Context,
     simulate: Annotated[
@@ -157,19 +177,32 @@ def attest_callback(  # noqa: PLR0917 - Typer maps each parameter to a command-l
     kds_url: KdsUrlOpt = None,
     rim_service_url: RimServiceUrlOpt = None,
     ocsp_url: OcspUrlOpt = None,
+    service: Annotated[
+        str | None,
+        typer.Option(
+            "--service",
+            help="Attestation service base URL: bind the bundle to a nonce from URL/v1/nonce (not --nonce).",
+            metavar="URL",
+        ),
+    ] = None,
+    api_key: ApiKeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Collect CPU TEE + GPU evidence bound to --nonce into one bundle (sub-command `gpu`: GPU gate)."""
     if ctx.invoked_subcommand is not None:
         return
-    if nonce is None or output is None:
+    if (nonce is None) == (service is None) or output is None:
         raise UsageError(
-            "ccai attest needs --nonce HEX64 and -o BUNDLE",
-            hint="ccai attest --simulate tdx --nonce … -o b.json",
+            "ccai attest needs -o BUNDLE and either --nonce HEX64 or --service URL",
+            hint="ccai attest --simulate tdx --service URL -o b.json",
         )
-    nonce_bytes = parse_nonce(nonce)
     if simulate is not None and simulate not in ("tdx", "snp"):
         raise UsageError("--simulate takes tdx or snp", expected="tdx | snp", actual=simulate)
+    if nonce is not None:
+        nonce_bytes = parse_nonce(nonce)
+    else:
+        assert service is not None
+        nonce_bytes = _service_nonce(service, api_key)
     from ccai.evidence import dump_evidence_bundle
 
     keys = [read_input(path, what="bind key") for path in bind_key or []]

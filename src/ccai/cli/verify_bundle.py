@@ -8,6 +8,10 @@ bundle, or an evidence bundle carrying one), else from the bundle itself, else â
 configurable; GPU collateral is fetched after the GPU evidence is authenticated). Exit codes as
 ``ccai verify gpu``: 0 pass, 1 evidence, binding or policy failure, 2 usage, 3 collateral unavailable.
 
+``--service URL`` sends the bundle to an attestation service (``POST URL/v1/attest``) instead and
+verifies the token it returns (``ccai.cli._remote``); the bundle's nonce must be one the service
+issued (``ccai attest --service URL``), which the service consumes, so ``--nonce`` is optional there.
+
 ``--nonce`` (the nonce the verifier issued) is required: only it proves the bundle is fresh, not a
 replay. ``--skip-freshness-check`` verifies without it, by name: the result then says
 ``freshness: not checked`` (JSON ``"freshness": "not checked"``, claims ``x-ccai-freshness``) and
@@ -26,12 +30,14 @@ from ccai._json import load_json
 from ccai.cli._help import CcaiGroup
 from ccai.cli._options import (
     AllowSimulatedOpt,
+    ApiKeyOpt,
     AtOpt,
     KdsUrlOpt,
     NonceOpt,
     OcspUrlOpt,
     PcsUrlOpt,
     RimServiceUrlOpt,
+    ServiceUrlOpt,
     network_sources,
     parse_nonce,
     verification_time,
@@ -139,6 +145,42 @@ def _report(
         )
 
 
+def _verify_with_service(
+    url: str,
+    api_key: str | None,
+    data: bytes,
+    *,
+    nonce: str | None,
+    policy: Path | None,
+    allow_simulated: bool,
+    as_json: bool,
+) -> None:
+    """``--service``: POST the bundle to ``URL/v1/attest`` (its nonce must be one the service
+    issued: ``ccai attest --service URL``), verify the returned EAT against the service's JWKS and
+    render the steps it records (``ccai.cli._remote``)."""
+    from ccai.cli._remote import report_service_answer, service_client
+    from ccai.evidence import load_evidence_bundle
+
+    loaded = load_evidence_bundle(data)
+    if nonce is not None and parse_nonce(nonce) != loaded.nonce:
+        raise UsageError("the bundle is not bound to --nonce", expected=nonce, actual=loaded.nonce.hex())
+    rules = _policies(policy).get("policy")
+    client = service_client(url, api_key)
+    try:
+        answer = client.attest_bundle(data)
+        report_service_answer(
+            client,
+            answer,
+            nonce=loaded.nonce,
+            allow_simulated=allow_simulated,
+            policy=rules,
+            as_json=as_json,
+            title="composite evidence",
+        )
+    finally:
+        client.close()
+
+
 def bundle_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line option
     bundle: Annotated[Path, typer.Argument(help="Evidence bundle (ccai attest -o).", metavar="BUNDLE")],
     offline: Annotated[
@@ -174,6 +216,8 @@ def bundle_command(  # noqa: PLR0917 - Typer maps each parameter to a command-li
     kds_url: KdsUrlOpt = None,
     rim_service_url: RimServiceUrlOpt = None,
     ocsp_url: OcspUrlOpt = None,
+    service: ServiceUrlOpt = None,
+    api_key: ApiKeyOpt = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print steps, claims and any error as JSON.")
     ] = False,
@@ -183,6 +227,31 @@ def bundle_command(  # noqa: PLR0917 - Typer maps each parameter to a command-li
     from ccai.evidence import load_evidence_bundle
     from ccai.verify import Verifier
 
+    if service is not None:
+        from ccai.cli._remote import check_service_options
+
+        check_service_options(
+            offline=offline,
+            collateral=collateral,
+            at=at,
+            skip_freshness_check=skip_freshness_check,
+            pcs_url=pcs_url,
+            kds_url=kds_url,
+            rim_service_url=rim_service_url,
+            ocsp_url=ocsp_url,
+        )
+        if scheme != "ccai/composite/v1":
+            raise UsageError("--service verifies the ccai/composite/v1 binding only", actual=scheme)
+        _verify_with_service(
+            service,
+            api_key,
+            read_input(bundle, what="evidence bundle"),
+            nonce=nonce,
+            policy=policy,
+            allow_simulated=allow_simulated,
+            as_json=as_json,
+        )
+        return
     if nonce is None and not skip_freshness_check:
         raise UsageError(
             "--nonce is required: the nonce you issued; without it a replayed bundle passes",

@@ -6,6 +6,12 @@ directory, an offline bundle and — unless ``--offline`` — NVIDIA's RIM servi
 calls it, and renders the per-step results: a ✓/✗ table for people, or with ``--json`` the steps,
 the claims and the detached EAT signed with the key under ``$CCAI_HOME``.
 
+``--service URL`` sends the evidence to an attestation service (``POST URL/v4/attest/gpu``, or v3
+with ``--claims-version 2.0``) instead, verifies the detached EAT it returns against
+``URL/.well-known/jwks.json`` and renders the steps that token records (``ccai.cli._remote``);
+``--policy`` is then applied to the token's claims. Exit 3 when the service answers 503, 2 for
+its 4xx answers (bad request, API key).
+
 Exit codes: 0 genuine and policy satisfied; 1 evidence or policy failed; 2 usage; 3 collateral
 unavailable (``ccai.cli._errors``).
 
@@ -28,6 +34,7 @@ import typer
 from ccai._json import load_json
 from ccai.cli._options import (
     AllowSimulatedOpt,
+    ApiKeyOpt,
     AtOpt,
     ClaimsVersionOpt,
     GpuCollateralOpt,
@@ -38,6 +45,7 @@ from ccai.cli._options import (
     OfflineOpt,
     RimDirOpt,
     RimServiceUrlOpt,
+    ServiceUrlOpt,
     check_claims_version,
     gpu_collateral_source,
     parse_nonce,
@@ -292,6 +300,38 @@ def verify_and_report(
     return verified
 
 
+def _verify_with_service(
+    url: str,
+    api_key: str | None,
+    items: Sequence[GpuEvidence],
+    *,
+    nonce: bytes,
+    claims_version: str,
+    policy: Path | None,
+    allow_simulated: bool,
+    as_json: bool,
+) -> None:
+    """``--service``: POST the evidence to ``URL/v4|v3/attest/gpu``, verify the returned EAT
+    against ``URL/.well-known/jwks.json`` and render the steps it records (``ccai.cli._remote``)."""
+    from ccai.cli._remote import report_service_answer, service_client
+
+    rules = build_policy(policy, revocation_checked=True) if policy is not None else None
+    client = service_client(url, api_key)
+    try:
+        answer = client.attest_gpu(items, nonce=nonce, claims_version=claims_version)
+        report_service_answer(
+            client,
+            answer,
+            nonce=nonce,
+            allow_simulated=allow_simulated,
+            policy=rules,
+            as_json=as_json,
+            title="GPU evidence",
+        )
+    finally:
+        client.close()
+
+
 def gpu_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line option
     evidence: Annotated[
         Path | None,
@@ -317,6 +357,8 @@ def gpu_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line 
     policy: GpuPolicyOpt = None,
     allow_simulated: AllowSimulatedOpt = False,
     claims_version: ClaimsVersionOpt = "3.0",
+    service: ServiceUrlOpt = None,
+    api_key: ApiKeyOpt = None,
     as_json: JsonClaimsOpt = False,
 ) -> None:
     """Verify NVIDIA GPU evidence: chain, signature, FWID, nonce, revocation, RIMs, measurements, policy."""
@@ -324,6 +366,30 @@ def gpu_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line 
         raise UsageError("--nonce is required (the nonce the evidence must be bound to)")
     nonce_bytes = parse_nonce(nonce)
     check_claims_version(claims_version)
+    if service is not None:
+        from ccai.cli._remote import check_service_options
+
+        check_service_options(
+            driver_rim=driver_rim,
+            vbios_rim=vbios_rim,
+            rim_dir=rim_dir,
+            collateral=collateral,
+            offline=offline,
+            rim_service_url=rim_service_url,
+            ocsp_url=ocsp_url,
+            at=at,
+        )
+        _verify_with_service(
+            service,
+            api_key,
+            _load_items(evidence, report, certs, nonce_bytes),
+            nonce=nonce_bytes,
+            claims_version=claims_version,
+            policy=policy,
+            allow_simulated=allow_simulated,
+            as_json=as_json,
+        )
+        return
     if offline and (rim_service_url is not None or ocsp_url is not None):
         raise UsageError("--offline never asks a RIM service or OCSP responder: drop it or the URLs")
     now = verification_time(at)

@@ -11,6 +11,8 @@ Sources of GPU collateral all implement :class:`CollateralSource` (``rim`` / ``o
 * :class:`SourceChain` — several sources tried in order.
 
 Every network request is bounded by :class:`HttpLimits` (response size, overall deadline).
+:class:`HttpSource`, :func:`send` and :func:`get_ok` are that bounded HTTP base, shared with the
+other stages that fetch over HTTP (``ccai.token``'s JWKS and attestation-service clients).
 
 :func:`gather_gpu_collateral` turns evidence plus a source into the :class:`GpuCollateral` the
 verifier takes; :func:`default_gpu_source` builds the usual chain.
@@ -52,7 +54,7 @@ from ccai.collateral._embedded import (
     load_embedded_collateral,
 )
 from ccai.collateral._gather import gather_gpu_collateral, ocsp_targets, rim_ids_for
-from ccai.collateral._http import DEADLINE_ENV, MAX_BYTES_ENV, HttpLimits
+from ccai.collateral._http import DEADLINE_ENV, MAX_BYTES_ENV, HttpLimits, HttpSource, get_ok, send
 from ccai.collateral._inspect import inspect_bundle
 from ccai.collateral._intel import (
     INTEL_PCS_URL,
@@ -85,6 +87,7 @@ __all__ = [
     "CollateralSource",
     "GpuCollateral",
     "HttpLimits",
+    "HttpSource",
     "IntelPcsClient",
     "OcspClient",
     "RimDirectory",
@@ -99,6 +102,7 @@ __all__ = [
     "dump_bundle",
     "embed_collateral",
     "gather_gpu_collateral",
+    "get_ok",
     "inspect_bundle",
     "load_bundle",
     "load_certificates",
@@ -109,6 +113,7 @@ __all__ = [
     "raw_json_member",
     "read_bundle",
     "rim_ids_for",
+    "send",
     "snp_collateral_from_certificates",
     "snp_collateral_from_json",
     "tdx_collateral_from_json",

@@ -17,7 +17,7 @@ concurrently: NVIDIA's Python verifier makes these 11 round trips per GPU one af
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
@@ -65,6 +65,7 @@ def gather_gpu_collateral(
     *,
     now: datetime,
     check_revocation: bool = True,
+    rim_certificates: Callable[[bytes], Sequence[x509.Certificate]] | None = None,
 ) -> GpuCollateral:
     """Fetch the RIMs and OCSP responses for ``evidence_items`` from ``source``.
 
@@ -75,6 +76,8 @@ def gather_gpu_collateral(
             refused here, as "unavailable", rather than failing verification later.
         check_revocation: False to skip OCSP entirely (``ocsp_checked`` is then False and the
             verifier reports revocation as not checked).
+        rim_certificates: The certificates a RIM embeds (default: parse it); a verifier passes
+            one that remembers them by the RIM's bytes, so repeated requests do not re-parse.
 
     Returns:
         The collateral; ``ocsp_nonces`` lists the responses that echoed a fresh request nonce.
@@ -102,7 +105,7 @@ def gather_gpu_collateral(
 
         for xml in rims.values():
             try:
-                rim_chain = parse_rim(xml).certificates
+                rim_chain = rim_certificates(xml) if rim_certificates else parse_rim(xml).certificates
             except MalformedEvidence:
                 # The verifier reports the malformed RIM at its RIM step, with full context.
                 continue

@@ -3,6 +3,11 @@
 See docs/tokens.md. Tokens are ES384 only: ccai never signs with HS256 or ``alg: none`` and
 refuses both (and every other algorithm) when verifying. Tokens of simulated evidence are signed
 with a separate development key (``ccai-dev-`` kid) and refused unless ``allow_simulated=True``.
+
+Keys and tokens from elsewhere: :class:`JwksClient` fetches an issuer's JWKS by URL (bounded,
+cached for a TTL, refetched once on an unknown ``kid``) and :class:`AttestationServiceClient`
+asks an attestation service (``ccai serve attestation`` or NRAS) for a token; both go through
+``ccai.collateral``'s bounded HTTP base and raise ``CollateralUnavailable`` when they cannot ask.
 """
 
 from __future__ import annotations
@@ -29,12 +34,24 @@ from ccai.token._keys import (
     keys_from_jwks,
     public_jwk,
 )
+from ccai.token._remote import (
+    DEFAULT_JWKS_TTL,
+    JWKS_PATH,
+    AttestationServiceClient,
+    JwksClient,
+    ServiceAnswer,
+)
 
 __all__ = [
     "DEFAULT_ISSUER",
+    "DEFAULT_JWKS_TTL",
     "DEFAULT_LIFETIME",
     "DEVELOPMENT_KID_PREFIX",
+    "JWKS_PATH",
+    "AttestationServiceClient",
     "DetachedEat",
+    "JwksClient",
+    "ServiceAnswer",
     "TokenSigner",
     "VerifiedToken",
     "is_development_kid",

@@ -30,6 +30,7 @@ from ccai._json import load_json
 from ccai.errors import Error, SimulatedEvidenceRejected, TokenError, UsageError
 from ccai.token._jws import sign_es384, unverified_header, verify_es384
 from ccai.token._keys import JwksKeys, TokenSigner, is_development_kid, read_jwks
+from ccai.token._remote import JwksClient, is_url
 from ccai.verify import VerifiedEvidence
 
 __all__ = [
@@ -174,7 +175,8 @@ def issue_token(
     Each GPU becomes a submodule ``GPU-<index>`` whose JWT carries that GPU's claims plus ``iss``,
     ``iat``, ``nbf``, ``exp``, ``jti`` and ``eat_nonce``; the CPU claims, when present, become
     ``CPU-0``. The overall JWT carries ``sub``, ``iss``, ``iat``/``nbf``/``exp``, ``jti``,
-    ``x-nvidia-ver``, ``x-nvidia-overall-att-result``, ``eat_nonce`` and ``submods``; every JWT of
+    ``x-nvidia-ver``, ``x-nvidia-overall-att-result``, ``x-ccai-steps`` (each checklist step's
+    status), ``eat_nonce`` and ``submods``; every JWT of
     simulated evidence carries ``"x-ccai-simulated": true``.
 
     The key follows the evidence: simulated evidence is signed with ``development_key`` when given,
@@ -236,6 +238,9 @@ def issue_token(
         "x-nvidia-ver": verified.claims_version,
         "x-nvidia-overall-att-result": True,
         **verified.overall_claims,
+        # Every step of the checklist and its outcome, as failure tokens carry them: a relying
+        # party shows the same per-step table as a local verification.
+        "x-ccai-steps": [{"step": r.step, "status": r.status, "detail": r.detail} for r in verified.steps],
         **registered(),
         "submods": {name: ["DIGEST", ["SHA-256", submod_digest(jwt)]] for name, jwt in submods.items()},
     }
@@ -457,10 +462,34 @@ def _verify_jwt(
     return claims, development or marker
 
 
+def _kids(token: DetachedEat) -> list[str]:
+    """The ``kid`` of every JWT in ``token`` (unverified: only used to look keys up)."""
+    found = []
+    for jwt in (token.overall, *token.submods.values()):
+        kid = unverified_header(jwt).get("kid")
+        if isinstance(kid, str):
+            found.append(kid)
+    return found
+
+
+def _read_keys(token: DetachedEat, jwks: Mapping[str, Any] | str | bytes | JwksClient) -> JwksKeys:
+    """The keys to verify ``token`` with; a fetched JWKS is refetched once for a kid it lacks."""
+    if isinstance(jwks, Mapping | bytes) or (isinstance(jwks, str) and not is_url(jwks)):
+        return read_jwks(jwks)
+    client = jwks if isinstance(jwks, JwksClient) else JwksClient(jwks)
+    try:
+        read = client.keys()
+        unknown = next((k for k in _kids(token) if k not in read.keys and k not in read.refused), None)
+        return read if unknown is None else client.keys(unknown_kid=unknown)
+    finally:
+        if client is not jwks:
+            client.close()
+
+
 def verify_token(
     eat: DetachedEat | str | bytes | list[Any],
     *,
-    jwks: Mapping[str, Any] | str | bytes,
+    jwks: Mapping[str, Any] | str | bytes | JwksClient,
     nonce: bytes,
     now: datetime,
     leeway: timedelta = _DEFAULT_LEEWAY,
@@ -484,7 +513,9 @@ def verify_token(
 
     Args:
         eat: The token (object, JSON text, or decoded list).
-        jwks: The issuer's JWKS document (decoded, or as JSON text).
+        jwks: The issuer's JWKS: the document (decoded, or as JSON text), a :class:`JwksClient`
+            (keys fetched by URL, cached for its TTL, refetched once when the token names a
+            ``kid`` it lacks — key rotation), or an ``https://`` URL (fetched once for this call).
         nonce: The nonce the relying party sent.
         now: Verification time.
         leeway: Clock tolerance for ``exp``/``nbf``.
@@ -499,13 +530,14 @@ def verify_token(
     Raises:
         SimulatedEvidenceRejected: a development-key or simulated token without ``allow_simulated``.
         TokenError: any other check fails.
+        CollateralUnavailable: ``jwks`` is a URL or client and the keys cannot be fetched.
         UsageError: ``nonce`` is not bytes.
     """
     if not isinstance(nonce, bytes):
         raise UsageError("nonce must be bytes")
     # (0) wire form and keys
     token = parse_detached_eat(eat.to_json() if isinstance(eat, DetachedEat) else eat)
-    read = read_jwks(jwks)
+    read = _read_keys(token, jwks)
     nonce_hex = nonce.hex()
     # (1) overall signature and simulation rule
     overall, simulated = _verify_jwt(

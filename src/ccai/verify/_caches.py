@@ -8,8 +8,11 @@ explicitly, so two verifiers with different anchors or lifetimes never share sta
 
 from __future__ import annotations
 
+from cryptography import x509
+
 from ccai.verify._gpu_certs import DeviceChainCache
 from ccai.verify._lru import LruCache
+from ccai.verify._ocsp_check import OcspCache
 from ccai.verify._rim_check import RimCache
 
 __all__ = ["DEFAULT_CACHE_SIZE", "VerifierCaches"]
@@ -19,7 +22,7 @@ DEFAULT_CACHE_SIZE = 256
 
 
 class VerifierCaches:
-    """Verified device-certificate paths and authenticated RIMs.
+    """Verified device-certificate paths, authenticated RIMs and authenticated OCSP responses.
 
     Args:
         size: Entries kept per cache (least recently used dropped beyond that).
@@ -27,15 +30,25 @@ class VerifierCaches:
     Attributes:
         device_chains: Device chain → the path built to the pinned root.
         rims: RIM bytes → the parsed RIM and its verified signing chain.
+        ocsp: OCSP response bytes + certificate + issuer + responder roots → the parsed response
+            whose responder and signature checked out; its time window, nonce and status are
+            checked on every use.
+        rim_certificates: RIM bytes → the certificates the RIM embeds (what the collateral
+            gatherer asks OCSP about; parsing is pure, so the bytes alone are the key).
     """
 
-    __slots__ = ("device_chains", "rims")
+    __slots__ = ("device_chains", "ocsp", "rim_certificates", "rims")
 
     def __init__(self, size: int = DEFAULT_CACHE_SIZE) -> None:
         self.device_chains: DeviceChainCache = LruCache(size)
         self.rims: RimCache = LruCache(size)
+        # Several responses per chain (device + two RIM chains per GPU): room for a fleet.
+        self.ocsp: OcspCache = LruCache(8 * size)
+        self.rim_certificates: LruCache[bytes, tuple[x509.Certificate, ...]] = LruCache(size)
 
     def clear(self) -> None:
         """Forget everything (the next verification is "cold": chains and RIM signatures re-checked)."""
         self.device_chains.clear()
         self.rims.clear()
+        self.ocsp.clear()
+        self.rim_certificates.clear()

@@ -88,7 +88,7 @@ from ccai.verify._claims import (
 )
 from ccai.verify._gpu_certs import VerifiedChain, common_name, leaf_fwid, verify_device_chain
 from ccai.verify._measurements import compare_measurements
-from ccai.verify._ocsp_check import check_chain_ocsp
+from ccai.verify._ocsp_check import OcspCache, check_chain_ocsp
 from ccai.verify._policy import DEFER_APPRAISAL, Appraisal, Policy, appraise, default_policy
 from ccai.verify._result import VerifiedEvidence, VerifiedGpu, _issue
 from ccai.verify._rim_check import CheckedRim, check_rim
@@ -263,6 +263,7 @@ def _revocation(
     device: bool,
     roots: Sequence[x509.Certificate],
     expiration: datetime,
+    cache: OcspCache | None = None,
 ) -> ChainFacts:
     if not collateral.ocsp_checked:
         return ChainFacts(expiration=expiration, ocsp_status="not-checked")
@@ -276,6 +277,7 @@ def _revocation(
         trusted_roots=roots,
         allow_revocation_reasons=_ALL_REASONS,
         allow_unknown=True,
+        cache=cache,
     )
     # Report the first non-good status from the root side, as NVAT does.
     for status in reversed(statuses):
@@ -459,6 +461,7 @@ def _appraise(
     steps: Steps,
 ) -> list[GpuFacts]:
     rim_cache = caches.rims if caches is not None else None
+    ocsp_cache = caches.ocsp if caches is not None else None
 
     # (5) revocation of the device chains
     steps.begin(STEP_REVOCATION)
@@ -474,6 +477,7 @@ def _appraise(
                     device=True,
                     roots=roots,
                     expiration=a.chain.expiration,
+                    cache=ocsp_cache,
                 )
             )
     steps.ok(STEP_REVOCATION, f"device chain OCSP {device_facts[0].ocsp_status}")
@@ -531,6 +535,7 @@ def _appraise(
                 device=False,
                 roots=roots,
                 expiration=driver_rim.expiration,
+                cache=ocsp_cache,
             )
             vbios_facts = _revocation(
                 vbios_rim.chain,
@@ -539,6 +544,7 @@ def _appraise(
                 device=False,
                 roots=roots,
                 expiration=vbios_rim.expiration,
+                cache=ocsp_cache,
             )
             rims.append((driver_rim, vbios_rim, driver_facts, vbios_facts))
     steps.ok(

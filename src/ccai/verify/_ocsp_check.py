@@ -25,6 +25,7 @@ whose signature or responder is wrong raises :class:`SignatureError`.
 from __future__ import annotations
 
 import enum
+import hashlib
 import hmac
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -39,10 +40,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ccai.collateral import GpuCollateral, ocsp_key
 from ccai.errors import CertificateRevoked, ChainError, CollateralError, CollateralUnavailable, SignatureError
+from ccai.verify._lru import LruCache
 
 __all__ = [
     "DEFAULT_CLOCK_SKEW",
     "DEFAULT_MAX_AGE_WITHOUT_NEXT_UPDATE",
+    "OcspCache",
     "OcspCertStatus",
     "OcspStatus",
     "check_chain_ocsp",
@@ -93,52 +96,50 @@ class OcspStatus:
     serial_number: int
 
 
-def describe_certificate(cert: x509.Certificate) -> str:
-    """A short human name for a certificate: its subject CN (or full subject) and serial."""
-    cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    name = str(cns[0].value) if cns else cert.subject.rfc4514_string()
-    return f"{name!r} (serial {cert.serial_number:x})"
+@dataclass(frozen=True, slots=True)
+class _Authenticated:
+    """What steps (1)–(4) established about one response: it parses, it is successful, it covers
+    the certificate, and an authorised responder signed it. ``window`` is the validity period of
+    a delegated responder certificate (re-checked against ``now`` on every use), None when the
+    certificate's issuer signed the response itself."""
+
+    response: ocsp.OCSPResponse
+    single: ocsp.OCSPSingleResponse
+    responder: x509.Certificate
+    window: tuple[datetime, datetime] | None
 
 
-def check_ocsp(
+#: Responses whose time-independent checks passed, keyed by the SHA-256 of the exact response
+#: bytes, the certificate, its issuer and the trusted responder roots.
+OcspCache = LruCache[tuple[bytes, bytes, bytes, bytes], _Authenticated]
+
+
+def _cache_key(
+    response_der: bytes,
+    cert: x509.Certificate,
+    issuer: x509.Certificate,
+    trusted_roots: Sequence[x509.Certificate],
+) -> tuple[bytes, bytes, bytes, bytes]:
+    roots = hashlib.sha256(b"".join(r.fingerprint(hashes.SHA256()) for r in trusted_roots)).digest()
+    return (
+        hashlib.sha256(response_der).digest(),
+        cert.fingerprint(hashes.SHA256()),
+        issuer.fingerprint(hashes.SHA256()),
+        roots,
+    )
+
+
+def _authenticate(
     response_der: bytes,
     cert: x509.Certificate,
     issuer: x509.Certificate,
     *,
     now: datetime,
-    nonce: bytes | None = None,
-    trusted_roots: Sequence[x509.Certificate] = (),
-    allow_revocation_reasons: Collection[str] = (),
-    allow_unknown: bool = False,
-    clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
-    max_age_without_next_update: timedelta = DEFAULT_MAX_AGE_WITHOUT_NEXT_UPDATE,
-) -> OcspStatus:
-    """Validate a DER OCSP response for ``cert`` (issued by ``issuer``) at time ``now``.
-
-    Args:
-        response_der: The DER-encoded OCSPResponse.
-        cert: The certificate whose status is asked.
-        issuer: Its issuer (already validated as part of the chain).
-        now: The verification time (timezone-aware).
-        nonce: The nonce sent in the request; when given, the response must echo it.
-        trusted_roots: Roots under which a locally trusted responder certificate may chain.
-        allow_revocation_reasons: Revocation reasons to accept instead of failing
-            (e.g. ``{"certificateHold"}``, NVIDIA's ``--allow_hold_cert``). Empty by default.
-        allow_unknown: Return ``unknown`` instead of failing.
-        clock_skew: Tolerance for clock differences.
-        max_age_without_next_update: How old a response without ``nextUpdate`` may be.
-
-    Returns:
-        The status with its times and revocation reason.
-
-    Raises:
-        CollateralError: the response is malformed, unsuccessful, about another certificate,
-            outside its validity window, or does not echo ``nonce``.
-        SignatureError: the responder is not authorised or its signature does not verify.
-        CertificateRevoked: the certificate is revoked for a reason not allowed.
-        ChainError: the responder does not know the certificate and ``allow_unknown`` is false.
-    """
-    subject = describe_certificate(cert)
+    trusted_roots: Sequence[x509.Certificate],
+    subject: str,
+) -> _Authenticated:
+    """Steps (1)–(4): parse, responseStatus, the SingleResponse for ``cert``, the responder and
+    its signature."""
     # (1) parse and responseStatus
     try:
         response = ocsp.load_der_ocsp_response(response_der)
@@ -163,6 +164,78 @@ def check_ocsp(
     # (3) authorised responder, (4) its signature
     responder = _authorised_responder(response, issuer, now=now, trusted_roots=trusted_roots)
     _verify_response_signature(response, responder)
+    window = None if responder is issuer else (responder.not_valid_before_utc, responder.not_valid_after_utc)
+    return _Authenticated(response=response, single=single, responder=responder, window=window)
+
+
+def describe_certificate(cert: x509.Certificate) -> str:
+    """A short human name for a certificate: its subject CN (or full subject) and serial."""
+    cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    name = str(cns[0].value) if cns else cert.subject.rfc4514_string()
+    return f"{name!r} (serial {cert.serial_number:x})"
+
+
+def check_ocsp(
+    response_der: bytes,
+    cert: x509.Certificate,
+    issuer: x509.Certificate,
+    *,
+    now: datetime,
+    nonce: bytes | None = None,
+    trusted_roots: Sequence[x509.Certificate] = (),
+    allow_revocation_reasons: Collection[str] = (),
+    allow_unknown: bool = False,
+    clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
+    max_age_without_next_update: timedelta = DEFAULT_MAX_AGE_WITHOUT_NEXT_UPDATE,
+    cache: OcspCache | None = None,
+) -> OcspStatus:
+    """Validate a DER OCSP response for ``cert`` (issued by ``issuer``) at time ``now``.
+
+    Args:
+        response_der: The DER-encoded OCSPResponse.
+        cert: The certificate whose status is asked.
+        issuer: Its issuer (already validated as part of the chain).
+        now: The verification time (timezone-aware).
+        nonce: The nonce sent in the request; when given, the response must echo it.
+        trusted_roots: Roots under which a locally trusted responder certificate may chain.
+        allow_revocation_reasons: Revocation reasons to accept instead of failing
+            (e.g. ``{"certificateHold"}``, NVIDIA's ``--allow_hold_cert``). Empty by default.
+        allow_unknown: Return ``unknown`` instead of failing.
+        clock_skew: Tolerance for clock differences.
+        max_age_without_next_update: How old a response without ``nextUpdate`` may be.
+        cache: Where responses that passed steps (1)–(4) are remembered, keyed by their exact
+            bytes, ``cert``, ``issuer`` and ``trusted_roots`` (a :class:`~ccai.verify.Verifier`
+            owns one). On a hit only the time-dependent checks run: a delegated responder's
+            validity, the response's window, the nonce, and the status.
+
+    Returns:
+        The status with its times and revocation reason.
+
+    Raises:
+        CollateralError: the response is malformed, unsuccessful, about another certificate,
+            outside its validity window, or does not echo ``nonce``.
+        SignatureError: the responder is not authorised or its signature does not verify.
+        CertificateRevoked: the certificate is revoked for a reason not allowed.
+        ChainError: the responder does not know the certificate and ``allow_unknown`` is false.
+    """
+    subject = describe_certificate(cert)
+    # (1)–(4) depend only on the bytes, the certificates and the roots (and, for a delegated
+    # responder, its validity period, re-checked here against ``now``): a cache hit skips them.
+    key = _cache_key(response_der, cert, issuer, trusted_roots) if cache is not None else None
+    hit = cache.get(key) if cache is not None and key is not None else None
+    if hit is not None and hit.window is not None and not hit.window[0] <= now <= hit.window[1]:
+        hit = None  # the full check below says why the responder is not acceptable now
+    if hit is None:
+        hit = _authenticate(response_der, cert, issuer, now=now, trusted_roots=trusted_roots, subject=subject)
+        # A responder that is neither the issuer nor issued by it was accepted through a local
+        # root, whose intermediates' validity is not captured in ``window``: not cached.
+        if (
+            cache is not None
+            and key is not None
+            and (hit.window is None or _issued_by(hit.responder, issuer))
+        ):
+            cache.put(key, hit)
+    response, single, responder = hit.response, hit.single, hit.responder
 
     # (5) validity window of the response
     this_update = single.this_update_utc
@@ -402,6 +475,7 @@ def check_chain_ocsp(
     trusted_roots: Sequence[x509.Certificate] = (),
     allow_revocation_reasons: Collection[str] = (),
     allow_unknown: bool = False,
+    cache: OcspCache | None = None,
 ) -> tuple[OcspStatus, ...]:
     """Check the OCSP responses in ``collateral`` for every certificate of a leaf-first ``chain``
     that NVIDIA checks: indices 1 … n−2 of a device chain (``skip_leaf=True``), 0 … n−2 of a RIM
@@ -415,6 +489,7 @@ def check_chain_ocsp(
         trusted_roots: See :func:`check_ocsp`.
         allow_revocation_reasons: See :func:`check_ocsp`.
         allow_unknown: See :func:`check_ocsp`.
+        cache: See :func:`check_ocsp`.
 
     Returns:
         One status per checked certificate, in chain order (leaf side first).
@@ -442,6 +517,7 @@ def check_chain_ocsp(
                 trusted_roots=trusted_roots,
                 allow_revocation_reasons=allow_revocation_reasons,
                 allow_unknown=allow_unknown,
+                cache=cache,
             )
         )
     return tuple(statuses)

@@ -27,6 +27,7 @@ per call (or pinned with ``at``). Collateral I/O happens only through the
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from datetime import datetime
@@ -62,6 +63,7 @@ from ccai.evidence import (
     TdxEvent,
     TdxQuote,
     derive_gpu_nonce,
+    parse_rim,
     parse_snp_report,
     parse_tdx_quote,
 )
@@ -394,9 +396,24 @@ class Verifier:
             if not check_revocation:
                 return GpuCollateral(rims=rims, ocsp={}, ocsp_checked=False)
             steps.begin(STEP_REVOCATION)
-            return gather_gpu_collateral(items, _Prefetched(rims, source), now=now, check_revocation=True)
+            return gather_gpu_collateral(
+                items,
+                _Prefetched(rims, source),
+                now=now,
+                check_revocation=True,
+                rim_certificates=self._rim_certificates,
+            )
 
         return fetch
+
+    def _rim_certificates(self, xml: bytes) -> tuple[x509.Certificate, ...]:
+        """The certificates ``xml`` embeds, remembered by the RIM's SHA-256 (parsing is pure)."""
+        digest = hashlib.sha256(xml).digest()
+        found = self.caches.rim_certificates.get(digest)
+        if found is None:
+            found = tuple(parse_rim(xml).certificates)
+            self.caches.rim_certificates.put(digest, found)
+        return found
 
     # -- GPU ----------------------------------------------------------------------------------------
 
