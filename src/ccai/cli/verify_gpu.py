@@ -69,8 +69,8 @@ def build_policy(path: Path | None, *, revocation_checked: bool) -> Policy:
 
     NVIDIA's policies do not check CC mode or DevTools (gpu-evidence.md §12.2); ccai adds those two
     rules and distinct GPUs to every NVIDIA policy loaded from a file, and accepts "revocation not
-    checked" only when the user chose an offline run without OCSP responses. A ccai policy file says itself whether
-    unchecked revocation is acceptable (``gpu.allow_unchecked_revocation``).
+    checked" only when the user chose an offline run without OCSP responses. A ccai policy file says
+    itself whether unchecked revocation is acceptable (``gpu.allow_unchecked_revocation``).
     """
     from ccai.verify import (
         AllOf,
