@@ -129,6 +129,7 @@ PINNED = {
         "default_database_url",
         "load_master_key",
         "open_database",
+        "prepare_database",
         "rotate",
     },
 }

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ccai.cli._options import KdsUrlOpt, PcsUrlOpt
 from ccai.errors import UsageError
 
 if TYPE_CHECKING:
@@ -31,11 +32,39 @@ def _anchors(settings: ServiceSettings) -> TrustAnchors | None:
 
 
 def app_from_environment() -> Any:
-    """The app of a uvicorn worker process (``--workers N``): settings from the parent, as JSON."""
+    """The app of a uvicorn worker process (``--workers N``).
+
+    uvicorn starts workers from an import string, so the parent hands its validated
+    :class:`ServiceSettings` over as JSON in ``CCAI_SERVICE_SETTINGS_JSON``; each worker rebuilds the
+    same frozen settings (and, with ``allow_simulated``, the same test-PKI anchors) from it.
+    """
     from ccai.service import ServiceSettings, create_app
 
     settings = ServiceSettings.from_env_json(os.environ[_SETTINGS_ENV])
     return create_app(settings, anchors=_anchors(settings))
+
+
+def _check_tls(settings: ServiceSettings) -> None:
+    """Load the TLS certificate and key as uvicorn will, so a bad file is a one-line error (exit 2).
+
+    Raises:
+        UsageError: only one of the two is given, or they cannot be read or do not match.
+    """
+    if settings.tls_cert is None and settings.tls_key is None:
+        return
+    if settings.tls_cert is None or settings.tls_key is None:
+        raise UsageError("TLS needs both --tls-cert and --tls-key")
+    import ssl
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            settings.tls_cert, settings.tls_key
+        )
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+        raise UsageError(
+            f"cannot load the TLS certificate {settings.tls_cert} and key {settings.tls_key}: {reason}"
+        ) from None
 
 
 def _policies(values: list[str] | None) -> dict[str, Path]:
@@ -64,6 +93,8 @@ def attestation(
         str | None, typer.Option("--rim-service-url", help="RIM service base URL.")
     ] = None,
     ocsp_url: Annotated[str | None, typer.Option("--ocsp-url", help="OCSP responder URL.")] = None,
+    pcs_url: PcsUrlOpt = None,
+    kds_url: KdsUrlOpt = None,
     rim_dir: Annotated[Path | None, typer.Option("--rim-dir", help="Directory of <id>.xml RIMs.")] = None,
     collateral: Annotated[
         Path | None, typer.Option("--collateral", help="Offline collateral bundle.")
@@ -100,7 +131,7 @@ def attestation(
     import uvicorn
 
     from ccai._time import parse_instant
-    from ccai.service import ServiceSettings, create_app, load_master_key, open_database
+    from ccai.service import ServiceSettings, create_app, prepare_database
 
     settings = ServiceSettings.build(
         host=host,
@@ -108,6 +139,8 @@ def attestation(
         database_url=database_url,
         rim_service_url=rim_service_url,
         ocsp_url=ocsp_url,
+        pcs_url=pcs_url,
+        kds_url=kds_url,
         rim_dir=rim_dir,
         collateral=collateral,
         offline=offline or None,
@@ -120,13 +153,10 @@ def attestation(
         tls_key=tls_key,
     )
 
-    async def check() -> None:
-        # Fail closed before serving: the database opens and migrates, the master key opens.
-        db = await open_database(settings.resolved_database_url())
-        await db.engine.dispose()
-        load_master_key(settings.master_key_path())
-
-    asyncio.run(check())
+    # Fail closed before serving: the database opens and migrates, the master key opens the
+    # stored keys (the first ones are made here, once, not by each worker), the TLS files load.
+    _check_tls(settings)
+    asyncio.run(prepare_database(settings))
     tls: dict[str, Any] = {}
     if settings.tls_cert is not None:
         tls = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}

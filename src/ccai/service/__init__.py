@@ -11,7 +11,7 @@ Build it with :func:`create_app` and :class:`ServiceSettings`; FastAPI, SQLAlche
 
 from __future__ import annotations
 
-from ccai.service._app import Database, create_app, open_database
+from ccai.service._app import Database, create_app, open_database, prepare_database
 from ccai.service._auth import create_api_key
 from ccai.service._keys import ENVELOPE_FORMAT, MasterKey, load_master_key, rotate
 from ccai.service._repository import AuditEntry, Repository, StoredPolicy
@@ -30,5 +30,6 @@ __all__ = [
     "default_database_url",
     "load_master_key",
     "open_database",
+    "prepare_database",
     "rotate",
 ]

@@ -4,8 +4,9 @@ Construction (fails closed — any problem stops the start with a clear message)
 
 1. the :class:`~ccai.verify.Verifier` — trust anchors (the pinned vendor roots; the caller's
    test-PKI anchors only with ``allow_simulated``), collateral sources (offline bundle, RIM dir,
-   then the online RIM service / OCSP responder behind one shared freshness-aware cache) — built
-   once and reused by every request, so its caches are shared;
+   then the online RIM service / OCSP responder behind one shared freshness-aware cache; Intel PCS
+   and AMD KDS clients for CPU collateral a bundle does not embed) — built once and reused by every
+   request, so its caches are shared;
 2. at start (lifespan): the database engine, Alembic migrations, the policies named in the
    settings, the signing-key ring (first keys created when there are none).
 """
@@ -54,7 +55,7 @@ from ccai.service._service import AttestationService
 from ccai.service._settings import ServiceSettings
 from ccai.verify import Policy, TrustAnchors, Verifier
 
-__all__ = ["Database", "build_verifier", "create_app", "open_database"]
+__all__ = ["Database", "build_verifier", "create_app", "open_database", "prepare_database"]
 
 _Scope = MutableMapping[str, Any]
 _Message = MutableMapping[str, Any]
@@ -95,9 +96,16 @@ def build_verifier(settings: ServiceSettings, *, anchors: TrustAnchors | None, m
         sources.append(CachedSource(MeteredSource(origin, metrics, origin=True), CollateralCache()))
     source = MeteredSource(SourceChain(sources), metrics, origin=False) if sources else None
     check_revocation = not settings.offline or bundle is not None
-    pcs = kds = None
-    if not settings.offline and not settings.allow_simulated:
-        pcs, kds = IntelPcsClient(INTEL_PCS_URL), AmdKdsClient(AMD_KDS_URL)
+    pcs: IntelPcsClient | None = None
+    kds: AmdKdsClient | None = None
+    if not settings.offline:
+        # CPU collateral for bundles that embed none. Intel's PCS and AMD's KDS know nothing of
+        # ccai's virtual TEEs, so a simulated service asks only the servers it is pointed at
+        # (``ccai dev collateral-server``); a production one defaults to the vendors'.
+        if settings.pcs_url is not None or not settings.allow_simulated:
+            pcs = IntelPcsClient(settings.pcs_url or INTEL_PCS_URL)
+        if settings.kds_url is not None or not settings.allow_simulated:
+            kds = AmdKdsClient(settings.kds_url or AMD_KDS_URL)
     return Verifier(
         anchors=anchors,
         allow_simulated=settings.allow_simulated,
@@ -148,6 +156,30 @@ async def open_database(url: str) -> Database:
         await engine.dispose()
         raise
     return Database(engine=engine, repo=Repository(session_factory(engine)))
+
+
+async def prepare_database(settings: ServiceSettings, *, master_key: MasterKey | None = None) -> None:
+    """Make the database ready for replicas: migrated, with signing keys the master key opens.
+
+    Run once before the workers start (``ccai serve attestation`` does): the first production and
+    development keys are then created by one process, so every worker of a fresh database
+    publishes the same current key from its first request (workers that each created a key would
+    disagree until their next key refresh).
+
+    Args:
+        settings: The settings (database URL, master key file).
+        master_key: The key-encryption key (default: :func:`load_master_key`).
+
+    Raises:
+        UsageError: the database cannot be opened or migrated, or the master key does not open
+            the stored keys.
+    """
+    db = await open_database(settings.resolved_database_url())
+    try:
+        master = master_key or load_master_key(settings.master_key_path())
+        await KeyRing(db.repo, master, refresh=settings.key_refresh_seconds).start()
+    finally:
+        await db.engine.dispose()
 
 
 class _Edge:

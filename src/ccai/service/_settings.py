@@ -37,6 +37,9 @@ class ServiceSettings(BaseModel):
         database_url: SQLAlchemy async URL (default SQLite under ``$CCAI_HOME``);
             ``postgresql+psycopg://…`` for PostgreSQL.
         rim_service_url, ocsp_url: Online GPU collateral (default NVIDIA's services).
+        pcs_url, kds_url: Online CPU collateral for bundles that carry none: Intel PCS / PCCS and
+            AMD KDS base URLs (default Intel's and AMD's; with ``allow_simulated`` only these, for
+            example ``ccai dev collateral-server``, are asked — the vendors know no virtual TEE).
         rim_dir: A directory of ``<id>.xml`` RIMs consulted first.
         collateral: An offline collateral bundle consulted first.
         offline: Never touch the network for collateral.
@@ -67,6 +70,8 @@ class ServiceSettings(BaseModel):
     database_url: str | None = None
     rim_service_url: str | None = None
     ocsp_url: str | None = None
+    pcs_url: str | None = None
+    kds_url: str | None = None
     rim_dir: Path | None = None
     collateral: Path | None = None
     offline: bool = False
