@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from ccai.errors import UsageError
+
 __all__ = ["app"]
 
 app = typer.Typer(
@@ -25,28 +27,55 @@ def collateral_server(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the service URLs as JSON before serving.")
     ] = False,
+    tee: Annotated[
+        str | None,
+        typer.Option(
+            "--tee",
+            help="Also serve the virtual VM's CPU collateral: tdx (Intel-PCS-like) or snp (AMD-KDS-like).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the virtual GPU's RIMs (NVIDIA's RIM service API) and an OCSP responder for its test PKI.
 
-    Point verifiers at it with --rim-service-url http://HOST:PORT --ocsp-url http://HOST:PORT/ocsp.
+    Point verifiers at it with --rim-service-url http://HOST:PORT --ocsp-url http://HOST:PORT/ocsp
+    (and, with --tee, --pcs-url / --kds-url http://HOST:PORT).
     """
     import uvicorn
 
     from ccai._net import listen_socket
     from ccai.cli._output import console, print_json
-    from ccai.virtual import VirtualGpuBackend, create_dev_collateral_app, settings_for_virtual_gpu
+    from ccai.virtual import (
+        VirtualGpuBackend,
+        create_dev_collateral_app,
+        open_virtual_vm,
+        settings_for_virtual_gpu,
+    )
 
-    backend = VirtualGpuBackend.open()
-    app_ = create_dev_collateral_app(settings_for_virtual_gpu(backend))
+    if tee is not None and tee not in ("tdx", "snp"):
+        raise UsageError("--tee takes tdx or snp", actual=tee)
+    cpu = None
+    if tee is not None:
+        cpu, backend = open_virtual_vm(tee=tee)
+    else:
+        backend = VirtualGpuBackend.open()
+    app_ = create_dev_collateral_app(settings_for_virtual_gpu(backend, tee=cpu))
     # Bound before the URLs are printed: a busy port is a usage error (exit 2), not a server crash.
     sock = listen_socket(host, port)
     base = f"http://{host}:{port}"
-    urls = {"rim_service": base, "ocsp_url": f"{base}/ocsp", "rim_ids": list(backend.rim_ids(0))}
+    urls: dict[str, object] = {
+        "rim_service": base,
+        "ocsp_url": f"{base}/ocsp",
+        "rim_ids": list(backend.rim_ids(0)),
+    }
+    if tee is not None:
+        urls["pcs_url" if tee == "tdx" else "kds_url"] = base
     if json_out:
         print_json(urls)
     else:
-        console.print(f"RIM service  {base}/v1/rim/<id>   ({', '.join(urls['rim_ids'])})")
+        console.print(f"RIM service  {base}/v1/rim/<id>   ({', '.join(backend.rim_ids(0))})")
         console.print(f"OCSP         {base}/ocsp  (test PKI; simulated, never trusted by default)")
+        if tee is not None:
+            console.print(f"{'Intel PCS' if tee == 'tdx' else 'AMD KDS':<12} {base}  (virtual {tee} guest)")
     try:
         uvicorn.Server(uvicorn.Config(app_, log_level="warning")).run(sockets=[sock])
     finally:
@@ -108,7 +137,6 @@ def engine(
     from ccai._embedded_model import ccai_cache, embedded_model_dir
     from ccai._net import listen_socket
     from ccai.cli._output import console, err_console, print_json, write_output
-    from ccai.errors import UsageError
     from ccai.openai_protocol import engine_command, random_model_dir, wait_healthy
 
     if model_dir and random_spec:
