@@ -8,6 +8,7 @@ import glob
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -124,9 +125,13 @@ def subprocess_env(home: Path) -> dict[str, str]:
 
 @contextmanager
 def serve_subprocess(
-    args: list[str], home: Path, *, log: Path | None = None
+    args: list[str], home: Path, *, log: Path | None = None, verify: ssl.SSLContext | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``ccai serve attestation ARGS`` in a subprocess on a free port; yields (url, process)."""
+    """``ccai serve attestation ARGS`` in a subprocess on a free port; yields (url, process).
+
+    With ``verify`` (trusting the service's certificate) it is reached over HTTPS (ARGS carry
+    ``--tls-cert``/``--tls-key``).
+    """
     port = free_port()
     out = open(log, "wb") if log is not None else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
@@ -135,7 +140,7 @@ def serve_subprocess(
         stdout=out,
         stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'http' if verify is None else 'https'}://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     try:
         while True:
@@ -144,7 +149,7 @@ def serve_subprocess(
                     f"service exited with {proc.returncode}" + (f": {log.read_text()[-2000:]}" if log else "")
                 )
             try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                if httpx.get(url + "/health", timeout=1, verify=verify or True).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
