@@ -20,11 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ccai.errors import Error
+
+if TYPE_CHECKING:
+    from ccai.virtual import OcspResponder
 
 __all__ = ["TARGETS", "VECTORS", "Target"]
 
@@ -478,6 +483,128 @@ def snp_verify_vcek(data: bytes) -> None:
         verify_snp_report(report, SnpCollateral(vcek=data), now=_PIN_SNP)
 
 
+# -- OCSP: a fixed-key test PKI answered by ccai's own responder ---------------------------------
+
+_PIN_OCSP = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+_OCSP_NONCE = bytes(range(32))
+
+
+@dataclass(frozen=True, slots=True)
+class _OcspPki:
+    root: x509.Certificate
+    ca: x509.Certificate
+    good: x509.Certificate
+    revoked: x509.Certificate
+    held: x509.Certificate
+    responder: OcspResponder
+    delegated: OcspResponder
+
+
+@functools.cache
+def _ocsp_pki() -> _OcspPki:
+    """Root → CA → three end certificates and a delegated OCSP responder, with keys derived from
+    fixed scalars: ECDSA signatures differ between runs, but every CertID, key and name is the
+    same, so a kept crash input replays against the same PKI."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from ccai.virtual import OcspIssuer, OcspResponder, OcspRevocation
+
+    keys = [ec.derive_private_key(0x0C5F00 + i, ec.SECP384R1()) for i in range(4)]
+    root_key, ca_key, end_key, delegate_key = keys
+
+    def cert(
+        cn: str,
+        key: ec.EllipticCurvePrivateKey,
+        issuer: x509.Certificate | None,
+        signer: ec.EllipticCurvePrivateKey,
+        serial: int,
+        *,
+        ca: bool,
+        ocsp_signing: bool = False,
+    ) -> x509.Certificate:
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(issuer.subject if issuer is not None else name)
+            .public_key(key.public_key())
+            .serial_number(serial)
+            .not_valid_before(datetime(2024, 1, 1, tzinfo=UTC))
+            .not_valid_after(datetime(2030, 1, 1, tzinfo=UTC))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if ocsp_signing:
+            builder = builder.add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False
+            )
+        return builder.sign(signer, hashes.SHA384())
+
+    root = cert("Fuzz Root", root_key, None, root_key, 1, ca=True)
+    ca = cert("Fuzz CA", ca_key, root, root_key, 2, ca=True)
+    good = cert("Good", end_key, ca, ca_key, 0x1001, ca=False)
+    revoked = cert("Revoked", end_key, ca, ca_key, 0x1002, ca=False)
+    held = cert("Held", end_key, ca, ca_key, 0x1003, ca=False)
+    delegate = cert("Fuzz OCSP", delegate_key, ca, ca_key, 0x2001, ca=False, ocsp_signing=True)
+
+    def revocation(issuer: x509.Certificate, serial: int) -> OcspRevocation | None:
+        reasons = {0x1002: x509.ReasonFlags.key_compromise, 0x1003: x509.ReasonFlags.certificate_hold}
+        reason = reasons.get(serial)
+        return (
+            None
+            if reason is None
+            else OcspRevocation(revoked_at=datetime(2025, 1, 1, tzinfo=UTC), reason=reason)
+        )
+
+    def responder(delegated: bool) -> OcspResponder:
+        issuer = OcspIssuer(
+            certificate=ca,
+            private_key=ca_key,
+            delegate_certificate=delegate if delegated else None,
+            delegate_key=delegate_key if delegated else None,
+        )
+        return OcspResponder([issuer], revocation=revocation, clock=lambda: _PIN_OCSP)
+
+    return _OcspPki(root, ca, good, revoked, held, responder(False), responder(True))
+
+
+def ocsp_response(data: bytes) -> None:
+    from ccai.collateral import CollateralBundle, GpuCollateral, inspect_bundle
+    from ccai.collateral._cache import DEFAULT_OCSP_TTL, ocsp_response_expiry
+    from ccai.verify._ocsp_check import check_ocsp
+
+    pki = _ocsp_pki()
+    ca, root = pki.ca, pki.root
+    # The collateral layer's readers (cache expiry, bundle inspector) answer, never raise.
+    ocsp_response_expiry(data, now=_PIN_OCSP, default_ttl=DEFAULT_OCSP_TTL)
+    inspect_bundle(CollateralBundle(gpu=GpuCollateral(ocsp={"fuzz": data})), now=_PIN_OCSP)
+    for cert in (pki.good, pki.revoked):
+        with contextlib.suppress(Error):
+            check_ocsp(data, cert, ca, now=_PIN_OCSP, nonce=_OCSP_NONCE, trusted_roots=[root])
+    with contextlib.suppress(Error):
+        check_ocsp(data, pki.held, ca, now=_PIN_OCSP, allow_revocation_reasons={"certificateHold"})
+
+
+def _ocsp_seeds() -> list[bytes]:
+    """Real responses of the test responder: issuer-signed and delegated, good, revoked and held,
+    SHA-384 and SHA-1 CertIDs, with and without a nonce, and an unsuccessful one. (tests/vectors
+    holds no OCSP response.)"""
+    from cryptography.hazmat.primitives import hashes
+
+    from ccai.collateral import build_ocsp_request
+
+    pki = _ocsp_pki()
+    ca = pki.ca
+    seeds = []
+    for responder in (pki.responder, pki.delegated):
+        for cert in (pki.good, pki.revoked, pki.held):
+            seeds.append(responder.respond(build_ocsp_request(cert, ca, nonce=_OCSP_NONCE)))
+        request = build_ocsp_request(pki.good, ca, nonce=None, algorithm=hashes.SHA1())
+        seeds.append(responder.respond(request))
+    seeds.append(pki.responder.respond(build_ocsp_request(ca, pki.root, nonce=None)))  # unauthorized
+    return seeds
+
+
 def _gpu_report_seed() -> list[bytes]:
     return [_h100()[0]]
 
@@ -534,6 +661,9 @@ _ALL = [
         "snp_verify", snp_verify, lambda: [_snp_real()[0]], "verify_snp_report on the spliced real report"
     ),
     Target("snp_verify_vcek", snp_verify_vcek, _vcek_seed, "verify_snp_report, fuzzed VCEK"),
+    Target(
+        "ocsp_response", ocsp_response, _ocsp_seeds, "check_ocsp + the collateral readers, fuzzed response"
+    ),
 ]
 
 #: Every target by name, in a stable order.

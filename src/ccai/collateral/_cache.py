@@ -29,7 +29,8 @@ from ccai._home import ccai_home
 from ccai._json import load_json
 from ccai._time import utcnow
 from ccai.collateral._types import CollateralSource, ocsp_key
-from ccai.errors import CollateralUnavailable
+from ccai.errors import CollateralError, CollateralUnavailable
+from ccai.evidence import load_ocsp_response
 
 __all__ = ["DEFAULT_OCSP_TTL", "DEFAULT_RIM_TTL", "CachedSource", "CollateralCache", "ocsp_response_expiry"]
 
@@ -43,12 +44,12 @@ def ocsp_response_expiry(response_der: bytes, *, now: datetime, default_ttl: tim
     """When a DER OCSP response stops being current: the earliest ``nextUpdate`` among its
     SingleResponses, or ``now + default_ttl`` when it has none. None for an unusable response."""
     try:
-        response = ocsp.load_der_ocsp_response(response_der)
-        if response.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
-            return None
-        updates = [single.next_update_utc for single in response.responses]
-    except ValueError:
+        response = load_ocsp_response(response_der, what="OCSP response", step="collateral")
+    except CollateralError:
         return None
+    if response.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
+        return None
+    updates = [single.next_update_utc for single in response.responses]
     known = [u for u in updates if u is not None]
     if not updates:
         return None

@@ -22,13 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.x509 import ocsp
 
 from ccai.collateral._cache import DEFAULT_OCSP_TTL, ocsp_response_expiry
 from ccai.collateral._ocsp import new_ocsp_nonce
 from ccai.collateral._types import CollateralSource, GpuCollateral, ocsp_key
-from ccai.errors import CollateralUnavailable, MalformedEvidence
-from ccai.evidence import GpuEvidence, driver_rim_id, parse_rim, vbios_rim_id
+from ccai.errors import CollateralError, CollateralUnavailable, MalformedEvidence
+from ccai.evidence import GpuEvidence, driver_rim_id, load_ocsp_response, parse_rim, vbios_rim_id
 
 __all__ = ["gather_gpu_collateral", "ocsp_targets", "rim_ids_for"]
 
@@ -137,8 +136,9 @@ def gather_gpu_collateral(
 
 def _echoes(response_der: bytes, nonce: bytes) -> bool:
     try:
-        response = ocsp.load_der_ocsp_response(response_der)
+        response = load_ocsp_response(response_der, what="OCSP response", step="collateral")
         value = response.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
-    except (ValueError, x509.ExtensionNotFound):
+    except (CollateralError, ValueError, x509.ExtensionNotFound):
+        # ValueError: an unsuccessful response has no extensions.
         return False
     return hmac.compare_digest(value, nonce)

@@ -13,8 +13,8 @@ from cryptography import x509
 from cryptography.x509 import ocsp
 
 from ccai.collateral._bundle import BUNDLE_VERSION, CollateralBundle
-from ccai.errors import EvidenceError
-from ccai.evidence import parse_rim
+from ccai.errors import CollateralError, EvidenceError
+from ccai.evidence import load_ocsp_response, parse_rim
 
 __all__ = ["inspect_bundle"]
 
@@ -51,9 +51,9 @@ def _rim_summary(rim_id: str, xml: bytes, now: datetime) -> dict[str, Any]:
 def _ocsp_summary(key: str, der: bytes, now: datetime) -> dict[str, Any]:
     summary: dict[str, Any] = {"key": key}
     try:
-        response = ocsp.load_der_ocsp_response(der)
-    except ValueError as exc:
-        summary["error"] = f"not a DER OCSP response: {exc}"
+        response = load_ocsp_response(der, what="OCSP response", step="collateral")
+    except CollateralError as exc:
+        summary["error"] = exc.message
         return summary
     summary["response_status"] = response.response_status.name.lower()
     if response.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:

@@ -3,7 +3,8 @@
 The request carries one CertID hashed with SHA-384 (as NVIDIA's Python verifier sends it) and a
 32-byte nonce extension. The client returns the DER response unchecked: validation (signature,
 responder, CertID, times, nonce) is the verifier's job (``ccai.verify._ocsp_check``). It only
-refuses answers that are not an OCSP response at all, or that carry no status, because those mean
+refuses answers that are not a fully decodable OCSP response
+(:func:`ccai.evidence.load_ocsp_response`), or that carry no status, because those mean
 "revocation status unavailable".
 """
 
@@ -18,7 +19,8 @@ from cryptography.x509 import ocsp
 
 from ccai.collateral._chain import not_served
 from ccai.collateral._http import DEFAULT_TIMEOUT, HttpLimits, HttpSource, expect_ok, send
-from ccai.errors import CollateralUnavailable
+from ccai.errors import CollateralError, CollateralUnavailable
+from ccai.evidence import load_ocsp_response
 
 if TYPE_CHECKING:
     import httpx
@@ -115,8 +117,8 @@ class OcspClient(HttpSource):
             The DER OCSPResponse, with ``responseStatus`` successful.
 
         Raises:
-            CollateralUnavailable: network error, HTTP error status, a body that is not an OCSP
-                response, or a responder status other than successful.
+            CollateralUnavailable: network error, HTTP error status, a body that is not a decodable
+                OCSP response, or a responder status other than successful.
         """
         body = build_ocsp_request(cert, issuer, nonce=nonce)
         headers = self._headers(**{"Content-Type": _REQUEST_TYPE, "Accept": _RESPONSE_TYPE})
@@ -129,9 +131,9 @@ class OcspClient(HttpSource):
         )
         expect_ok(response, what=what)
         try:
-            parsed = ocsp.load_der_ocsp_response(response.content)
-        except ValueError:
-            raise CollateralUnavailable(f"{what}: the answer is not a DER OCSP response") from None
+            parsed = load_ocsp_response(response.content, what=f"{what}: the answer", step="collateral")
+        except CollateralError as exc:
+            raise CollateralUnavailable(exc.message) from None
         if parsed.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
             raise CollateralUnavailable(
                 f"{what}: responder answered {parsed.response_status.name.lower()}",

@@ -33,7 +33,13 @@ from ccai.evidence._bundle import (
     dump_evidence_bundle,
     load_evidence_bundle,
 )
-from ccai.evidence._certs import load_certificate, load_crl, load_pem_certificates, parse_cert_chain
+from ccai.evidence._certs import (
+    load_certificate,
+    load_crl,
+    load_ocsp_response,
+    load_pem_certificates,
+    parse_cert_chain,
+)
 from ccai.evidence._nvidia_json import GpuEvidence, dump_evidence_json, parse_evidence_json
 from ccai.evidence._opaque import OpaqueData, OpaqueField
 from ccai.evidence._rim import Rim, RimMeasurement, parse_rim
@@ -121,6 +127,7 @@ __all__ = [
     "load_certificate",
     "load_crl",
     "load_evidence_bundle",
+    "load_ocsp_response",
     "load_pem_certificates",
     "load_report",
     "parse_attestation_report",

@@ -1,4 +1,4 @@
-"""Certificates and CRLs from outside: one guarded loader, and PEM chains as NVML and NVIDIA carry them.
+"""Certificates, CRLs and OCSP responses from outside: guarded loaders; PEM chains as NVML carries them.
 
 ``cryptography`` decodes an X.509 certificate lazily: ``load_*`` checks the outer structure, and a
 bad version, a duplicated or undecodable extension, an unknown signature or key algorithm or a
@@ -8,6 +8,13 @@ malformed name surfaces only when the verifier later touches ``.extensions``, ``
 that enters ccai therefore goes through :func:`load_certificate`, :func:`load_pem_certificates` or
 :func:`load_crl`, which decode everything a verifier reads at the boundary and turn any failure
 into :class:`~ccai.errors.MalformedEvidence`.
+
+OCSP responses decode just as lazily (``certificates``, ``signature_hash_algorithm``, the responder
+id, the SingleResponses' times and reasons, the nonce extension …). They are always collateral,
+never evidence, so :func:`load_ocsp_response` decodes everything an OCSP check reads and turns any
+failure into :class:`~ccai.errors.CollateralError`: a response that cannot be decoded says nothing
+about the evidence it was fetched for (exit 3, not 1). Its embedded responder certificates go through
+:func:`load_certificate`.
 """
 
 from __future__ import annotations
@@ -17,11 +24,13 @@ import warnings
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
+from cryptography.x509 import ocsp
 
-from ccai.errors import MalformedEvidence
+from ccai.errors import CollateralError, MalformedEvidence
 
-__all__ = ["load_certificate", "load_crl", "load_pem_certificates", "parse_cert_chain"]
+__all__ = ["load_certificate", "load_crl", "load_ocsp_response", "load_pem_certificates", "parse_cert_chain"]
 
 _PEM_BLOCK = re.compile(
     rb"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END ([A-Z0-9 ]+)-----",
@@ -152,6 +161,68 @@ def load_crl(data: bytes, *, what: str, step: str = "parse") -> x509.Certificate
     except _DECODE_ERRORS as exc:
         raise MalformedEvidence(f"{what} is not a decodable CRL: {_reason(exc)}", step=step) from None
     return crl
+
+
+def _decode_ocsp_response(response: ocsp.OCSPResponse) -> None:
+    """Touch every part of a successful ``response`` that an OCSP check reads (not the embedded
+    certificates: :func:`load_ocsp_response` loads those through :func:`load_certificate`)."""
+    if response.responder_name is not None:
+        _ = response.responder_name.rfc4514_string()
+    _ = response.responder_key_hash, response.produced_at_utc
+    _ = response.signature_algorithm_oid, response.signature_hash_algorithm
+    _ = response.tbs_response_bytes, response.signature
+    for extension in response.extensions:
+        _ = extension.value
+    singles = list(response.responses)
+    for single in singles:
+        _ = single.serial_number, single.hash_algorithm, single.issuer_name_hash, single.issuer_key_hash
+        _ = single.certificate_status, single.this_update_utc, single.next_update_utc
+        _ = single.revocation_time_utc, single.revocation_reason
+    if len(singles) == 1:  # cryptography exposes singleExtensions only for a lone SingleResponse
+        for extension in response.single_extensions:
+            _ = extension.value
+
+
+def load_ocsp_response(der: bytes, *, what: str, step: str = "OCSP") -> ocsp.OCSPResponse:
+    """Load a DER OCSPResponse and decode all of it that an OCSP check reads.
+
+    A response whose ``responseStatus`` is not ``successful`` has no body: it is returned after
+    loading, and the caller decides what the status means. A successful one has its responder id,
+    ``producedAt``, signature algorithm, extensions (the nonce), every SingleResponse (CertID,
+    status, times, revocation reason), ``singleExtensions`` and embedded certificates decoded here.
+
+    Args:
+        der: The response bytes.
+        what: Which response (``"OCSP response for 'GH100 A01 FSP BROM' (serial 4a…)"``), for the error.
+        step: The verification step, for the error.
+
+    Returns:
+        The response.
+
+    Raises:
+        CollateralError: the bytes are not an OCSP response, or any part of a successful one
+            (an embedded certificate included) cannot be decoded. An OCSP response is collateral:
+            one that cannot be used says nothing about the evidence.
+    """
+    try:
+        response = ocsp.load_der_ocsp_response(bytes(der))
+    except _DECODE_ERRORS as exc:
+        raise CollateralError(f"{what} is not a DER OCSP response: {_reason(exc)}", step=step) from None
+    try:
+        if response.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
+            return response
+        _decode_ocsp_response(response)
+        certificates = response.certificates
+    except _DECODE_ERRORS as exc:
+        raise CollateralError(f"{what} cannot be decoded: {_reason(exc)}", step=step) from None
+    for n, cert in enumerate(certificates):
+        try:
+            load_certificate(
+                cert.public_bytes(Encoding.DER), what=f"{what}: certificate {n}", step=step, index=n
+            )
+        except MalformedEvidence as exc:
+            raise CollateralError(exc.message, step=step, index=n) from None
+    return response
 
 
 def parse_cert_chain(pem: bytes) -> tuple[x509.Certificate, ...]:

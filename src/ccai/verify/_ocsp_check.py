@@ -17,9 +17,10 @@ certificate of a chain it has already validated. The checks, in order:
 (7) the certificate status: ``good`` passes; ``revoked`` raises :class:`CertificateRevoked`
     unless its reason is explicitly allowed; ``unknown`` raises :class:`ChainError` unless allowed.
 
-A response that cannot be used (malformed, unsuccessful, for another certificate, stale, or with a
-foreign nonce) raises :class:`CollateralError`: it says nothing about the evidence. A response
-whose signature or responder is wrong raises :class:`SignatureError`.
+A response that cannot be used (malformed: not fully decodable by
+:func:`ccai.evidence.load_ocsp_response`, embedded certificates included; unsuccessful; for
+another certificate; stale; or with a foreign nonce) raises :class:`CollateralError`: it says
+nothing about the evidence. A response whose signature or responder is wrong raises :class:`SignatureError`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ccai.collateral import GpuCollateral, ocsp_key
 from ccai.errors import CertificateRevoked, ChainError, CollateralError, CollateralUnavailable, SignatureError
+from ccai.evidence import load_ocsp_response
 from ccai.verify._lru import LruCache
 
 __all__ = [
@@ -141,10 +143,8 @@ def _authenticate(
     """Steps (1)–(4): parse, responseStatus, the SingleResponse for ``cert``, the responder and
     its signature."""
     # (1) parse and responseStatus
-    try:
-        response = ocsp.load_der_ocsp_response(response_der)
-    except ValueError as exc:
-        raise CollateralError(f"OCSP response for {subject} is not valid DER: {exc}", step=_STEP) from None
+    # Everything the steps below read decodes here, or the response is refused as collateral.
+    response = load_ocsp_response(response_der, what=f"OCSP response for {subject}", step=_STEP)
     if response.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
         raise CollateralError(
             f"OCSP responder gave no status for {subject}",
