@@ -35,7 +35,12 @@ def _env(home: Path) -> dict[str, str]:
 
 def _ccai(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ccai.cli", *args], env=_env(home), capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "ccai.cli", *args],
+        env=_env(home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
