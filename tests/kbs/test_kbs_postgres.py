@@ -37,7 +37,7 @@ def test_two_replicas_on_one_database(
                     client.attest()
                     client.url = fetch_at  # a token from one replica is honoured by the other
                     got.append(client.get_resource("pg/kek/m"))
-            except BaseException as exc:  # noqa: BLE001 - reported below
+            except BaseException as exc:
                 errors.append(exc)
 
         threads = [threading.Thread(target=guest, args=((a, b) if i % 2 else (b, a))) for i in range(8)]
