@@ -67,6 +67,65 @@ def _evidence(cpu: Any, gpu: Any) -> Any:
     return make
 
 
+def _level(url: str, clients: int, n: int, make: Any) -> tuple[list[float], list[float], float, float]:
+    """One concurrency level: n attests, then 4n resource fetches with the tokens."""
+    from ccai.kbs import runtime_data_hash
+    from ccai.kbs._jose import private_jwk_pair
+
+    prepared = []  # sessions and bundles before the clock
+    for _ in range(n):
+        with httpx.Client(base_url=url) as http:
+            r = http.post("/kbs/v0/auth", json={"version": "0.4.0", "tee": "tdx", "extra-params": {}})
+        nonce = r.json()["nonce"]
+        _k, jwk = private_jwk_pair()
+        runtime = {"nonce": nonce, "tee-pubkey": jwk}
+        evidence = json.loads(make(base64.b64decode(nonce), runtime_data_hash(runtime)))
+        prepared.append(
+            (r.cookies.get("kbs-session-id"), {"runtime-data": runtime, "tee-evidence": evidence})
+        )
+    attest_t: list[float] = []
+    resource_t: list[float] = []
+    tokens: list[str] = []
+    limits = httpx.Limits(max_connections=clients)
+
+    async def run_attest() -> float:
+        queue = list(prepared)
+        async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+
+            async def worker() -> None:
+                while queue:
+                    sid, body = queue.pop()
+                    t = time.perf_counter()
+                    r = await client.post("/kbs/v0/attest", json=body, cookies={"kbs-session-id": sid})
+                    attest_t.append(time.perf_counter() - t)
+                    r.raise_for_status()
+                    tokens.append(r.json()["token"])
+
+            start = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(clients)))
+            return time.perf_counter() - start
+
+    async def run_resource() -> float:
+        queue = list(tokens) * 4
+        async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+
+            async def worker() -> None:
+                while queue:
+                    headers = {"Authorization": f"Bearer {queue.pop()}"}
+                    t = time.perf_counter()
+                    r = await client.get("/kbs/v0/resource/bench/kek/m", headers=headers)
+                    resource_t.append(time.perf_counter() - t)
+                    r.raise_for_status()
+
+            start = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(clients)))
+            return time.perf_counter() - start
+
+    wall_a = asyncio.run(run_attest())
+    wall_r = asyncio.run(run_resource())
+    return attest_t, resource_t, wall_a, wall_r
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default="1,8,32,64")
@@ -143,83 +202,25 @@ def main() -> None:
             base.append(time.perf_counter() - t)
         base_p50 = statistics.median(base) * 1000
         print(
-            f"# host: {platform.node()} {platform.processor() or platform.machine()}, python {platform.python_version()}"
+            f"# host: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
+            f"python {platform.python_version()}"
         )
         print(
             f"in-process verify_bundle (TDX + 2 GPUs): p50 {base_p50:.2f} ms  p99 {_pct(base, 0.99):.2f} ms  "
             f"{1 / statistics.mean(base):.1f}/s (1 thread)"
         )
         print(
-            "clients | attest p50/p99 ms | attest/s | resource p50/p99 ms | resource/s | release p50 ms | release/verify"
+            "clients | attest p50/p99 ms | attest/s | resource p50/p99 ms | resource/s "
+            "| release p50 ms | release/verify"
         )
         for clients in levels:
-            n = max(args.requests, clients)
-            # Sessions and bundles before the clock.
-            prepared = []
-            for _ in range(n):
-                http = httpx.Client(base_url=url)
-                r = http.post("/kbs/v0/auth", json={"version": "0.4.0", "tee": "tdx", "extra-params": {}})
-                nonce = r.json()["nonce"]
-                _k, jwk = private_jwk_pair()
-                runtime = {"nonce": nonce, "tee-pubkey": jwk}
-                body = {
-                    "runtime-data": runtime,
-                    "tee-evidence": json.loads(make(base64.b64decode(nonce), runtime_data_hash(runtime))),
-                }
-                prepared.append((r.cookies.get("kbs-session-id"), body))
-                http.close()
-            attest_t: list[float] = []
-            resource_t: list[float] = []
-            tokens: list[str] = []
-
-            async def run_attest() -> float:
-                queue = list(prepared)
-                async with httpx.AsyncClient(
-                    base_url=url, timeout=120, limits=httpx.Limits(max_connections=clients)
-                ) as client:
-
-                    async def worker() -> None:
-                        while queue:
-                            sid, body = queue.pop()
-                            t = time.perf_counter()
-                            r = await client.post(
-                                "/kbs/v0/attest", json=body, cookies={"kbs-session-id": sid}
-                            )
-                            attest_t.append(time.perf_counter() - t)
-                            r.raise_for_status()
-                            tokens.append(r.json()["token"])
-
-                    start = time.perf_counter()
-                    await asyncio.gather(*(worker() for _ in range(clients)))
-                    return time.perf_counter() - start
-
-            async def run_resource() -> float:
-                queue = list(tokens) * 4
-                async with httpx.AsyncClient(
-                    base_url=url, timeout=60, limits=httpx.Limits(max_connections=clients)
-                ) as client:
-
-                    async def worker() -> None:
-                        while queue:
-                            tok = queue.pop()
-                            t = time.perf_counter()
-                            r = await client.get(
-                                "/kbs/v0/resource/bench/kek/m", headers={"Authorization": f"Bearer {tok}"}
-                            )
-                            resource_t.append(time.perf_counter() - t)
-                            r.raise_for_status()
-
-                    start = time.perf_counter()
-                    await asyncio.gather(*(worker() for _ in range(clients)))
-                    return time.perf_counter() - start
-
-            wall_a = asyncio.run(run_attest())
-            wall_r = asyncio.run(run_resource())
+            attest_t, resource_t, wall_a, wall_r = _level(url, clients, max(args.requests, clients), make)
             release = statistics.median(attest_t) * 1000 + statistics.median(resource_t) * 1000
             print(
-                f"{clients:>7} | {_pct(attest_t, 0.5):7.2f} / {_pct(attest_t, 0.99):7.2f} | {len(attest_t) / wall_a:8.1f} | "
-                f"{_pct(resource_t, 0.5):7.2f} / {_pct(resource_t, 0.99):7.2f} | {len(resource_t) / wall_r:10.1f} | "
-                f"{release:14.2f} | {release / base_p50:5.2f}x"
+                f"{clients:>7} | {_pct(attest_t, 0.5):7.2f} / {_pct(attest_t, 0.99):7.2f} | "
+                f"{len(attest_t) / wall_a:8.1f} | "
+                f"{_pct(resource_t, 0.5):7.2f} / {_pct(resource_t, 0.99):7.2f} | "
+                f"{len(resource_t) / wall_r:10.1f} | {release:14.2f} | {release / base_p50:5.2f}x"
             )
     finally:
         proc.terminate()
