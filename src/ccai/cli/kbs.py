@@ -68,6 +68,14 @@ def _admin(method: str, url: str, path: str, cred: Path | None, **kw: Any) -> An
     return response.json()
 
 
+def store_kek(url: str, name: str, jwk: bytes) -> int:
+    """Store a sealed-model KEK (its ``oct`` JWK bytes) as a new version of broker resource ``name``."""
+    from ccai.kbs import check_resource_name
+
+    check_resource_name(name)
+    return int(_admin("POST", url, f"/kbs/v0/resource/{name}", None, content=jwk)["version"])
+
+
 @app.command("put")
 def put(
     name: Annotated[str, typer.Argument(help="REPO/TYPE/TAG")],

@@ -10,7 +10,14 @@ See ``docs/key-broker.md``.
 from ccai.kbs._app import KbsSettings, admin_credential_path, create_kbs_app, read_admin_credential
 from ccai.kbs._audit import record_hash, verify_audit_chain
 from ccai.kbs._broker import Broker, BrokerRefusal, check_resource_name
-from ccai.kbs._client import PROTOCOL_VERSION, EvidenceFunction, KbsClient, KbsRefused, fetch_resource
+from ccai.kbs._client import (
+    PROTOCOL_VERSION,
+    EvidenceFunction,
+    KbsClient,
+    KbsRefused,
+    fetch_kek,
+    fetch_resource,
+)
 from ccai.kbs._jose import decrypt_jwe, encrypt_jwe, public_jwk, runtime_data_hash
 from ccai.kbs._keys import ENVELOPE_FORMAT, MASTER_KEY_ENV, FileKeyProvider, KeyProvider
 
@@ -31,6 +38,7 @@ __all__ = [
     "create_kbs_app",
     "decrypt_jwe",
     "encrypt_jwe",
+    "fetch_kek",
     "fetch_resource",
     "public_jwk",
     "read_admin_credential",

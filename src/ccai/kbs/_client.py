@@ -19,8 +19,9 @@ import httpx
 from ccai.errors import CollateralUnavailable, PolicyViolation, UsageError, VerificationError
 from ccai.kbs._broker import check_resource_name
 from ccai.kbs._jose import PrivateTeeKey, decrypt_jwe, private_jwk_pair, runtime_data_hash
+from ccai.sealed import Kek, kek_from_jwk
 
-__all__ = ["PROTOCOL_VERSION", "EvidenceFunction", "KbsClient", "KbsRefused", "fetch_resource"]
+__all__ = ["PROTOCOL_VERSION", "EvidenceFunction", "KbsClient", "KbsRefused", "fetch_kek", "fetch_resource"]
 
 PROTOCOL_VERSION = "0.4.0"
 #: ``evidence(nonce, bound_key) -> bundle JSON bytes``: collect composite evidence for the 32-byte
@@ -145,3 +146,15 @@ def fetch_resource(url: str, name: str, *, evidence: EvidenceFunction, tee: str 
     """
     with KbsClient(url, evidence=evidence, tee=tee) as client:
         return client.get_resource(name)
+
+
+def fetch_kek(url: str, name: str, *, evidence: EvidenceFunction, tee: str = "tdx") -> Kek:
+    """The sealed-model KEK stored in the broker as resource ``name``, fetched through attestation.
+
+    Pass the result to :func:`ccai.sealed.load_model` / :func:`ccai.sealed.load_into`.
+
+    Raises:
+        KbsRefused, CollateralUnavailable, VerificationError: as :func:`fetch_resource`;
+        UsageError: the resource is not a KEK (``ccai seal --kbs`` stores one).
+    """
+    return kek_from_jwk(fetch_resource(url, name, evidence=evidence, tee=tee), what=f"broker resource {name}")
