@@ -165,6 +165,8 @@ def seal_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Seal a model directory: every file encrypted in AES-256-GCM chunks under a fresh data key."""
+    if not model_dir.is_dir():
+        raise UsageError(f"model directory not found: {model_dir}")
     if kek is not None and kbs is None:
         key = read_kek(kek)
     elif kbs is not None and kek is None:
