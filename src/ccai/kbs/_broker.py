@@ -325,7 +325,10 @@ class Broker:
             check_resource_name(name)
         except UsageError:
             raise BrokerRefusal(404, "not_found", "no such resource") from None
-        found = await self.repo.latest_resource(name)
+        repo_name = name.split("/", 1)[0]
+        found, policy_name, stored = await self.repo.release_lookup(
+            name, f"resource:{name}", f"repo:{repo_name}"
+        )
         if found is None:
             raise await self._refuse(
                 404,
@@ -337,24 +340,11 @@ class Broker:
                 claims=evidence_claims,
             )
         # (3) its policy (default deny).
-        repo_name = name.split("/", 1)[0]
-        policy_name = await self.repo.binding(f"resource:{name}", f"repo:{repo_name}")
-        if policy_name is None:
+        if policy_name is None or stored is None:
             raise await self._refuse(
                 403,
                 "no_policy",
                 "no policy guards this resource (default deny)",
-                event="release",
-                now=now,
-                resource=name,
-                claims=evidence_claims,
-            )
-        stored = await self.repo.get_policy(policy_name)
-        if stored is None:
-            raise await self._refuse(
-                403,
-                "no_policy",
-                f"policy {policy_name!r} does not exist",
                 event="release",
                 now=now,
                 resource=name,

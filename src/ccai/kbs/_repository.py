@@ -110,6 +110,37 @@ class Repository:
             )
             return (row.version, _envelope(row)) if row is not None else None
 
+    async def release_lookup(
+        self, name: str, *targets: str
+    ) -> tuple[tuple[int, Envelope] | None, str | None, tuple[int, str] | None]:
+        """One read for a release: the newest version of ``name``, the policy name guarding the
+        first target that has one, and that policy's newest version."""
+        async with self._sessions() as s:
+            row = await s.scalar(
+                select(ResourceRow)
+                .where(ResourceRow.name == name)
+                .order_by(ResourceRow.version.desc())
+                .limit(1)
+            )
+            if row is None:
+                return None, None, None
+            policy_name = None
+            for target in targets:
+                binding = await s.get(Binding, target)
+                if binding is not None:
+                    policy_name = binding.policy
+                    break
+            stored = None
+            if policy_name is not None:
+                prow = await s.scalar(
+                    select(PolicyRow)
+                    .where(PolicyRow.name == policy_name)
+                    .order_by(PolicyRow.version.desc())
+                    .limit(1)
+                )
+                stored = (prow.version, prow.document) if prow is not None else None
+            return (row.version, _envelope(row)), policy_name, stored
+
     async def rewrap_all(self, rewrap: Callable[[str, int, Envelope], Envelope]) -> int:
         """Re-wrap every stored data key in one transaction (all or nothing)."""
         async with self._sessions.begin() as s:
