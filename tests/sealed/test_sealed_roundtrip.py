@@ -213,6 +213,8 @@ def test_public_surface_is_pinned() -> None:
         "SafetensorsInfo",
         "TensorEntry",
         "is_ram_backed",
+        "kek_from_jwk",
+        "kek_to_jwk",
         "load_into",
         "load_model",
         "load_plaintext",

@@ -96,6 +96,9 @@ app.add_typer(seal.sealed_app, name="sealed")
 from ccai.cli import serve  # noqa: E402
 
 app.add_typer(serve.app, name="serve")
+from ccai.cli import kbs  # noqa: E402
+
+app.add_typer(kbs.app, name="kbs")
 from ccai.cli import attestation  # noqa: E402
 
 app.add_typer(attestation.app, name="attestation")

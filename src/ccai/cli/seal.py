@@ -29,6 +29,7 @@ from ccai.errors import UsageError
 from ccai.sealed import (
     Header,
     Manifest,
+    kek_to_jwk,
     new_kek,
     read_header,
     read_kek,
@@ -150,7 +151,13 @@ def seal_cmd(
     model_dir: Annotated[Path, typer.Argument(help="Model directory (safetensors, config, tokenizer).")],
     *,
     output: Annotated[Path, typer.Option("-o", "--output", help="Sealed model directory to create.")],
-    kek: KekOpt,
+    kek: Annotated[Path | None, typer.Option("--kek", help="KEK file (from `ccai keys new`).")] = None,
+    kbs: Annotated[
+        str | None, typer.Option("--kbs", help="Store a new KEK in this key broker instead of a file.")
+    ] = None,
+    resource: Annotated[
+        str | None, typer.Option("--resource", help="With --kbs: the broker resource REPO/TYPE/TAG.")
+    ] = None,
     chunk_mib: Annotated[
         float, typer.Option("--chunk-mib", min=0.00390625, max=1024, help="Chunk size in MiB.")
     ] = 16,
@@ -158,7 +165,20 @@ def seal_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Seal a model directory: every file encrypted in AES-256-GCM chunks under a fresh data key."""
-    key = read_kek(kek)
+    if not model_dir.is_dir():
+        raise UsageError(f"model directory not found: {model_dir}")
+    if kek is not None and kbs is None:
+        key = read_kek(kek)
+    elif kbs is not None and kek is None:
+        if resource is None:
+            raise UsageError("--kbs needs --resource REPO/TYPE/TAG")
+        from ccai.cli.kbs import store_kek
+
+        key = new_kek()
+        # The broker holds the KEK before any ciphertext exists: a failed store seals nothing.
+        store_kek(kbs, resource, kek_to_jwk(key))
+    else:
+        raise UsageError("give --kek FILE, or --kbs URL --resource REPO/TYPE/TAG")
     chunk = int(chunk_mib * (1 << 20)) // 16 * 16
     with _bar("sealing", enabled=not json_out) as progress:
         manifest = seal(model_dir, output, key, chunk_size=chunk, threads=threads, progress=progress)

@@ -177,3 +177,53 @@ def attestation(
     uvicorn.run(
         application, host=settings.host, port=settings.port, log_level="warning", access_log=False, **tls
     )
+
+
+@app.command("kbs")
+def kbs(
+    *,
+    host: Annotated[str | None, typer.Option("--host", help="Address (default 127.0.0.1: loopback).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port (default 8444).")] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="sqlite+aiosqlite:///… (default $CCAI_HOME/kbs.db) or postgresql+psycopg://…",
+        ),
+    ] = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Never fetch collateral over the network.")
+    ] = False,
+    collateral: Annotated[
+        Path | None, typer.Option("--collateral", help="An offline collateral bundle.")
+    ] = None,
+    rim_service_url: Annotated[
+        str | None, typer.Option("--rim-service-url", help="NVIDIA RIM service.")
+    ] = None,
+    ocsp_url: Annotated[str | None, typer.Option("--ocsp-url", help="NVIDIA OCSP responder.")] = None,
+    allow_simulated: Annotated[
+        bool, typer.Option("--allow-simulated", help="Accept ccai's virtual hardware (development only).")
+    ] = False,
+) -> None:
+    """Run the key broker (Trustee's RCAR protocol; docs/key-broker.md)."""
+    import uvicorn
+
+    from ccai.kbs import KbsSettings, create_kbs_app
+
+    settings = KbsSettings.build(
+        host=host,
+        port=port,
+        database_url=database_url,
+        offline=offline or None,
+        collateral=collateral,
+        rim_service_url=rim_service_url,
+        ocsp_url=ocsp_url,
+        allow_simulated=allow_simulated or None,
+    )
+    anchors = None
+    if settings.allow_simulated:
+        from ccai.virtual import virtual_trust_anchors
+
+        anchors = virtual_trust_anchors(gpu=True, tdx=True)
+    application = create_kbs_app(settings, anchors=anchors)
+    uvicorn.run(application, host=settings.host, port=settings.port, log_level="warning", access_log=False)

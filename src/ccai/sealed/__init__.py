@@ -14,7 +14,7 @@ key wrapped by a key-encryption key (envelope). The format is specified in
 
 from ccai.sealed._container import read_header
 from ccai.sealed._format import FileEntry, Header, Manifest, SafetensorsInfo, TensorEntry
-from ccai.sealed._keys import DataKey, Kek, new_kek, read_kek, write_kek
+from ccai.sealed._keys import DataKey, Kek, kek_from_jwk, kek_to_jwk, new_kek, read_kek, write_kek
 from ccai.sealed._pipeline import load_into, load_plaintext
 from ccai.sealed._seal import (
     DEFAULT_CHUNK_SIZE,
@@ -38,6 +38,8 @@ __all__ = [
     "SafetensorsInfo",
     "TensorEntry",
     "is_ram_backed",
+    "kek_from_jwk",
+    "kek_to_jwk",
     "load_into",
     "load_model",
     "load_plaintext",

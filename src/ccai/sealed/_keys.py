@@ -27,7 +27,17 @@ from ccai._json import load_json
 from ccai._types import KeyId
 from ccai.errors import UnsealError, UsageError
 
-__all__ = ["DataKey", "Kek", "new_kek", "read_kek", "unwrap_data_key", "wrap_data_key", "write_kek"]
+__all__ = [
+    "DataKey",
+    "Kek",
+    "kek_from_jwk",
+    "kek_to_jwk",
+    "new_kek",
+    "read_kek",
+    "unwrap_data_key",
+    "wrap_data_key",
+    "write_kek",
+]
 
 _KEY_BYTES = 32
 _NONCE_BYTES = 12
@@ -97,8 +107,7 @@ def write_kek(kek: Kek, path: Path, *, overwrite: bool = False) -> None:
     Raises:
         UsageError: the file exists (without ``overwrite``) or cannot be written.
     """
-    doc = {"kty": "oct", "kid": kek.kid, "alg": "A256GCMKW", "use": "enc", "k": _b64url(kek.key)}
-    data = (json.dumps(doc, indent=2) + "\n").encode()
+    data = kek_to_jwk(kek)
     try:
         atomic_write(path, data, mode=0o600, replace=overwrite)
     except FileExistsError:
@@ -125,16 +134,31 @@ def read_kek(path: Path) -> Kek:
         raise UsageError(f"key file not found: {path}") from None
     except OSError as exc:
         raise UsageError(f"cannot read key file {path}: {exc}") from None
-    doc = load_json(data, what=f"key file {path}", error=UsageError)
+    return kek_from_jwk(data, what=str(path))
+
+
+def kek_to_jwk(kek: Kek) -> bytes:
+    """The KEK as the ``oct`` JWK bytes of a key file (what a key broker stores as the resource)."""
+    doc = {"kty": "oct", "kid": kek.kid, "alg": "A256GCMKW", "use": "enc", "k": _b64url(kek.key)}
+    return (json.dumps(doc, indent=2) + "\n").encode()
+
+
+def kek_from_jwk(data: bytes, *, what: str = "KEK") -> Kek:
+    """Parse :func:`kek_to_jwk` bytes (a key file's content, or a resource a key broker released).
+
+    Raises:
+        UsageError: not a 256-bit ``oct`` JWK with a ``kid`` (the message names ``what``, never the key).
+    """
+    doc = load_json(data, what=f"key file {what}", error=UsageError)
     if not isinstance(doc, dict) or doc.get("kty") != "oct":
-        raise UsageError(f"{path} is not an oct JWK key file")
+        raise UsageError(f"{what} is not an oct JWK key file")
     kid, k = doc.get("kid"), doc.get("k")
     if not isinstance(kid, str) or not isinstance(k, str):
-        raise UsageError(f"{path}: key file needs string 'kid' and 'k'")
+        raise UsageError(f"{what}: key file needs string 'kid' and 'k'")
     try:
         key = base64.urlsafe_b64decode(k + "=" * (-len(k) % 4))
     except (binascii.Error, ValueError):
-        raise UsageError(f"{path}: 'k' is not base64url") from None
+        raise UsageError(f"{what}: 'k' is not base64url") from None
     return Kek(kid=KeyId(kid), key=key)
 
 

@@ -1,0 +1,160 @@
+"""The guest side of RCAR: :class:`KbsClient` and :func:`fetch_resource`.
+
+The client makes an ephemeral EC P-256 tee key, asks for a challenge, has evidence collected that
+binds ``runtime_data_hash({"nonce", "tee-pubkey"})`` as the bundle's bound key (the caller's
+``evidence`` function — ``ccai.attest.collect_composite`` on real or virtual hardware; the kbs
+stage does not import the collection stage), posts it, and decrypts the resource JWE with the tee
+key. The private key never leaves the process.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from ccai.errors import CollateralUnavailable, PolicyViolation, UsageError, VerificationError
+from ccai.kbs._broker import check_resource_name
+from ccai.kbs._jose import PrivateTeeKey, decrypt_jwe, private_jwk_pair, runtime_data_hash
+from ccai.sealed import Kek, kek_from_jwk
+
+__all__ = ["PROTOCOL_VERSION", "EvidenceFunction", "KbsClient", "KbsRefused", "fetch_kek", "fetch_resource"]
+
+PROTOCOL_VERSION = "0.4.0"
+#: ``evidence(nonce, bound_key) -> bundle JSON bytes``: collect composite evidence for the 32-byte
+#: nonce with ``bound_key`` (48 bytes) as the bundle's ``hpke_public_key``.
+EvidenceFunction = Callable[[bytes, bytes], bytes]
+
+
+class KbsRefused(PolicyViolation):
+    """The broker refused (HTTP 401/403/404); ``reason`` is its named reason."""
+
+    def __init__(self, status: int, reason: str, detail: str) -> None:
+        super().__init__(f"the key broker refused ({status} {reason}): {detail}", actual=reason)
+        self.status, self.reason = status, reason
+
+
+def _check(response: httpx.Response) -> Any:
+    if response.status_code in (400, 401, 403, 404, 413):
+        try:
+            body = response.json()
+            reason, detail = str(body.get("error")), str(body.get("detail"))[:300]
+        except ValueError:
+            reason, detail = "error", response.text[:200]
+        raise KbsRefused(response.status_code, reason, detail)
+    if response.status_code != 200:
+        raise CollateralUnavailable(f"the key broker answered HTTP {response.status_code}")
+    return response.json()
+
+
+class KbsClient:
+    """One guest's RCAR conversation with a broker.
+
+    Args:
+        url: The broker's base URL.
+        evidence: Collects the composite evidence (see :data:`EvidenceFunction`).
+        tee: The ``tee`` named in the auth request (``tdx``, ``snp``).
+        timeout: HTTP timeout in seconds.
+        http: An httpx client to use (default: one of the client's own).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        evidence: EvidenceFunction,
+        tee: str = "tdx",
+        timeout: float = 60.0,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._evidence = evidence
+        self.tee = tee
+        self._http = http or httpx.Client(timeout=timeout)
+        self._key: PrivateTeeKey | None = None
+        self.token: str | None = None
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        self._http.close()
+
+    def __enter__(self) -> KbsClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def attest(self) -> str:
+        """Run auth + attest with a fresh tee key; returns the attestation-result token.
+
+        Raises:
+            KbsRefused: the broker refused; CollateralUnavailable: it could not be reached.
+        """
+        try:
+            challenge = _check(
+                self._http.post(
+                    self.url + "/kbs/v0/auth",
+                    json={"version": PROTOCOL_VERSION, "tee": self.tee, "extra-params": {}},
+                )
+            )
+            key, jwk = private_jwk_pair()
+            runtime = {"nonce": challenge["nonce"], "tee-pubkey": jwk}
+            bundle = self._evidence(base64.b64decode(challenge["nonce"]), runtime_data_hash(runtime))
+            answer = _check(
+                self._http.post(
+                    self.url + "/kbs/v0/attest",
+                    json={"runtime-data": runtime, "tee-evidence": json.loads(bundle)},
+                )
+            )
+        except httpx.HTTPError as exc:
+            raise CollateralUnavailable(f"cannot reach the key broker: {type(exc).__name__}") from None
+        self._key, self.token = key, str(answer["token"])
+        return self.token
+
+    def get_resource(self, name: str) -> bytes:
+        """Fetch and decrypt ``REPO/TYPE/TAG`` (attesting first if needed).
+
+        Raises:
+            KbsRefused, CollateralUnavailable, VerificationError (the JWE does not decrypt).
+        """
+        check_resource_name(name)
+        if self.token is None or self._key is None:
+            self.attest()
+        if self._key is None:
+            raise UsageError("no tee key")
+        try:
+            jwe = _check(
+                self._http.get(
+                    f"{self.url}/kbs/v0/resource/{name}", headers={"Authorization": f"Bearer {self.token}"}
+                )
+            )
+        except httpx.HTTPError as exc:
+            raise CollateralUnavailable(f"cannot reach the key broker: {type(exc).__name__}") from None
+        if not isinstance(jwe, dict):
+            raise VerificationError("the broker's answer is not a JWE")
+        return decrypt_jwe(jwe, self._key)
+
+
+def fetch_resource(url: str, name: str, *, evidence: EvidenceFunction, tee: str = "tdx") -> bytes:
+    """Attest to the broker at ``url`` and return resource ``name`` (one-shot recipe).
+
+    Raises:
+        KbsRefused: refused; CollateralUnavailable: unreachable; VerificationError: bad JWE.
+    """
+    with KbsClient(url, evidence=evidence, tee=tee) as client:
+        return client.get_resource(name)
+
+
+def fetch_kek(url: str, name: str, *, evidence: EvidenceFunction, tee: str = "tdx") -> Kek:
+    """The sealed-model KEK stored in the broker as resource ``name``, fetched through attestation.
+
+    Pass the result to :func:`ccai.sealed.load_model` / :func:`ccai.sealed.load_into`.
+
+    Raises:
+        KbsRefused, CollateralUnavailable, VerificationError: as :func:`fetch_resource`;
+        UsageError: the resource is not a KEK (``ccai seal --kbs`` stores one).
+    """
+    return kek_from_jwk(fetch_resource(url, name, evidence=evidence, tee=tee), what=f"broker resource {name}")
