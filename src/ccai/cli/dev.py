@@ -20,6 +20,29 @@ app = typer.Typer(
 )
 
 
+def _report_ready(info: dict[str, Any], *, label: str, settings_file: Path | None, json_out: bool) -> None:
+    """Print (and optionally save) what a client needs to reach a ready engine."""
+    import json
+
+    from ccai.cli._output import console, print_json, write_output
+
+    if settings_file is not None:
+        write_output(settings_file, (json.dumps(info, indent=2) + "\n").encode())
+    if json_out:
+        print_json(info)
+        return
+    url, model = info["url"], info["model"]
+    console.print(f"engine ready after {info['ready_after_s']:.1f} s: {label}, pid {info['pid']}")
+    console.print(f"  URL    {url}")
+    console.print(f"  model  {model}   (requests must send exactly this 'model')")
+    console.print(f"  settings {json.dumps(info['settings'])}")
+    if info["random_weights"]:
+        console.print(
+            "  random weights: same shapes and compute as trained weights — valid for speed, meaningless text"
+        )
+    console.print(f"  bench  ccai bench serve --url {url} --model {model} -o results/")
+
+
 class EngineChoice(enum.StrEnum):
     """Which engine ``ccai dev engine`` runs."""
 
@@ -40,7 +63,6 @@ def _serve_inprocess(
     json_out: bool,
 ) -> None:
     """Load ``path`` with transformers in this process and serve it with ccai's in-process engine."""
-    import json
     import time
 
     import torch
@@ -48,7 +70,6 @@ def _serve_inprocess(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ccai._net import listen_socket
-    from ccai.cli._output import console, print_json, write_output
     from ccai.openai_protocol import TransformersEngine, create_engine_app
 
     if not (path / "config.json").is_file():
@@ -81,16 +102,7 @@ def _serve_inprocess(
         "ready_after_s": round(took, 1),
         "settings": settings,
     }
-    if settings_file is not None:
-        write_output(settings_file, (json.dumps(info, indent=2) + "\n").encode())
-    if json_out:
-        print_json(info)
-    else:
-        console.print(f"engine ready after {took:.1f} s: ccai in-process engine, pid {os.getpid()}")
-        console.print(f"  URL    {url}")
-        console.print(f"  model  {name}   (requests must send exactly this 'model')")
-        console.print(f"  settings {json.dumps(settings)}")
-        console.print(f"  bench  ccai bench serve --url {url} --model {name} -o results/")
+    _report_ready(info, label="ccai in-process engine", settings_file=settings_file, json_out=json_out)
     try:
         config = uvicorn.Config(create_engine_app(engine_), log_level="warning", access_log=False)
         uvicorn.Server(config).run(sockets=[sock])
@@ -224,7 +236,7 @@ def engine(
 
     from ccai._embedded_model import ccai_cache, embedded_model_dir
     from ccai._net import listen_socket
-    from ccai.cli._output import console, err_console, print_json, write_output
+    from ccai.cli._output import err_console
     from ccai.openai_protocol import engine_command, random_model_dir, wait_healthy
 
     if model_dir and random_spec:
@@ -266,7 +278,6 @@ def engine(
         max_batch_tokens=max_batch_tokens,
         cpu_threads=cpu_threads or None,
     )
-    import json
     import signal
     import sys
 
@@ -285,21 +296,7 @@ def engine(
             "settings": cmd.settings,
             "argv": list(cmd.argv),
         }
-        if settings_file is not None:
-            write_output(settings_file, (json.dumps(info, indent=2) + "\n").encode())
-        if json_out:
-            print_json(info)
-        else:
-            console.print(f"engine ready after {took:.1f} s: transformers serve, pid {proc.pid}")
-            console.print(f"  URL    {cmd.url}")
-            console.print(f"  model  {cmd.model}   (requests must send exactly this 'model')")
-            console.print(f"  settings {json.dumps(cmd.settings)}")
-            if random_spec:
-                console.print(
-                    "  random weights: same shapes and compute as trained weights — valid for speed, "
-                    "meaningless text"
-                )
-            console.print(f"  bench  ccai bench serve --url {cmd.url} --model {cmd.model} -o results/")
+        _report_ready(info, label="transformers serve", settings_file=settings_file, json_out=json_out)
         proc.wait()
     finally:
         if proc.poll() is None:
