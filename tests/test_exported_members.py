@@ -111,6 +111,7 @@ PINNED = {
         "parse_snp_certificate_table",
     },
     "ccai.attest": {
+        "TrusteeAttester",
         "collect_composite",
         "collect_gpu_evidence",
         "gather_composite_collateral",

@@ -45,8 +45,9 @@ class Repository:
         async with self._sessions.begin() as s:
             s.add(Session(id=sid, nonce=nonce, tee=tee, created_at=now, expires_at=expires))
 
-    async def consume_challenge(self, sid: str, *, now: datetime) -> tuple[str, str | None]:
-        """Mark the session's challenge used: ``("ok", nonce)``, or ``("unknown"|"used"|"expired", None)``."""
+    async def consume_challenge(self, sid: str, *, now: datetime) -> tuple[str, str | None, str | None]:
+        """Mark the session's challenge used: ``("ok", nonce, tee)``, or
+        ``("unknown"|"used"|"expired", None, None)``."""
         async with self._sessions.begin() as s:
             result = await s.execute(
                 update(Session)
@@ -55,10 +56,10 @@ class Repository:
             )
             row = await s.get(Session, sid)
             if row is None:
-                return "unknown", None
+                return "unknown", None, None
             if getattr(result, "rowcount", 0) != 1:
-                return ("used" if row.consumed_at is not None else "expired"), None
-            return "ok", row.nonce
+                return ("used" if row.consumed_at is not None else "expired"), None, None
+            return "ok", row.nonce, row.tee
 
     async def set_token(self, sid: str, token: str) -> None:
         """Attach the issued token to the session (the cookie path)."""
