@@ -13,6 +13,7 @@ from ccai.kbs._audit import record_hash, verify_audit_chain
 from ccai.kbs._broker import DEVTOOLS_HINT, Broker, BrokerRefusal, check_resource_name, refusal_reason
 from ccai.kbs._client import (
     PROTOCOL_VERSION,
+    BrokerKey,
     EvidenceFunction,
     KbsClient,
     KbsRefused,
@@ -29,6 +30,7 @@ __all__ = [
     "MASTER_KEY_ENV",
     "PROTOCOL_VERSION",
     "Broker",
+    "BrokerKey",
     "BrokerRefusal",
     "EvidenceFunction",
     "FileKeyProvider",

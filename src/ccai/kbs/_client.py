@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import httpx
@@ -30,6 +31,7 @@ from ccai.sealed import Kek, kek_from_jwk
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "BrokerKey",
     "EvidenceFunction",
     "KbsClient",
     "KbsRefused",
@@ -220,7 +222,8 @@ def fetch_kek(
 ) -> Kek:
     """The sealed-model KEK stored in the broker as resource ``name``, fetched through attestation.
 
-    Pass the result to :func:`ccai.sealed.load_model` / :func:`ccai.sealed.load_into`.
+    Pass the result to :func:`ccai.sealed.load_model` / :func:`ccai.sealed.load_into`, or pass a
+    :class:`BrokerKey` there instead, which fetches it when the model is opened.
 
     Raises:
         KbsRefused, CollateralUnavailable, VerificationError: as :func:`fetch_resource`;
@@ -228,3 +231,47 @@ def fetch_kek(
     """
     value = fetch_resource(url, name, evidence=evidence, tee=tee, evidence_format=evidence_format)
     return kek_from_jwk(value, what=f"broker resource {name}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrokerKey:
+    """A sealed model's KEK held by a key broker: a :class:`ccai.sealed.KeySource`.
+
+    Pass it wherever a KEK is accepted (``load_model(sealed, BrokerKey(...))``): each time the
+    sealed stage opens the model, :meth:`kek` runs RCAR with fresh evidence and returns the KEK the
+    broker released into this process; nothing is written to disk.
+
+    Args:
+        url: The broker's base URL.
+        resource: ``REPO/TYPE/TAG`` of the KEK (``ccai seal --kbs`` stores one).
+        evidence: The evidence function (composite) or a :class:`TrusteeEvidenceProvider`.
+        tee: The ``tee`` of the auth request.
+        evidence_format: ``"composite"`` or ``"trustee"``.
+        devtools: The guest driver reports CC DevTools mode (see :class:`KbsClient`).
+    """
+
+    url: str
+    resource: str
+    evidence: EvidenceFunction | TrusteeEvidenceProvider = field(repr=False)
+    tee: str = "tdx"
+    evidence_format: EvidenceFormat = "composite"
+    devtools: bool = False
+
+    def __post_init__(self) -> None:
+        check_resource_name(self.resource)
+
+    def kek(self) -> Kek:
+        """Attest to the broker and return the KEK it releases.
+
+        Raises:
+            KbsRefused, CollateralUnavailable, VerificationError, UsageError: as :func:`fetch_kek`.
+        """
+        value = fetch_resource(
+            self.url,
+            self.resource,
+            evidence=self.evidence,
+            tee=self.tee,
+            evidence_format=self.evidence_format,
+            devtools=self.devtools,
+        )
+        return kek_from_jwk(value, what=f"broker resource {self.resource}")
