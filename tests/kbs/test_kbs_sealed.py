@@ -15,7 +15,7 @@ import pytest
 from ccai.attest import TrusteeAttester
 from ccai.kbs import BrokerKey, KbsRefused
 from ccai.sealed import KeySource, read_file, read_manifest
-from ccai.virtual import VirtualCpuTee, VirtualGpuBackend, VirtualFault
+from ccai.virtual import VirtualCpuTee, VirtualFault, VirtualGpuBackend
 
 from .conftest import POLICY, Admin, make_evidence
 

@@ -46,8 +46,9 @@ from ccai.errors import (
 )
 from ccai.evidence import load_evidence_bundle
 from ccai.kbs._jose import (
+    PublicTeeKey,
     canonical_json,
-    encrypt_jwe,
+    encrypt_jwe_to_key,
     jwk_thumbprint,
     public_key_from_jwk,
     runtime_data_hash,
@@ -142,6 +143,20 @@ def check_resource_name(name: str) -> str:
     return name
 
 
+_TOKEN_CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    """A verified attestation-result token, remembered until ``exp``."""
+
+    exp: int
+    claims: dict[str, Any]
+    claims_digest: str | None
+    thumbprint: str
+    public_key: PublicTeeKey
+
+
 @dataclass(frozen=True, slots=True)
 class _Signer:
     kid: str
@@ -179,6 +194,7 @@ class Broker:
         self.challenge_ttl, self.token_ttl = challenge_ttl, token_ttl
         self._signer: _Signer | None = None
         self._policies: dict[tuple[str, int], Policy] = {}
+        self._tokens: dict[bytes, _Token] = {}
 
     # -- start -----------------------------------------------------------------------------------
 
@@ -233,8 +249,12 @@ class Broker:
         resource: str | None = None,
         claims: Any = None,
         policy: str | None = None,
+        claims_digest: str | None = None,
+        session_token: tuple[str, str] | None = None,
     ) -> None:
-        digest = hashlib.sha256(canonical_json(claims)).hexdigest() if claims is not None else None
+        digest = claims_digest
+        if digest is None and claims is not None:
+            digest = hashlib.sha256(canonical_json(claims)).hexdigest()
         await self.repo.append_audit(
             {
                 "at": now.isoformat(),
@@ -244,7 +264,8 @@ class Broker:
                 "policy": policy,
                 "verdict": verdict,
                 "reason": reason,
-            }
+            },
+            session_token=session_token,
         )
 
     async def _refuse(
@@ -361,8 +382,8 @@ class Broker:
             self.signer.key,
             kid=self.signer.kid,
         )
-        await self.repo.set_token(sid, token)
-        await self._audit("attest", "pass", "verified", now=now, claims=claims)
+        # One transaction: the session's token (the cookie path) and the audit record.
+        await self._audit("attest", "pass", "verified", now=now, claims=claims, session_token=(sid, token))
         return token
 
     @staticmethod
@@ -453,18 +474,44 @@ class Broker:
         )
         return claims, bool(tdx.simulated or gpu_simulated), "tdx"
 
-    async def _token_claims(self, token: str, now: datetime) -> dict[str, Any]:
+    def _token_claims(self, token: str, now: datetime) -> _Token:
+        """The verified claims of ``token`` (this broker's ES384 signature, unexpired).
+
+        Verified tokens are remembered by their SHA-256 until they expire, so a guest fetching
+        several resources (or one resource often) pays for the signature check once; the
+        remembered entry also keeps the claims' canonical digest for the audit records.
+        """
+        key = hashlib.sha256(token.encode()).digest()
+        cached = self._tokens.get(key)
+        if cached is not None and cached.exp > now.timestamp():
+            return cached
         try:
             claims = verify_jwt(token, self.signer.key.public_key())
         except VerificationError as exc:
             raise BrokerRefusal(401, "invalid_token", exc.message) from None
-        if (
-            claims.get("iss") != self.issuer
-            or not isinstance(claims.get("exp"), int)
-            or claims["exp"] <= now.timestamp()
-        ):
+        exp = claims.get("exp")
+        if claims.get("iss") != self.issuer or not isinstance(exp, int) or exp <= now.timestamp():
             raise BrokerRefusal(401, "invalid_token", "the token is expired or not for this broker")
-        return claims
+        if not isinstance(claims.get("tee-pubkey"), Mapping):
+            raise BrokerRefusal(401, "invalid_token", "the token names no tee-pubkey")
+        evidence_claims = claims.get("ccai-claims")
+        entry = _Token(
+            exp=exp,
+            claims=claims,
+            claims_digest=hashlib.sha256(canonical_json(evidence_claims)).hexdigest()
+            if evidence_claims is not None
+            else None,
+            thumbprint=jwk_thumbprint(claims["tee-pubkey"]),
+            public_key=public_key_from_jwk(claims["tee-pubkey"]),  # parsed once per token
+        )
+        if len(self._tokens) >= _TOKEN_CACHE_SIZE:
+            # Drop the expired entries, then (still full) the oldest half: bounded memory.
+            live = {k: v for k, v in self._tokens.items() if v.exp > now.timestamp()}
+            if len(live) >= _TOKEN_CACHE_SIZE:
+                live = dict(list(live.items())[_TOKEN_CACHE_SIZE // 2 :])
+            self._tokens = live
+        self._tokens[key] = entry
+        return entry
 
     async def resource(self, name: str, *, sid: str | None, bearer: str | None) -> dict[str, str]:
         """RCAR resource phase: the resource as a JWE to the attested tee-pubkey.
@@ -477,7 +524,8 @@ class Broker:
         token = bearer or (await self.repo.session_token(sid) if sid else None)
         if not token:
             raise BrokerRefusal(401, "not_attested", "no attested session or bearer token")
-        claims = await self._token_claims(token, now)
+        verified = self._token_claims(token, now)
+        claims, digest = verified.claims, verified.claims_digest
         evidence_claims = claims.get("ccai-claims")
         # (2) the resource.
         try:
@@ -496,7 +544,7 @@ class Broker:
                 event="release",
                 now=now,
                 resource=name,
-                claims=evidence_claims,
+                claims_digest=digest,
             )
         # (3) its policy (default deny).
         if policy_name is None or stored is None:
@@ -507,7 +555,7 @@ class Broker:
                 event="release",
                 now=now,
                 resource=name,
-                claims=evidence_claims,
+                claims_digest=digest,
             )
         label = f"{policy_name} v{stored[0]}"
         try:
@@ -534,19 +582,19 @@ class Broker:
                 event="release",
                 now=now,
                 resource=name,
-                claims=evidence_claims,
+                claims_digest=digest,
                 policy=label,
             ) from None
         # (4) open and seal to the tee-pubkey.
         value = open_value(self.keys, name, found[0], found[1])
-        jwe = encrypt_jwe(value, claims["tee-pubkey"])
+        jwe = encrypt_jwe_to_key(value, verified.public_key)
         await self._audit(
             "release",
             "pass",
-            f"released v{found[0]} to {jwk_thumbprint(claims['tee-pubkey'])}",
+            f"released v{found[0]} to {verified.thumbprint}",
             now=now,
             resource=name,
-            claims=evidence_claims,
+            claims_digest=digest,
             policy=label,
         )
         return jwe
