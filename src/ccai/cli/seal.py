@@ -256,6 +256,7 @@ def unseal_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Decrypt a sealed model into a plain model directory (on tmpfs unless --force-disk)."""
+    read_header(sealed)  # a missing or foreign directory is reported before any key is fetched
     key = _key(kek, kbs, resource=resource, simulate=simulate, gpus=gpus, evidence_format=evidence_format)
     with _bar("unsealing", enabled=not json_out) as progress:
         manifest = unseal_to_directory(
