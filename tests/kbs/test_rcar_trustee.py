@@ -88,6 +88,23 @@ def _session(base: str) -> tuple[httpx.Client, str, dict[str, Any]]:
     return http, nonce, {"nonce": nonce, "tee-pubkey": jwk}
 
 
+def _body(
+    attester: TrusteeAttester,
+    runtime: dict[str, Any],
+    *,
+    committed: dict[str, Any] | None = None,
+    gpu_digest: bytes | None = None,
+) -> dict[str, Any]:
+    """An attest body in Trustee's encoding; the quote commits to ``committed`` (default the
+    request's runtime-data) and the GPUs signed ``gpu_digest`` (default its device digest)."""
+    additional = attester.additional_evidence(gpu_digest or device_runtime_hash(runtime))
+    primary = attester.primary_evidence(primary_report_data(committed or runtime, additional)[:48])
+    return {
+        "runtime-data": runtime,
+        "tee-evidence": {"primary_evidence": primary, "additional_evidence": additional},
+    }
+
+
 def _refused(admin: Admin, response: httpx.Response, reason: str) -> None:
     assert response.status_code == 403, response.text
     assert response.json()["error"] == reason
@@ -101,18 +118,10 @@ def test_report_data_not_committing_to_the_runtime_data(
     _ready(online_broker)
     attester = TrusteeAttester(cpu=vm[0], gpu=vm[1])
     http, _nonce, runtime = _session(online_broker.base)
-    additional = attester.additional_evidence(device_runtime_hash(runtime))
     # The quote commits to another tee-pubkey than the one the request names.
     _other, other_jwk = private_jwk_pair()
-    committed = {**runtime, "tee-pubkey": other_jwk}
-    primary = attester.primary_evidence(primary_report_data(committed, additional)[:48])
-    r = http.post(
-        "/kbs/v0/attest",
-        json={
-            "runtime-data": runtime,
-            "tee-evidence": {"primary_evidence": primary, "additional_evidence": additional},
-        },
-    )
+    body = _body(attester, runtime, committed={**runtime, "tee-pubkey": other_jwk})
+    r = http.post("/kbs/v0/attest", json=body)
     _refused(online_broker, r, "tee_pubkey_not_committed")
 
 
@@ -124,15 +133,7 @@ def test_gpu_evidence_from_another_run_is_refused(
     http, _nonce, runtime = _session(online_broker.base)
     # GPU reports made for another run's runtime-data, relayed by a guest whose quote honestly
     # commits to them: the report_data matches, the GPUs' signed SPDM nonce does not.
-    additional = attester.additional_evidence(os.urandom(48))
-    primary = attester.primary_evidence(primary_report_data(runtime, additional)[:48])
-    r = http.post(
-        "/kbs/v0/attest",
-        json={
-            "runtime-data": runtime,
-            "tee-evidence": {"primary_evidence": primary, "additional_evidence": additional},
-        },
-    )
+    r = http.post("/kbs/v0/attest", json=_body(attester, runtime, gpu_digest=os.urandom(48)))
     _refused(online_broker, r, "gpu_evidence_not_bound")
 
 
@@ -143,24 +144,9 @@ def test_wrong_nonce_and_replayed_challenge(
     attester = TrusteeAttester(cpu=vm[0], gpu=vm[1])
     http, _nonce, runtime = _session(online_broker.base)
     wrong = {**runtime, "nonce": base64.b64encode(os.urandom(32)).decode()}
-    additional = attester.additional_evidence(device_runtime_hash(wrong))
-    body = {
-        "runtime-data": wrong,
-        "tee-evidence": {
-            "primary_evidence": attester.primary_evidence(primary_report_data(wrong, additional)[:48]),
-            "additional_evidence": additional,
-        },
-    }
-    _refused(online_broker, http.post("/kbs/v0/attest", json=body), "nonce_mismatch")
+    _refused(online_broker, http.post("/kbs/v0/attest", json=_body(attester, wrong)), "nonce_mismatch")
     # The challenge was spent by that attempt: the right evidence on the same session is a replay.
-    additional = attester.additional_evidence(device_runtime_hash(runtime))
-    body = {
-        "runtime-data": runtime,
-        "tee-evidence": {
-            "primary_evidence": attester.primary_evidence(primary_report_data(runtime, additional)[:48]),
-            "additional_evidence": additional,
-        },
-    }
+    body = _body(attester, runtime)
     _refused(online_broker, http.post("/kbs/v0/attest", json=body), "challenge_replayed")
     # Evidence for the old challenge on a fresh session: the nonce in runtime-data is not its own.
     http2, _nonce2, _runtime2 = _session(online_broker.base)
