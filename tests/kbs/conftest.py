@@ -28,7 +28,9 @@ from ccai.kbs import KbsSettings, create_kbs_app, read_admin_credential
 from ccai.virtual import (
     VirtualCpuTee,
     VirtualGpuBackend,
+    create_dev_collateral_app,
     open_virtual_vm,
+    run_in_background,
     settings_for_virtual_gpu,
     virtual_trust_anchors,
 )
@@ -75,13 +77,28 @@ def vm(ccai_home: Path) -> tuple[VirtualCpuTee, VirtualGpuBackend]:
     return open_virtual_vm(tee="tdx", gpus=2, home=ccai_home)
 
 
-def broker_app(home: Path, *, simulated: bool = True, database_url: str | None = None) -> Any:
+def broker_app(
+    home: Path,
+    *,
+    simulated: bool = True,
+    database_url: str | None = None,
+    collateral_url: str | None = None,
+) -> Any:
+    """A broker app; offline, or with ``collateral_url`` (the dev collateral server) as its Intel
+    PCS, NVIDIA RIM service and OCSP responder (Trustee-encoded evidence carries no collateral)."""
+    online: dict[str, Any] = {"offline": True}
+    if collateral_url is not None:
+        online = {
+            "pcs_url": collateral_url,
+            "rim_service_url": collateral_url,
+            "ocsp_url": f"{collateral_url}/ocsp",
+        }
     settings = KbsSettings.build(
         database_url=database_url or f"sqlite+aiosqlite:///{home / 'kbs.db'}",
-        offline=True,
         allow_simulated=simulated,
         master_key_file=home / "kbs-master.keys",
         admin_credential_file=home / "kbs-admin.token",
+        **online,
     )
     anchors = virtual_trust_anchors(gpu=True, tdx=True) if simulated else None
     return create_kbs_app(settings, anchors=anchors)
@@ -119,4 +136,16 @@ class Admin:
 def broker(ccai_home: Path, vm: tuple[VirtualCpuTee, VirtualGpuBackend]) -> Iterator[Admin]:
     del vm  # the virtual hardware exists before the broker reads its test-PKI anchors
     with serve(broker_app(ccai_home)) as base:
+        yield Admin(base, ccai_home)
+
+
+@pytest.fixture
+def online_broker(ccai_home: Path, vm: tuple[VirtualCpuTee, VirtualGpuBackend]) -> Iterator[Admin]:
+    """A broker that fetches collateral from the virtual hardware's dev collateral server."""
+    cpu, gpu = vm
+    app = create_dev_collateral_app(settings_for_virtual_gpu(gpu, tee=cpu))
+    with (
+        run_in_background(app) as collateral_url,
+        serve(broker_app(ccai_home, collateral_url=collateral_url)) as base,
+    ):
         yield Admin(base, ccai_home)

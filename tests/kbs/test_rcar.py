@@ -39,33 +39,48 @@ def test_virtual_tdx_guest_gets_the_key(broker: Admin, vm: tuple[VirtualCpuTee, 
     assert verify_audit_chain(records) == len(records)
 
 
-def _refusal(broker: Admin, vm: tuple[VirtualCpuTee, VirtualGpuBackend], reason_part: str) -> None:
-    with KbsClient(broker.base, evidence=make_evidence(*vm)) as client, pytest.raises(KbsRefused) as info:
+def _refusal(
+    broker: Admin, vm: tuple[VirtualCpuTee, VirtualGpuBackend], reason: str, *, devtools: bool = False
+) -> None:
+    client = KbsClient(broker.base, evidence=make_evidence(*vm), devtools=devtools)
+    with client, pytest.raises(KbsRefused) as info:
         client.get_resource("models/kek/smollm2")
-    assert info.value.status == 403
+    assert info.value.status == 403 and info.value.reason == reason  # the 403 body names it
     last = broker.audit()[-1]
     assert last["verdict"] == "refused"
-    assert reason_part in last["reason"].lower(), last["reason"]
+    assert last["reason"].startswith(reason + ":"), last["reason"]  # and so does the audit log
 
 
 def test_devtools_on_is_refused(broker: Admin, vm: tuple[VirtualCpuTee, VirtualGpuBackend]) -> None:
     _ready(broker)
     vm[1].set_cc_mode(CcMode.DEVTOOLS)
-    # DevTools firmware measures differently: the RIM comparison names the DevTools indices first.
+    # The guest's driver reports DevTools (unsigned): the broker names the refusal the signed
+    # measurements caused after it.
+    _refusal(broker, vm, "devtools_on", devtools=vm[1].status().devtools)
+    # Without the report the same evidence is refused on its measurements alone.
     _refusal(broker, vm, "measurement_mismatch")
+
+
+def test_devtools_report_does_not_rename_a_passing_or_other_refusal(
+    broker: Admin, vm: tuple[VirtualCpuTee, VirtualGpuBackend]
+) -> None:
+    _ready(broker)
+    # A DevTools report on a healthy GPU changes nothing: it is a hint, never a claim.
+    with KbsClient(broker.base, evidence=make_evidence(*vm), devtools=True) as client:
+        assert client.get_resource("models/kek/smollm2") == KEK
 
 
 def test_measurement_drift_is_refused(broker: Admin, vm: tuple[VirtualCpuTee, VirtualGpuBackend]) -> None:
     _ready(broker)
     vm[1].inject_fault(VirtualFault.MEASUREMENT_DRIFT)
-    _refusal(broker, vm, "measurement")
+    _refusal(broker, vm, "measurement_mismatch")
 
 
 def test_debug_tdx_is_refused(broker: Admin, ccai_home: Path) -> None:
     _ready(broker)
     cpu = VirtualCpuTee.create(home=ccai_home, tee="tdx", debug=True)
     gpu = VirtualGpuBackend.open(ccai_home)
-    _refusal(broker, (cpu, gpu), "debug")
+    _refusal(broker, (cpu, gpu), "debug_tee")
 
 
 def _session(base: str) -> tuple[httpx.Client, str]:
@@ -81,9 +96,9 @@ def test_swapped_gpu_evidence_is_refused(broker: Admin, vm: tuple[VirtualCpuTee,
     client = KbsClient(broker.base, evidence=make_evidence(*vm, gpus_from=other))
     with client, pytest.raises(KbsRefused) as info:
         client.attest()
-    assert info.value.status == 403
+    assert info.value.status == 403 and info.value.reason == "gpu_evidence_not_bound"
     last = broker.audit()[-1]
-    assert last["verdict"] == "refused" and ("binding" in last["reason"] or "nonce" in last["reason"]), last
+    assert last["verdict"] == "refused" and last["reason"].startswith("gpu_evidence_not_bound:"), last
 
 
 def test_replayed_challenge_and_other_tee_pubkey(
@@ -111,7 +126,7 @@ def test_replayed_challenge_and_other_tee_pubkey(
     http2, nonce2 = _session(broker.base)
     runtime2 = {"nonce": nonce2, "tee-pubkey": jwk}
     r = http2.post("/kbs/v0/attest", json={"runtime-data": runtime2, "tee-evidence": bundle})
-    assert r.status_code == 403
+    assert r.status_code == 403 and r.json()["error"] == "tee_pubkey_not_committed"
 
 
 def test_simulated_evidence_on_a_production_broker(

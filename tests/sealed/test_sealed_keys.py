@@ -99,3 +99,31 @@ def test_invalid_key_sizes() -> None:
         Kek(kid="", key=bytes(32))
     with pytest.raises(UsageError):
         DataKey(key=bytes(31))
+
+
+class _CountingSource:
+    """A KeySource that hands out a KEK and counts how often it was asked."""
+
+    def __init__(self, kek: Kek) -> None:
+        self._kek, self.calls = kek, 0
+
+    def kek(self) -> Kek:
+        self.calls += 1
+        return self._kek
+
+
+def test_a_key_source_is_accepted_wherever_a_kek_is(sealed_dir: Path, model_dir: Path, kek: Kek) -> None:
+    from ccai.sealed import KeySource, read_file, read_manifest, resolve_key
+
+    source = _CountingSource(kek)
+    assert isinstance(source, KeySource) and resolve_key(source) is kek
+    names = {f.name for f in read_manifest(sealed_dir, source).files}
+    assert "config.json" in names
+    assert read_file(sealed_dir, source, "config.json") == (model_dir / "config.json").read_bytes()
+    tensors = load_into(sealed_dir, source, device="cpu")
+    assert tensors and source.calls == 4  # asked once per opened model (resolve_key above included)
+    wrong = _CountingSource(new_kek(kid="test-kek"))  # same kid, other bytes
+    with pytest.raises(UnsealError):
+        read_manifest(sealed_dir, wrong)
+    with pytest.raises(UsageError):
+        resolve_key(b"not a key")  # type: ignore[arg-type]

@@ -7,15 +7,18 @@ collects the GPU evidence from a :class:`ccai.device.GpuBackend`, then asks a
 evidence and the bound keys. The result is one :class:`ccai.evidence.EvidenceBundle` (the bundle
 format and the binding's byte layout live in :mod:`ccai.evidence`; docs/composite-evidence.md);
 :func:`gather_composite_collateral` fetches what verifying it offline needs, and
-:func:`ccai.verify.verify_composite` checks it.
+:func:`ccai.verify.verify_composite` checks it. :class:`TrusteeAttester` collects the same
+hardware evidence in Trustee's attestation-agent encoding (for Trustee's RCAR binding).
 """
 
 from __future__ import annotations
 
 from ccai.attest._collect import collect_composite, gather_composite_collateral, keys_from_pem
 from ccai.attest._gpu import collect_gpu_evidence
+from ccai.attest._trustee import TrusteeAttester
 
 __all__ = [
+    "TrusteeAttester",
     "collect_composite",
     "collect_gpu_evidence",
     "gather_composite_collateral",

@@ -1,7 +1,8 @@
 """``ccai kbs …``: administer a key broker over its admin API, and fetch a resource as a guest.
 
 ``put REPO/TYPE/TAG --from FILE``, ``rotate``, ``policy set NAME FILE --resource|--repo``,
-``policy show NAME``, ``audit [--verify]``, ``fetch URL REPO/TYPE/TAG -o FILE``. The admin
+``policy show NAME``, ``audit [--verify]``, ``fetch URL REPO/TYPE/TAG -o FILE [--evidence-format
+composite|trustee]``. The admin
 credential is read from ``$CCAI_HOME/kbs-admin.token`` (written by the broker on its first start)
 unless ``--credential-file`` names another. Every command prints one JSON document with ``--json``;
 no resource value, key or credential is ever printed.
@@ -174,30 +175,132 @@ def audit(
         console.print(f"audit chain intact: {checked} records")
 
 
+EvidenceFormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--evidence-format",
+        help="composite (a ccai bundle) or trustee (Trustee's attestation-agent encoding).",
+        metavar="composite|trustee",
+    ),
+]
+SimulateOpt = Annotated[
+    str | None,
+    typer.Option("--simulate", help="Use the virtual confidential VM: tdx or snp.", metavar="tdx|snp"),
+]
+GpusOpt = Annotated[int | None, typer.Option("--gpus", help="Virtual GPUs with --simulate.")]
+
+
 @app.command("fetch")
 def fetch(  # noqa: PLR0917 - Typer maps each parameter to a command-line option
     url: Annotated[str, typer.Argument(help="The broker's URL.")],
     name: Annotated[str, typer.Argument(help="REPO/TYPE/TAG")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the resource (mode 0600).")],
-    simulate: Annotated[
-        str | None,
-        typer.Option("--simulate", help="Use the virtual confidential VM: tdx or snp.", metavar="tdx|snp"),
-    ] = None,
-    gpus: Annotated[int | None, typer.Option("--gpus", help="Virtual GPUs with --simulate.")] = None,
+    simulate: SimulateOpt = None,
+    gpus: GpusOpt = None,
+    evidence_format: EvidenceFormatOpt = "composite",
     as_json: JsonFlag = False,
 ) -> None:
-    """Attest to the broker (RCAR with composite evidence) and write the released resource."""
+    """Attest to the broker (RCAR) and write the released resource."""
     from ccai.cli._output import write_output
     from ccai.kbs import check_resource_name, fetch_resource
 
     check_resource_name(name)
-    if simulate not in (None, "tdx", "snp"):
-        raise UsageError("--simulate takes tdx or snp", actual=simulate)
-    value = fetch_resource(url, name, evidence=_evidence(simulate, gpus), tee=simulate or "tdx")
+    evidence, devtools = guest_evidence(simulate, gpus, evidence_format)
+    value = fetch_resource(
+        url,
+        name,
+        evidence=evidence,
+        tee=simulate or "tdx",
+        evidence_format="trustee" if evidence_format == "trustee" else "composite",
+        devtools=devtools,
+    )
     write_output(output, value, mode=0o600)
     _show(
         {"resource": name, "output": str(output), "bytes": len(value)}, as_json, f"wrote {name} to {output}"
     )
+
+
+def broker_key(
+    url: str, resource: str, *, simulate: str | None, gpus: int | None, evidence_format: str
+) -> Any:
+    """A ``ccai.kbs.BrokerKey`` for the sealed-model commands' ``--kbs URL --resource R``."""
+    from ccai.kbs import BrokerKey
+
+    evidence, devtools = guest_evidence(simulate, gpus, evidence_format)
+    return BrokerKey(
+        url=url,
+        resource=resource,
+        evidence=evidence,
+        tee=simulate or "tdx",
+        evidence_format="trustee" if evidence_format == "trustee" else "composite",
+        devtools=devtools,
+    )
+
+
+def _open(simulate: str | None, gpus: int | None) -> tuple[Any, Any, Any]:
+    """(CPU TEE, GPU backend, the backend the dev collateral server describes or ``None``)."""
+    if simulate is not None:
+        from ccai.virtual import open_virtual_vm
+
+        cpu, gpu = open_virtual_vm(tee=simulate, gpus=gpus)
+        return cpu, gpu, gpu
+    from ccai.device import NvmlBackend
+    from ccai.tee import ConfigfsTsm
+
+    return ConfigfsTsm(), NvmlBackend.open(), None
+
+
+def _close(gpu: Any) -> None:
+    close = getattr(gpu, "close", None)
+    if callable(close):
+        close()
+
+
+def guest_evidence(simulate: str | None, gpus: int | None, evidence_format: str) -> tuple[Any, bool]:
+    """The guest's evidence source for ``--evidence-format`` and whether its driver reports DevTools.
+
+    Raises:
+        UsageError: an unknown ``--simulate`` or ``--evidence-format``.
+    """
+    if simulate not in (None, "tdx", "snp"):
+        raise UsageError("--simulate takes tdx or snp", actual=simulate)
+    if evidence_format not in ("composite", "trustee"):
+        raise UsageError("--evidence-format takes composite or trustee", actual=evidence_format)
+    if evidence_format == "trustee" and simulate == "snp":
+        raise UsageError("Trustee's evidence encoding is produced for TDX guests only")
+    _cpu, gpu, _served = _open(simulate, gpus)
+    try:
+        devtools = bool(gpu.status().devtools)
+    finally:
+        _close(gpu)
+    if evidence_format == "trustee":
+        return _TrusteeHardware(simulate, gpus), devtools
+    return _evidence(simulate, gpus), devtools
+
+
+class _TrusteeHardware:
+    """Trustee-encoded evidence from this machine (or the virtual VM), opened per call."""
+
+    def __init__(self, simulate: str | None, gpus: int | None) -> None:
+        self.simulate, self.gpus = simulate, gpus
+
+    def additional_evidence(self, runtime_data_hash: bytes) -> str:
+        from ccai.attest import TrusteeAttester
+
+        cpu, gpu, _served = _open(self.simulate, self.gpus)
+        try:
+            return TrusteeAttester(cpu=cpu, gpu=gpu).additional_evidence(runtime_data_hash)
+        finally:
+            _close(gpu)
+
+    def primary_evidence(self, report_data: bytes) -> dict[str, Any]:
+        from ccai.attest import TrusteeAttester
+
+        cpu, gpu, _served = _open(self.simulate, self.gpus)
+        try:
+            return TrusteeAttester(cpu=cpu, gpu=None).primary_evidence(report_data)
+        finally:
+            _close(gpu)
 
 
 def _evidence(simulate: str | None, gpus: int | None) -> Any:
@@ -210,16 +313,7 @@ def _evidence(simulate: str | None, gpus: int | None) -> Any:
         from ccai.collateral import embed_collateral
         from ccai.evidence import dump_evidence_bundle
 
-        if simulate is not None:
-            from ccai.virtual import open_virtual_vm
-
-            cpu, gpu = open_virtual_vm(tee=simulate, gpus=gpus)
-            server_gpu: Any = gpu
-        else:
-            from ccai.device import NvmlBackend
-            from ccai.tee import ConfigfsTsm
-
-            cpu, gpu, server_gpu = ConfigfsTsm(), NvmlBackend.open(), None  # type: ignore[assignment]
+        cpu, gpu, server_gpu = _open(simulate, gpus)
         try:
             bundle = collect_composite(nonce=nonce, cpu=cpu, gpu=gpu, hpke_public_key=bound_key)
             with _sources(
@@ -234,8 +328,6 @@ def _evidence(simulate: str | None, gpus: int | None) -> Any:
                 collateral = gather_composite_collateral(bundle, now=utcnow(), **sources)
             return dump_evidence_bundle(embed_collateral(bundle, collateral))
         finally:
-            close = getattr(gpu, "close", None)
-            if callable(close):
-                close()
+            _close(gpu)
 
     return evidence

@@ -192,11 +192,62 @@ def seal_cmd(
         )
 
 
+KbsOpt = Annotated[
+    str | None, typer.Option("--kbs", help="Fetch the KEK from this key broker through attestation.")
+]
+ResourceOpt = Annotated[str | None, typer.Option("--resource", help="With --kbs: the KEK's REPO/TYPE/TAG.")]
+SimulateOpt = Annotated[
+    str | None,
+    typer.Option("--simulate", help="With --kbs: attest as the virtual VM (tdx or snp).", metavar="tdx|snp"),
+]
+GpusOpt = Annotated[int | None, typer.Option("--gpus", help="With --simulate: virtual GPUs.")]
+EvidenceFormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--evidence-format", help="With --kbs: composite or trustee evidence.", metavar="composite|trustee"
+    ),
+]
+
+
+def _key(
+    kek: Path | None,
+    kbs: str | None,
+    *,
+    resource: str | None,
+    simulate: str | None,
+    gpus: int | None,
+    evidence_format: str,
+    required: bool = True,
+) -> Any:
+    """The key of a sealed-model command: a KEK file, or a broker KEK fetched through attestation
+    (``--kbs URL --resource R``; the plaintext KEK then never leaves this process)."""
+    if kek is not None and kbs is not None:
+        raise UsageError("give --kek FILE or --kbs URL --resource REPO/TYPE/TAG, not both")
+    if kbs is not None:
+        if resource is None:
+            raise UsageError("--kbs needs --resource REPO/TYPE/TAG")
+        from ccai.cli.kbs import broker_key
+
+        return broker_key(kbs, resource, simulate=simulate, gpus=gpus, evidence_format=evidence_format)
+    if resource is not None or simulate is not None:
+        raise UsageError("--resource and --simulate go with --kbs URL")
+    if kek is not None:
+        return read_kek(kek)
+    if required:
+        raise UsageError("give --kek FILE, or --kbs URL --resource REPO/TYPE/TAG")
+    return None
+
+
 def unseal_cmd(
     sealed: Annotated[Path, typer.Argument(help="Sealed model directory.")],
     *,
     output: Annotated[Path, typer.Option("-o", "--output", help="Directory to create (RAM-backed).")],
-    kek: KekOpt,
+    kek: Annotated[Path | None, typer.Option("--kek", help="KEK file (from `ccai keys new`).")] = None,
+    kbs: KbsOpt = None,
+    resource: ResourceOpt = None,
+    simulate: SimulateOpt = None,
+    gpus: GpusOpt = None,
+    evidence_format: EvidenceFormatOpt = "composite",
     force_disk: Annotated[
         bool,
         typer.Option("--force-disk", help="Allow a non-RAM-backed output: plaintext weights on disk."),
@@ -205,7 +256,8 @@ def unseal_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Decrypt a sealed model into a plain model directory (on tmpfs unless --force-disk)."""
-    key = read_kek(kek)
+    read_header(sealed)  # a missing or foreign directory is reported before any key is fetched
+    key = _key(kek, kbs, resource=resource, simulate=simulate, gpus=gpus, evidence_format=evidence_format)
     with _bar("unsealing", enabled=not json_out) as progress:
         manifest = unseal_to_directory(
             sealed, output, key, force_disk=force_disk, threads=threads, progress=progress
@@ -226,13 +278,27 @@ def inspect(
     kek: Annotated[
         Path | None, typer.Option("--kek", help="KEK file; without it only the public header is shown.")
     ] = None,
+    kbs: KbsOpt = None,
+    resource: ResourceOpt = None,
+    simulate: SimulateOpt = None,
+    gpus: GpusOpt = None,
+    evidence_format: EvidenceFormatOpt = "composite",
     tensors: Annotated[bool, typer.Option("--tensors", help="List every tensor (with --json).")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Show a sealed model: public header, and with --kek the decrypted manifest."""
+    """Show a sealed model: public header, and with --kek (or --kbs) the decrypted manifest."""
     header = read_header(sealed)
     out: dict[str, Any] = _header_dict(header)
-    manifest = read_manifest(sealed, read_kek(kek)) if kek is not None else None
+    key = _key(
+        kek,
+        kbs,
+        resource=resource,
+        simulate=simulate,
+        gpus=gpus,
+        evidence_format=evidence_format,
+        required=False,
+    )
+    manifest = read_manifest(sealed, key) if key is not None else None
     if manifest is not None:
         out.update(_manifest_dict(manifest, tensors=tensors))
     if json_out:

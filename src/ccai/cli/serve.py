@@ -201,6 +201,10 @@ def kbs(
         str | None, typer.Option("--rim-service-url", help="NVIDIA RIM service.")
     ] = None,
     ocsp_url: Annotated[str | None, typer.Option("--ocsp-url", help="NVIDIA OCSP responder.")] = None,
+    pcs_url: Annotated[
+        str | None,
+        typer.Option("--pcs-url", help="Intel PCS / PCCS for Trustee-encoded TDX quotes (default Intel's)."),
+    ] = None,
     allow_simulated: Annotated[
         bool, typer.Option("--allow-simulated", help="Accept ccai's virtual hardware (development only).")
     ] = False,
@@ -218,6 +222,7 @@ def kbs(
         collateral=collateral,
         rim_service_url=rim_service_url,
         ocsp_url=ocsp_url,
+        pcs_url=pcs_url,
         allow_simulated=allow_simulated or None,
     )
     anchors = None

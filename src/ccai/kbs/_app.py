@@ -34,10 +34,13 @@ from ccai._home import ccai_home
 from ccai.collateral import (
     DEFAULT_OCSP_URL,
     DEFAULT_RIM_SERVICE_URL,
+    INTEL_PCS_URL,
     BundleSource,
     CachedSource,
+    CollateralBundle,
     CollateralCache,
     CollateralSource,
+    IntelPcsClient,
     OcspClient,
     RimServiceClient,
     SourceChain,
@@ -66,6 +69,8 @@ class KbsSettings(BaseModel):
         offline: Never fetch collateral over the network (use ``collateral`` / embedded collateral).
         collateral: An offline collateral bundle.
         rim_service_url, ocsp_url: Online GPU collateral (NVIDIA's by default).
+        pcs_url: Intel PCS / PCCS for the TDX collateral of Trustee-encoded quotes (composite
+            bundles carry theirs; default Intel's when online). Offline, only the bundle's is used.
         allow_simulated: Accept ccai's virtual hardware (development only).
         master_key_file: The master key ring (default ``$CCAI_HOME/kbs-master.keys``).
         admin_credential_file: The admin credential (default ``$CCAI_HOME/kbs-admin.token``).
@@ -81,6 +86,7 @@ class KbsSettings(BaseModel):
     collateral: Path | None = None
     rim_service_url: str | None = None
     ocsp_url: str | None = None
+    pcs_url: str | None = None
     allow_simulated: bool = False
     master_key_file: Path | None = None
     admin_credential_file: Path | None = None
@@ -137,7 +143,9 @@ def _ensure_admin_credential(path: Path) -> str:
     return read_admin_credential(path)
 
 
-def _verifier(settings: KbsSettings, anchors: TrustAnchors | None) -> Verifier:
+def _verifier(
+    settings: KbsSettings, anchors: TrustAnchors | None, bundle: CollateralBundle | None
+) -> Verifier:
     if settings.allow_simulated and (anchors is None or not anchors.simulated):
         raise UsageError(
             "allow_simulated needs the virtual hardware's test-PKI anchors, passed in by the caller"
@@ -145,7 +153,6 @@ def _verifier(settings: KbsSettings, anchors: TrustAnchors | None) -> Verifier:
     if not settings.allow_simulated and anchors is not None and anchors.simulated:
         raise UsageError("test-PKI anchors are trusted only with allow_simulated")
     sources: list[CollateralSource] = []
-    bundle = read_bundle(settings.collateral) if settings.collateral is not None else None
     if bundle is not None:
         sources.append(BundleSource(bundle))
     if not settings.offline:
@@ -161,6 +168,8 @@ def _verifier(settings: KbsSettings, anchors: TrustAnchors | None) -> Verifier:
         allow_simulated=settings.allow_simulated,
         gpu_source=SourceChain(sources) if sources else None,
         check_revocation=not settings.offline or bundle is not None,
+        # Intel PCS (or the given PCCS) for Trustee-encoded quotes, which carry no collateral.
+        pcs=None if settings.offline else IntelPcsClient(settings.pcs_url or INTEL_PCS_URL),
     )
 
 
@@ -186,7 +195,8 @@ def create_kbs_app(
     Raises:
         UsageError: inconsistent settings.
     """
-    verifier = _verifier(settings, anchors)
+    bundle = read_bundle(settings.collateral) if settings.collateral is not None else None
+    verifier = _verifier(settings, anchors, bundle)
     if not _LOG.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
@@ -206,6 +216,7 @@ def create_kbs_app(
                 repo=Repository(sessions(engine)),
                 keys=provider,
                 allow_simulated=settings.allow_simulated,
+                collateral=bundle,
                 challenge_ttl=timedelta(seconds=settings.challenge_ttl_seconds),
                 token_ttl=timedelta(seconds=settings.token_ttl_seconds),
             )

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import hashlib
 import json
 import re
@@ -33,11 +32,23 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ccai._time import utcnow
-from ccai.errors import Error, EvidenceError, UsageError, VerificationError
+from ccai.collateral import CollateralBundle, TdxCollateral, cpu_collateral_from_bundle
+from ccai.errors import (
+    BindingError,
+    Error,
+    EvidenceError,
+    MalformedEvidence,
+    MeasurementMismatch,
+    NonceMismatch,
+    UnsupportedEvidence,
+    UsageError,
+    VerificationError,
+)
 from ccai.evidence import load_evidence_bundle
 from ccai.kbs._jose import (
+    PublicTeeKey,
     canonical_json,
-    encrypt_jwe,
+    encrypt_jwe_to_key,
     jwk_thumbprint,
     public_key_from_jwk,
     runtime_data_hash,
@@ -47,9 +58,29 @@ from ccai.kbs._jose import (
 from ccai.kbs._keys import Envelope, FileKeyProvider, KeyProvider, open_value, rewrap, seal_value
 from ccai.kbs._models import SigningKeyRow
 from ccai.kbs._repository import Repository
-from ccai.verify import Appraisal, Policy, Verifier, appraise, load_policy
+from ccai.kbs._trustee import (
+    TRUSTEE_BINDING,
+    TrusteeEvidence,
+    gpu_nonce,
+    is_trustee_encoding,
+    parse_trustee_evidence,
+    primary_report_data,
+)
+from ccai.verify import (
+    COMPOSITE_STEPS,
+    Appraisal,
+    CpuDebugOff,
+    DevToolsOff,
+    Policy,
+    VerifiedEvidence,
+    Verifier,
+    appraise,
+    default_composite_policy,
+    default_policy,
+    load_policy,
+)
 
-__all__ = ["Broker", "BrokerRefusal", "check_resource_name", "reason_code"]
+__all__ = ["DEVTOOLS_HINT", "Broker", "BrokerRefusal", "check_resource_name", "reason_code", "refusal_reason"]
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,80}/[A-Za-z0-9._-]{1,80}/[A-Za-z0-9._-]{1,80}$")
 _SIGNING_NAME = "kbs-signing-key"
@@ -63,9 +94,42 @@ class BrokerRefusal(Exception):
         self.status, self.reason, self.message = status, reason, message
 
 
+class _Uncommitted(Exception):
+    """The evidence does not commit to the request's runtime-data (``tee_pubkey_not_committed``)."""
+
+
+#: Attest-body member a ccai guest sets to ``true`` when its GPU driver reports CC DevTools mode.
+#: Unsigned: it only names a refusal the signed measurements caused (``devtools_on``).
+DEVTOOLS_HINT = "x-ccai-devtools"
+_DEBUG_RULE = f"policy rule: {CpuDebugOff().describe()}"
+_DEVTOOLS_RULE = f"policy rule: {DevToolsOff().describe()}"
+_BINDING_STEP = COMPOSITE_STEPS[2]
+
+
 def reason_code(error: BaseException) -> str:
     """``PolicyViolation`` → ``policy_violation``."""
     return re.sub(r"(?<!^)(?=[A-Z])", "_", type(error).__name__).lower()
+
+
+def refusal_reason(error: Error, *, devtools_reported: bool = False) -> str:
+    """The named reason of a refusal (the 403 body's ``error`` and the audit record's reason).
+
+    ``debug_tee`` (a debuggable TD / SNP guest), ``devtools_on`` (a GPU in CC DevTools mode: the
+    DevTools rule failed on a reported ``devtools`` mode, or the measurements failed on a guest
+    whose driver reports DevTools), ``gpu_evidence_not_bound`` (GPU evidence not made for this
+    challenge and runtime-data: swapped in from another run), else the error class in snake case
+    (``measurement_mismatch``, ``simulated_evidence_rejected``, ``nonce_mismatch`` …).
+    """
+    hint = error.hint or ""
+    if _DEBUG_RULE in hint:
+        return "debug_tee"
+    if _DEVTOOLS_RULE in hint and error.actual == "devtools":
+        return "devtools_on"
+    if devtools_reported and (isinstance(error, MeasurementMismatch) or _DEVTOOLS_RULE in hint):
+        return "devtools_on"
+    if isinstance(error, BindingError) or (isinstance(error, NonceMismatch) and error.step == _BINDING_STEP):
+        return "gpu_evidence_not_bound"
+    return reason_code(error)
 
 
 def check_resource_name(name: str) -> str:
@@ -77,6 +141,20 @@ def check_resource_name(name: str) -> str:
     if not _NAME.fullmatch(name) or ".." in name:
         raise UsageError("a resource is named REPO/TYPE/TAG (letters, digits, . _ -)", actual=name)
     return name
+
+
+_TOKEN_CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    """A verified attestation-result token, remembered until ``exp``."""
+
+    exp: int
+    claims: dict[str, Any]
+    claims_digest: str | None
+    thumbprint: str
+    public_key: PublicTeeKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +171,8 @@ class Broker:
         repo: The repository.
         keys: The master-key provider.
         allow_simulated: Accept simulated evidence (the verifier must hold test-PKI anchors).
+        collateral: An offline collateral bundle (its TDX part serves Trustee-encoded quotes when
+            the verifier has no Intel PCS client).
         issuer: ``iss`` of tokens.
         challenge_ttl, token_ttl: Lifetimes.
     """
@@ -104,15 +184,17 @@ class Broker:
         repo: Repository,
         keys: KeyProvider,
         allow_simulated: bool = False,
+        collateral: CollateralBundle | None = None,
         issuer: str = "ccai-kbs",
         challenge_ttl: timedelta = timedelta(minutes=5),
         token_ttl: timedelta = timedelta(minutes=5),
     ) -> None:
         self.verifier, self.repo, self.keys = verifier, repo, keys
-        self.allow_simulated, self.issuer = allow_simulated, issuer
+        self.allow_simulated, self.issuer, self.collateral = allow_simulated, issuer, collateral
         self.challenge_ttl, self.token_ttl = challenge_ttl, token_ttl
         self._signer: _Signer | None = None
         self._policies: dict[tuple[str, int], Policy] = {}
+        self._tokens: dict[bytes, _Token] = {}
 
     # -- start -----------------------------------------------------------------------------------
 
@@ -167,8 +249,12 @@ class Broker:
         resource: str | None = None,
         claims: Any = None,
         policy: str | None = None,
+        claims_digest: str | None = None,
+        session_token: tuple[str, str] | None = None,
     ) -> None:
-        digest = hashlib.sha256(canonical_json(claims)).hexdigest() if claims is not None else None
+        digest = claims_digest
+        if digest is None and claims is not None:
+            digest = hashlib.sha256(canonical_json(claims)).hexdigest()
         await self.repo.append_audit(
             {
                 "at": now.isoformat(),
@@ -178,7 +264,8 @@ class Broker:
                 "policy": policy,
                 "verdict": verdict,
                 "reason": reason,
-            }
+            },
+            session_token=session_token,
         )
 
     async def _refuse(
@@ -206,6 +293,10 @@ class Broker:
     async def attest(self, sid: str | None, body: Mapping[str, Any]) -> str:
         """RCAR Attestation → Response: verify the evidence, return the attestation-result token.
 
+        ``tee-evidence`` is a ccai composite bundle, or Trustee's own encoding
+        (``{"primary_evidence", "additional_evidence"}``, see :mod:`ccai.kbs._trustee`); both end
+        in the same claims, judged by the same policies.
+
         Raises:
             BrokerRefusal: 401 (no/unknown/expired session), 400 (malformed), 403 (refused).
         """
@@ -213,7 +304,7 @@ class Broker:
         # (1) session: a live challenge, single use.
         if not sid:
             raise BrokerRefusal(401, "no_session", "attest needs the kbs-session-id cookie")
-        state, nonce_text = await self.repo.consume_challenge(sid, now=now)
+        state, nonce_text, tee = await self.repo.consume_challenge(sid, now=now)
         if state == "used":
             raise await self._refuse(
                 403, "challenge_replayed", "this challenge was already used", event="attest", now=now
@@ -238,33 +329,66 @@ class Broker:
             public_key_from_jwk(runtime["tee-pubkey"])
         except EvidenceError as exc:
             raise await self._refuse(400, "bad_tee_pubkey", exc.message, event="attest", now=now) from None
+        # Unsigned, diagnostic only: the guest driver's DevTools flag names a refusal that the
+        # signed measurements already caused; it never enters the claims.
+        devtools_reported = body.get(DEVTOOLS_HINT) is True
         raw = body.get("tee-evidence")
         try:
-            data = raw.encode() if isinstance(raw, str) else json.dumps(raw).encode()
-            bundle = load_evidence_bundle(data)
-        except (Error, TypeError, ValueError) as exc:
-            raise await self._refuse(
-                400, "malformed_evidence", str(exc)[:200], event="attest", now=now
-            ) from None
-        # (3) the bundle's bound key commits to exactly this runtime-data.
-        committed = runtime_data_hash(runtime)
-        if bundle.hpke_public_key is None or not secrets.compare_digest(bundle.hpke_public_key, committed):
-            raise await self._refuse(
-                403,
-                "tee_pubkey_not_committed",
-                "the evidence does not commit to this runtime-data (tee-pubkey)",
-                event="attest",
-                now=now,
-            )
-        # (4) the library verifier, with the challenge as the expected nonce.
-        try:
             nonce = base64.b64decode(nonce_text)
-            verified = await asyncio.to_thread(
-                lambda: self.verifier.verify_bundle(bundle, expected_nonce=nonce)
-            )
-        except (Error, binascii.Error) as exc:
-            message = getattr(exc, "message", str(exc))
-            raise await self._refuse(403, reason_code(exc), message, event="attest", now=now) from None
+            if is_trustee_encoding(raw):
+                evidence = parse_trustee_evidence(raw, tee=tee or "", runtime=runtime)
+                verified = await asyncio.to_thread(self._verify_trustee, evidence, runtime, now)
+            else:
+                data = raw.encode() if isinstance(raw, str) else json.dumps(raw).encode()
+                bundle = load_evidence_bundle(data)
+                # (3) the bundle's bound key commits to exactly this runtime-data.
+                committed = runtime_data_hash(runtime)
+                if bundle.hpke_public_key is None or not secrets.compare_digest(
+                    bundle.hpke_public_key, committed
+                ):
+                    raise _Uncommitted("the evidence does not commit to this runtime-data (tee-pubkey)")
+                # (4) the library verifier, with the challenge as the expected nonce.
+                verified = await asyncio.to_thread(
+                    lambda: self._claims(self.verifier.verify_bundle(bundle, expected_nonce=nonce, now=now))
+                )
+        except _Uncommitted as exc:
+            raise await self._refuse(
+                403, "tee_pubkey_not_committed", str(exc), event="attest", now=now
+            ) from None
+        except (EvidenceError, TypeError, ValueError) as exc:
+            if isinstance(exc, EvidenceError) and not isinstance(
+                exc, MalformedEvidence | UnsupportedEvidence
+            ):
+                reason, message = refusal_reason(exc, devtools_reported=devtools_reported), exc.message
+                raise await self._refuse(403, reason, message, event="attest", now=now) from None
+            message = getattr(exc, "message", str(exc))[:200]
+            raise await self._refuse(400, "malformed_evidence", message, event="attest", now=now) from None
+        except Error as exc:
+            reason = refusal_reason(exc, devtools_reported=devtools_reported)
+            raise await self._refuse(403, reason, exc.message, event="attest", now=now) from None
+        claims, simulated, tee_name = verified
+        # (5) the token binds the tee-pubkey.
+        token = sign_jwt(
+            {
+                "iss": self.issuer,
+                "iat": int(now.timestamp()),
+                "exp": int((now + self.token_ttl).timestamp()),
+                "jti": secrets.token_hex(12),
+                "tee": tee_name,
+                "tee-pubkey": dict(runtime["tee-pubkey"]),
+                "simulated": simulated,
+                "ccai-claims": claims,
+            },
+            self.signer.key,
+            kid=self.signer.kid,
+        )
+        # One transaction: the session's token (the cookie path) and the audit record.
+        await self._audit("attest", "pass", "verified", now=now, claims=claims, session_token=(sid, token))
+        return token
+
+    @staticmethod
+    def _claims(verified: VerifiedEvidence) -> tuple[dict[str, Any], bool, str]:
+        """The token's ``ccai-claims`` (JSON-safe), whether simulated, and the CPU TEE."""
         claims = json.loads(
             json.dumps(
                 {
@@ -275,37 +399,119 @@ class Broker:
                 default=str,
             )
         )
-        # (5) the token binds the tee-pubkey.
-        token = sign_jwt(
-            {
-                "iss": self.issuer,
-                "iat": int(now.timestamp()),
-                "exp": int((now + self.token_ttl).timestamp()),
-                "jti": secrets.token_hex(12),
-                "tee": bundle.cpu.type if bundle.cpu is not None else "gpu",
-                "tee-pubkey": dict(runtime["tee-pubkey"]),
-                "simulated": bool(getattr(verified, "simulated", False)),
-                "ccai-claims": claims,
-            },
-            self.signer.key,
-            kid=self.signer.kid,
-        )
-        await self.repo.set_token(sid, token)
-        await self._audit("attest", "pass", "verified", now=now, claims=claims)
-        return token
+        tee = str(verified.overall_claims.get("x-ccai-cpu-tee") or "gpu")
+        return claims, bool(verified.simulated), tee
 
-    async def _token_claims(self, token: str, now: datetime) -> dict[str, Any]:
+    def _verify_trustee(
+        self, evidence: TrusteeEvidence, runtime: Mapping[str, Any], now: datetime
+    ) -> tuple[dict[str, Any], bool, str]:
+        """Verify Trustee-encoded evidence into the claims the composite path produces.
+
+        (a) the TDX quote with the library verifier (chain, signature, TCB, TDX rules);
+        (b) its report_data is the primary runtime-data commitment (challenge, tee-pubkey and the
+            exact additional-evidence string) — else ``tee_pubkey_not_committed``;
+        (c) every GPU with the library verifier, the expected SPDM nonce being the first 32 bytes
+            of the device runtime-data hash (a GPU report for another nonce: ``gpu_evidence_not_bound``);
+        (d) the composite claims, judged by the verifier's composite policy, as for a bundle.
+        """
+        # (a) CPU evidence.
+        tdx_collateral = cpu_collateral_from_bundle(self.collateral, "tdx")
+        tdx = self.verifier.verify_tdx(
+            evidence.quote,
+            now=now,
+            collateral=tdx_collateral if isinstance(tdx_collateral, TdxCollateral) else None,
+        )
+        # (b) commitment.
+        expected = primary_report_data(runtime, evidence.additional)
+        if not secrets.compare_digest(tdx.quote.body.report_data, expected):
+            raise _Uncommitted(
+                "the TDX report_data does not commit to this runtime-data (nonce, tee-pubkey) "
+                "and additional evidence"
+            )
+        # (c) GPU evidence.
+        nonce = gpu_nonce(runtime)
+        gpus: tuple[Any, ...] = ()
+        gpu_overall: dict[str, Any] = {}
+        gpu_simulated = False
+        if evidence.gpus:
+            try:
+                result = self.verifier.verify_gpu(evidence.gpus, nonce=nonce, now=now)
+            except NonceMismatch as exc:
+                raise BindingError(
+                    f"GPU evidence was not made for this runtime-data: {exc.message}",
+                    step=COMPOSITE_STEPS[2],
+                    index=exc.index,
+                ) from None
+            gpus, gpu_overall, gpu_simulated = result.gpus, dict(result.overall_claims), result.simulated
+        cpu_claims = {**dict(tdx.claims), "x-ccai-simulated": tdx.simulated}
+        overall = {
+            **gpu_overall,
+            "x-ccai-binding": TRUSTEE_BINDING,
+            "x-ccai-freshness": "checked",
+            "x-ccai-cpu-tee": "tdx",
+            "x-ccai-gpu-nonce": nonce.hex(),
+            "x-ccai-tls-spki-sha256": None,
+            "x-ccai-hpke-public-key": None,
+            "x-ccai-simulated": tdx.simulated or gpu_simulated,
+        }
+        # (d) one appraisal of every claim, as the composite checklist's step 5.
+        policy = self.verifier.policy or default_composite_policy(
+            gpu=default_policy(allow_unchecked_revocation=not self.verifier.check_revocation)
+        )
+        appraise(
+            policy,
+            Appraisal(
+                overall=overall,
+                gpus=tuple(g.claims for g in gpus),
+                cpu=cpu_claims,
+                allow_simulated=self.verifier.allow_simulated,
+            ),
+        )
+        claims = json.loads(
+            json.dumps(
+                {"overall": overall, "gpus": [dict(g.claims) for g in gpus], "cpu": cpu_claims}, default=str
+            )
+        )
+        return claims, bool(tdx.simulated or gpu_simulated), "tdx"
+
+    def _token_claims(self, token: str, now: datetime) -> _Token:
+        """The verified claims of ``token`` (this broker's ES384 signature, unexpired).
+
+        Verified tokens are remembered by their SHA-256 until they expire, so a guest fetching
+        several resources (or one resource often) pays for the signature check once; the
+        remembered entry also keeps the claims' canonical digest for the audit records.
+        """
+        key = hashlib.sha256(token.encode()).digest()
+        cached = self._tokens.get(key)
+        if cached is not None and cached.exp > now.timestamp():
+            return cached
         try:
             claims = verify_jwt(token, self.signer.key.public_key())
         except VerificationError as exc:
             raise BrokerRefusal(401, "invalid_token", exc.message) from None
-        if (
-            claims.get("iss") != self.issuer
-            or not isinstance(claims.get("exp"), int)
-            or claims["exp"] <= now.timestamp()
-        ):
+        exp = claims.get("exp")
+        if claims.get("iss") != self.issuer or not isinstance(exp, int) or exp <= now.timestamp():
             raise BrokerRefusal(401, "invalid_token", "the token is expired or not for this broker")
-        return claims
+        if not isinstance(claims.get("tee-pubkey"), Mapping):
+            raise BrokerRefusal(401, "invalid_token", "the token names no tee-pubkey")
+        evidence_claims = claims.get("ccai-claims")
+        entry = _Token(
+            exp=exp,
+            claims=claims,
+            claims_digest=hashlib.sha256(canonical_json(evidence_claims)).hexdigest()
+            if evidence_claims is not None
+            else None,
+            thumbprint=jwk_thumbprint(claims["tee-pubkey"]),
+            public_key=public_key_from_jwk(claims["tee-pubkey"]),  # parsed once per token
+        )
+        if len(self._tokens) >= _TOKEN_CACHE_SIZE:
+            # Drop the expired entries, then (still full) the oldest half: bounded memory.
+            live = {k: v for k, v in self._tokens.items() if v.exp > now.timestamp()}
+            if len(live) >= _TOKEN_CACHE_SIZE:
+                live = dict(list(live.items())[_TOKEN_CACHE_SIZE // 2 :])
+            self._tokens = live
+        self._tokens[key] = entry
+        return entry
 
     async def resource(self, name: str, *, sid: str | None, bearer: str | None) -> dict[str, str]:
         """RCAR resource phase: the resource as a JWE to the attested tee-pubkey.
@@ -318,7 +524,8 @@ class Broker:
         token = bearer or (await self.repo.session_token(sid) if sid else None)
         if not token:
             raise BrokerRefusal(401, "not_attested", "no attested session or bearer token")
-        claims = await self._token_claims(token, now)
+        verified = self._token_claims(token, now)
+        claims, digest = verified.claims, verified.claims_digest
         evidence_claims = claims.get("ccai-claims")
         # (2) the resource.
         try:
@@ -337,7 +544,7 @@ class Broker:
                 event="release",
                 now=now,
                 resource=name,
-                claims=evidence_claims,
+                claims_digest=digest,
             )
         # (3) its policy (default deny).
         if policy_name is None or stored is None:
@@ -348,7 +555,7 @@ class Broker:
                 event="release",
                 now=now,
                 resource=name,
-                claims=evidence_claims,
+                claims_digest=digest,
             )
         label = f"{policy_name} v{stored[0]}"
         try:
@@ -370,24 +577,24 @@ class Broker:
         except Error as exc:
             raise await self._refuse(
                 403,
-                reason_code(exc),
+                refusal_reason(exc),
                 exc.message,
                 event="release",
                 now=now,
                 resource=name,
-                claims=evidence_claims,
+                claims_digest=digest,
                 policy=label,
             ) from None
         # (4) open and seal to the tee-pubkey.
         value = open_value(self.keys, name, found[0], found[1])
-        jwe = encrypt_jwe(value, claims["tee-pubkey"])
+        jwe = encrypt_jwe_to_key(value, verified.public_key)
         await self._audit(
             "release",
             "pass",
-            f"released v{found[0]} to {jwk_thumbprint(claims['tee-pubkey'])}",
+            f"released v{found[0]} to {verified.thumbprint}",
             now=now,
             resource=name,
-            claims=evidence_claims,
+            claims_digest=digest,
             policy=label,
         )
         return jwe

@@ -28,11 +28,13 @@ from ccai.errors import EvidenceError, UsageError, VerificationError
 
 __all__ = [
     "PrivateTeeKey",
+    "PublicTeeKey",
     "b64url",
     "b64url_decode",
     "canonical_json",
     "decrypt_jwe",
     "encrypt_jwe",
+    "encrypt_jwe_to_key",
     "jwk_thumbprint",
     "private_jwk_pair",
     "public_jwk",
@@ -43,7 +45,8 @@ __all__ = [
 ]
 
 PrivateTeeKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
-_PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+PublicTeeKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+_PublicKey = PublicTeeKey
 _CURVES: dict[str, tuple[type[ec.EllipticCurve], int]] = {
     "P-256": (ec.SECP256R1, 32),
     "P-521": (ec.SECP521R1, 66),
@@ -168,7 +171,11 @@ def encrypt_jwe(plaintext: bytes, jwk: Mapping[str, Any]) -> dict[str, str]:
     Raises:
         EvidenceError: the JWK is malformed or unsupported.
     """
-    pub = public_key_from_jwk(jwk)
+    return encrypt_jwe_to_key(plaintext, public_key_from_jwk(jwk))
+
+
+def encrypt_jwe_to_key(plaintext: bytes, pub: PublicTeeKey) -> dict[str, str]:
+    """:func:`encrypt_jwe` to an already parsed tee key (EC P-256/P-521 or RSA)."""
     cek = AESGCM.generate_key(bit_length=256)
     header: dict[str, Any]
     if isinstance(pub, ec.EllipticCurvePublicKey):

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -18,6 +18,20 @@ from ccai.kbs._models import AuditRow, Binding, PolicyRow, ResourceRow, Session,
 __all__ = ["Repository"]
 
 _RETRIES = 50
+_RELEASE_LOOKUP = text(
+    """
+    SELECT r.version, r.format, r.master_key_id, r.wrapped_key, r.ciphertext,
+           b.policy AS policy_name, p.version AS policy_version, p.document AS policy_document
+    FROM (SELECT * FROM kbs_resources WHERE name = :name ORDER BY version DESC LIMIT 1) r
+    LEFT JOIN (
+        SELECT policy FROM kbs_bindings WHERE target IN (:resource, :repo)
+        ORDER BY target = :resource DESC LIMIT 1
+    ) b ON 1 = 1
+    LEFT JOIN kbs_policies p
+        ON p.name = b.policy
+       AND p.version = (SELECT max(version) FROM kbs_policies WHERE name = b.policy)
+    """
+)
 
 
 def _envelope(row: ResourceRow) -> Envelope:
@@ -35,6 +49,7 @@ class Repository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
         self._audit_lock = asyncio.Lock()
+        self._tail: tuple[int, str] | None = None  # (seq, hash) this process appended last
 
     # -- RCAR sessions ---------------------------------------------------------------------------
 
@@ -45,8 +60,9 @@ class Repository:
         async with self._sessions.begin() as s:
             s.add(Session(id=sid, nonce=nonce, tee=tee, created_at=now, expires_at=expires))
 
-    async def consume_challenge(self, sid: str, *, now: datetime) -> tuple[str, str | None]:
-        """Mark the session's challenge used: ``("ok", nonce)``, or ``("unknown"|"used"|"expired", None)``."""
+    async def consume_challenge(self, sid: str, *, now: datetime) -> tuple[str, str | None, str | None]:
+        """Mark the session's challenge used: ``("ok", nonce, tee)``, or
+        ``("unknown"|"used"|"expired", None, None)``."""
         async with self._sessions.begin() as s:
             result = await s.execute(
                 update(Session)
@@ -55,10 +71,10 @@ class Repository:
             )
             row = await s.get(Session, sid)
             if row is None:
-                return "unknown", None
+                return "unknown", None, None
             if getattr(result, "rowcount", 0) != 1:
-                return ("used" if row.consumed_at is not None else "expired"), None
-            return "ok", row.nonce
+                return ("used" if row.consumed_at is not None else "expired"), None, None
+            return "ok", row.nonce, row.tee
 
     async def set_token(self, sid: str, token: str) -> None:
         """Attach the issued token to the session (the cookie path)."""
@@ -111,35 +127,33 @@ class Repository:
             return (row.version, _envelope(row)) if row is not None else None
 
     async def release_lookup(
-        self, name: str, *targets: str
+        self, name: str, resource_target: str, repo_target: str
     ) -> tuple[tuple[int, Envelope] | None, str | None, tuple[int, str] | None]:
-        """One read for a release: the newest version of ``name``, the policy name guarding the
-        first target that has one, and that policy's newest version."""
+        """One statement for a release: the newest version of ``name``, the policy guarding it
+        (its ``resource_target`` binding, else its ``repo_target`` one) and that policy's newest
+        version.
+
+        Written as SQL text (the same on SQLite and PostgreSQL): the equivalent Core construct
+        costs twice the time per call to build and compile, on the hottest path of the broker.
+        """
         async with self._sessions() as s:
-            row = await s.scalar(
-                select(ResourceRow)
-                .where(ResourceRow.name == name)
-                .order_by(ResourceRow.version.desc())
-                .limit(1)
-            )
-            if row is None:
-                return None, None, None
-            policy_name = None
-            for target in targets:
-                binding = await s.get(Binding, target)
-                if binding is not None:
-                    policy_name = binding.policy
-                    break
-            stored = None
-            if policy_name is not None:
-                prow = await s.scalar(
-                    select(PolicyRow)
-                    .where(PolicyRow.name == policy_name)
-                    .order_by(PolicyRow.version.desc())
-                    .limit(1)
+            row = (
+                await s.execute(
+                    _RELEASE_LOOKUP, {"name": name, "resource": resource_target, "repo": repo_target}
                 )
-                stored = (prow.version, prow.document) if prow is not None else None
-            return (row.version, _envelope(row)), policy_name, stored
+            ).first()
+        if row is None:
+            return None, None, None
+        m = row._mapping
+        env = Envelope(
+            master_key_id=m["master_key_id"],
+            wrapped_key=bytes(m["wrapped_key"]),
+            ciphertext=bytes(m["ciphertext"]),
+            format=m["format"],
+        )
+        version = m["policy_version"]
+        stored = (int(version), str(m["policy_document"])) if version is not None else None
+        return (int(m["version"]), env), m["policy_name"], stored
 
     async def rewrap_all(self, rewrap: Callable[[str, int, Envelope], Envelope]) -> int:
         """Re-wrap every stored data key in one transaction (all or nothing)."""
@@ -219,21 +233,40 @@ class Repository:
 
     # -- audit -----------------------------------------------------------------------------------
 
-    async def append_audit(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        """Append one record to the hash chain. ``seq`` is the primary key, so two replicas that
-        read the same tail cannot both append after it: the loser retries on the new tail."""
+    async def append_audit(
+        self, record: Mapping[str, Any], *, session_token: tuple[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Append one record to the hash chain (and, in the same transaction, attach a session's
+        token: ``(sid, token)``).
+
+        ``seq`` is the primary key, so two writers that believe in the same tail cannot both
+        append after it. The tail this process wrote last is remembered: the common case is one
+        INSERT; a writer whose remembered tail is stale (another replica appended) loses the
+        primary-key race, re-reads the tail and retries.
+        """
         async with self._audit_lock:
+            fields = {k: record.get(k) for k in AUDIT_FIELDS if k != "seq"}
             for _ in range(_RETRIES * 4):
                 try:
                     async with self._sessions.begin() as s:
-                        tail = await s.scalar(select(AuditRow).order_by(AuditRow.seq.desc()).limit(1))
-                        seq, prev = (tail.seq + 1, tail.hash) if tail is not None else (1, GENESIS)
-                        fields = {k: record.get(k) for k in AUDIT_FIELDS if k != "seq"}
+                        tail = self._tail
+                        if tail is None:
+                            row = await s.scalar(select(AuditRow).order_by(AuditRow.seq.desc()).limit(1))
+                            tail = (row.seq, row.hash) if row is not None else (0, GENESIS)
+                        seq, prev = tail[0] + 1, tail[1]
                         full = {"seq": seq, **fields}
                         digest = record_hash(prev, full)
                         s.add(AuditRow(**full, prev_hash=prev, hash=digest))
+                        if session_token is not None:
+                            await s.execute(
+                                update(Session)
+                                .where(Session.id == session_token[0])
+                                .values(token=session_token[1])
+                            )
+                    self._tail = (seq, digest)
                     return {**full, "prev_hash": prev, "hash": digest}
                 except (IntegrityError, OperationalError):
+                    self._tail = None
                     await asyncio.sleep(0.005)
         raise RuntimeError("could not append to the audit log")
 

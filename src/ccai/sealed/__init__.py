@@ -8,13 +8,27 @@ key wrapped by a key-encryption key (envelope). The format is specified in
 * :func:`seal` / :func:`unseal_to_directory` / :func:`rewrap` work without torch.
 * :func:`load_into` decrypts the weights on N threads into pinned buffers and copies them to the
   GPU asynchronously; :func:`load_model` builds a transformers model from the sealed form.
+* Wherever a KEK is accepted, a :class:`KeySource` is too: the KEK is then fetched when the model
+  is opened (``ccai.kbs.BrokerKey`` fetches it from a key broker through attestation, so the
+  plaintext key exists only inside the attested VM). ``sealed`` does not import ``kbs``.
 * Every failure to decrypt — wrong key, tampering, truncation — raises one opaque
   :class:`~ccai.errors.UnsealError`, and nothing partial is returned.
 """
 
 from ccai.sealed._container import read_header
 from ccai.sealed._format import FileEntry, Header, Manifest, SafetensorsInfo, TensorEntry
-from ccai.sealed._keys import DataKey, Kek, kek_from_jwk, kek_to_jwk, new_kek, read_kek, write_kek
+from ccai.sealed._keys import (
+    DataKey,
+    Kek,
+    KeySource,
+    SealedKey,
+    kek_from_jwk,
+    kek_to_jwk,
+    new_kek,
+    read_kek,
+    resolve_key,
+    write_kek,
+)
 from ccai.sealed._pipeline import load_into, load_plaintext
 from ccai.sealed._seal import (
     DEFAULT_CHUNK_SIZE,
@@ -34,8 +48,10 @@ __all__ = [
     "FileEntry",
     "Header",
     "Kek",
+    "KeySource",
     "Manifest",
     "SafetensorsInfo",
+    "SealedKey",
     "TensorEntry",
     "is_ram_backed",
     "kek_from_jwk",
@@ -49,6 +65,7 @@ __all__ = [
     "read_header",
     "read_kek",
     "read_manifest",
+    "resolve_key",
     "rewrap",
     "seal",
     "unseal_to_directory",

@@ -26,7 +26,7 @@ from ccai.sealed._format import (
     header_binding,
     manifest_aad,
 )
-from ccai.sealed._keys import DataKey, Kek, unwrap_data_key
+from ccai.sealed._keys import DataKey, Kek, SealedKey, resolve_key, unwrap_data_key
 
 __all__ = ["OpenedModel", "default_threads", "open_model", "read_header", "resolve_data_key"]
 
@@ -151,12 +151,13 @@ def resolve_data_key(header: Header, key: Kek | DataKey) -> DataKey:
     )
 
 
-def open_model(sealed: Path, key: Kek | DataKey) -> OpenedModel:
+def open_model(sealed: Path, key: SealedKey) -> OpenedModel:
     """Read the header, resolve the data key and decrypt the manifest.
 
     Args:
         sealed: The sealed model directory.
-        key: The KEK that wraps the model's data key, or the data key itself.
+        key: The KEK that wraps the model's data key, the data key itself, or a
+            :class:`~ccai.sealed.KeySource` (asked once, after the header is read).
 
     Returns:
         The opened model.
@@ -167,7 +168,7 @@ def open_model(sealed: Path, key: Kek | DataKey) -> OpenedModel:
     """
     sealed = Path(sealed)
     header = read_header(sealed)
-    data_key = resolve_data_key(header, key)
+    data_key = resolve_data_key(header, resolve_key(key))
     content_key, manifest_key = derive_keys(data_key.key, header.model_id)
     try:
         blob = (sealed / MANIFEST_NAME).read_bytes()

@@ -18,6 +18,7 @@ import json
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -30,10 +31,13 @@ from ccai.errors import UnsealError, UsageError
 __all__ = [
     "DataKey",
     "Kek",
+    "KeySource",
+    "SealedKey",
     "kek_from_jwk",
     "kek_to_jwk",
     "new_kek",
     "read_kek",
+    "resolve_key",
     "unwrap_data_key",
     "wrap_data_key",
     "write_kek",
@@ -75,6 +79,42 @@ class DataKey:
     def __post_init__(self) -> None:
         if len(self.key) != _KEY_BYTES:
             raise UsageError(f"a data key is {_KEY_BYTES} bytes, got {len(self.key)}")
+
+
+@runtime_checkable
+class KeySource(Protocol):
+    """Where a KEK comes from when the caller does not hold it: a key broker that releases it only
+    after attestation (:class:`ccai.kbs.BrokerKey`), a KMS … Accepted wherever a :class:`Kek` is.
+
+    The sealed stage calls :meth:`kek` once per opened model and keeps the key only in memory for
+    that call; the source decides how the key is obtained (and may refuse with any
+    :class:`~ccai.errors.Error`).
+    """
+
+    def kek(self) -> Kek:
+        """The KEK (fetched now)."""
+        ...
+
+
+#: What the sealed-model functions accept as the key: a KEK, the data key itself, or a KEK source.
+SealedKey = Kek | DataKey | KeySource
+
+
+def resolve_key(key: SealedKey) -> Kek | DataKey:
+    """``key`` itself, or the KEK its :class:`KeySource` returns.
+
+    Raises:
+        UsageError: ``key`` is none of the accepted kinds, or the source returned no KEK.
+        Error: whatever the source raises (e.g. a key broker's refusal).
+    """
+    if isinstance(key, Kek | DataKey):
+        return key
+    if isinstance(key, KeySource):
+        kek = key.kek()
+        if not isinstance(kek, Kek):
+            raise UsageError("the key source did not return a KEK")
+        return kek
+    raise UsageError("a sealed model's key is a Kek, a DataKey or a KeySource")
 
 
 def new_kek(*, kid: str | None = None) -> Kek:

@@ -48,7 +48,7 @@ from ccai.sealed._format import (
     chunk_nonce,
     parse_safetensors_header,
 )
-from ccai.sealed._keys import DataKey, Kek
+from ccai.sealed._keys import SealedKey
 from ccai.sealed._seal import DEFAULT_CHUNK_SIZE
 
 if TYPE_CHECKING:
@@ -394,7 +394,7 @@ def _tensors(info: SafetensorsInfo, flat: torch.Tensor, out: dict[str, torch.Ten
 
 def load_into(
     sealed: Path,
-    key: Kek | DataKey,
+    key: SealedKey,
     *,
     device: str | torch.device = "cuda",
     threads: int | None = None,
@@ -404,7 +404,9 @@ def load_into(
 
     Args:
         sealed: The sealed model directory.
-        key: The KEK that wraps the model's data key, or the data key itself.
+        key: The KEK that wraps the model's data key, the data key itself, or a
+            :class:`~ccai.sealed.KeySource` such as ``ccai.kbs.BrokerKey`` (the KEK is then
+            fetched through attestation and exists only in this process).
         device: ``"cuda"``, ``"cuda:N"`` or ``"cpu"``.
         threads: Decrypting workers (default: usable cores, at most 16). Host memory used is
             ``threads × 2 × chunk size`` (one pinned staging pool) on CUDA and nothing extra on
@@ -426,7 +428,7 @@ def load_into(
 
 def _load_sealed(
     sealed: Path,
-    key: Kek | DataKey,
+    key: SealedKey,
     *,
     device: str | torch.device = "cuda",
     threads: int | None = None,

@@ -41,7 +41,7 @@ from ccai.sealed._format import (
     manifest_aad,
     parse_safetensors_header,
 )
-from ccai.sealed._keys import DataKey, Kek, wrap_data_key
+from ccai.sealed._keys import DataKey, Kek, SealedKey, wrap_data_key
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -350,12 +350,12 @@ def unwrap_key(sealed: Path, kek: Kek) -> DataKey:
     return resolve_data_key(read_header(Path(sealed)), kek)
 
 
-def read_manifest(sealed: Path, key: Kek | DataKey) -> Manifest:
+def read_manifest(sealed: Path, key: SealedKey) -> Manifest:
     """Decrypt and authenticate the manifest of a sealed model.
 
     Args:
         sealed: The sealed model directory.
-        key: The KEK (or the data key).
+        key: The KEK, the data key, or a :class:`~ccai.sealed.KeySource` (asked once).
 
     Returns:
         The manifest (file names, sizes, SHA-256 digests, tensor tables).
@@ -367,7 +367,7 @@ def read_manifest(sealed: Path, key: Kek | DataKey) -> Manifest:
     return open_model(sealed, key).manifest
 
 
-def read_file(sealed: Path, key: Kek | DataKey, name: str) -> bytes:
+def read_file(sealed: Path, key: SealedKey, name: str) -> bytes:
     """Decrypt one file of a sealed model into memory (for small files: config, tokenizer).
 
     Args:
@@ -431,7 +431,7 @@ def is_ram_backed(path: Path, *, mounts: str | None = None) -> bool:
 def unseal_to_directory(
     sealed: Path,
     out: Path,
-    key: Kek | DataKey,
+    key: SealedKey,
     *,
     force_disk: bool = False,
     threads: int | None = None,

@@ -18,7 +18,7 @@ from ccai._files import open_private_exclusive
 from ccai._json import load_json
 from ccai.errors import MalformedEvidence, UnsealError, UsageError
 from ccai.sealed._container import OpenedModel, open_model
-from ccai.sealed._keys import DataKey, Kek
+from ccai.sealed._keys import SealedKey, resolve_key
 from ccai.sealed._pipeline import load_into
 from ccai.sealed._seal import is_ram_backed
 
@@ -47,7 +47,7 @@ def _json_file(model: OpenedModel, name: str) -> dict[str, Any] | None:
 
 def load_model(
     sealed: Path,
-    key: Kek | DataKey,
+    key: SealedKey,
     *,
     device: str | torch.device = "cuda",
     dtype: torch.dtype | None = None,
@@ -58,7 +58,9 @@ def load_model(
 
     Args:
         sealed: The sealed model directory (sealed from a transformers model directory).
-        key: The KEK that wraps the model's data key, or the data key itself.
+        key: The KEK that wraps the model's data key, the data key itself, or a
+            :class:`~ccai.sealed.KeySource` such as ``ccai.kbs.BrokerKey`` (asked once: the KEK is
+            fetched through attestation and exists only in this process).
         device: Where the weights go (``"cuda"``, ``"cuda:N"``, ``"cpu"``).
         dtype: Model dtype; default: the dtype of the sealed weights.
         threads: Decrypting workers for :func:`~ccai.sealed.load_into`.
@@ -74,6 +76,7 @@ def load_model(
     import transformers
     from transformers import AutoConfig, GenerationConfig
 
+    key = resolve_key(key)  # once: the manifest and the weights are opened with the same key
     model = open_model(Path(sealed), key)
     config_doc = _json_file(model, "config.json")
     if config_doc is None:
@@ -113,7 +116,7 @@ def _ram_dir() -> Path:
     )
 
 
-def load_tokenizer(sealed: Path, key: Kek | DataKey, *, tmp_dir: Path | None = None) -> Any:
+def load_tokenizer(sealed: Path, key: SealedKey, *, tmp_dir: Path | None = None) -> Any:
     """Build the model's tokenizer from the sealed form.
 
     The non-weight files (tokenizer, config, chat template) are decrypted into a fresh private
