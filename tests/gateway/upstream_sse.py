@@ -33,7 +33,9 @@ async def _body(receive) -> bytes:  # type: ignore[no-untyped-def]
 
 async def _json(send, status: int, doc: object) -> None:  # type: ignore[no-untyped-def]
     body = json.dumps(doc).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
+    await send(
+        {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]}
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -50,14 +52,18 @@ async def app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
         await _json(send, 200, {"status": "ok"})
     elif path == "/v1/models":
         files = sorted(p.name for p in MODEL_DIR.iterdir())
-        await _json(send, 200, {"object": "list", "data": [{"id": "upstream", "files": files, "pid": os.getpid()}]})
+        await _json(
+            send, 200, {"object": "list", "data": [{"id": "upstream", "files": files, "pid": os.getpid()}]}
+        )
     elif path == "/v1/chat/completions":
         request = json.loads(await _body(receive) or b"{}")
         if request.get("echo_headers"):
             await _json(send, 200, {"headers": {k.decode(): v.decode() for k, v in scope["headers"]}})
             return
         if not request.get("stream"):
-            await _json(send, 200, {"object": "chat.completion", "choices": [{"message": {"content": "hello"}}]})
+            await _json(
+                send, 200, {"object": "chat.completion", "choices": [{"message": {"content": "hello"}}]}
+            )
             return
         headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})

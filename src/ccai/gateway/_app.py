@@ -73,10 +73,13 @@ class GatewayApp:
 
     Args:
         boot: The boot state machine (its state decides what answers).
+        on_shutdown: Called (in a worker thread) when the server's lifespan ends: stop the boot,
+            the engine and the hardware before uvicorn returns (it re-raises SIGTERM/SIGINT then).
     """
 
-    def __init__(self, boot: GatewayBoot) -> None:
+    def __init__(self, boot: GatewayBoot, *, on_shutdown: Callable[[], None] | None = None) -> None:
         self.boot = boot
+        self._on_shutdown = on_shutdown
         self.metrics = _Metrics()
         self._protected: Any = None
         self._protected_for: Any = None
@@ -144,6 +147,8 @@ class GatewayApp:
                 inner = self.boot.inference_app
                 if isinstance(inner, UpstreamProxy):
                     await inner.aclose()
+                if self._on_shutdown is not None:
+                    await asyncio.to_thread(self._on_shutdown)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -233,37 +238,43 @@ def run_gateway(
     config.check()
     configure_logging()
     boot = GatewayBoot(config)
-    app = GatewayApp(boot)
-    sock = listen_socket(config.host, config.port)
-    sock.listen(1024)
     tls: dict[str, Any] = {}
     if config.tls_cert is not None:
         tls = {"ssl_certfile": str(config.tls_cert), "ssl_keyfile": str(config.tls_key)}
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5, **tls
-        )
-    )
+    server: uvicorn.Server | None = None
 
     def walk() -> None:
         boot.run()
         if boot.state is BootState.READY:
             if on_ready is not None:
                 on_ready(boot)
-        else:
+        elif server is not None:
             server.should_exit = True
 
+    thread = threading.Thread(target=walk, name="ccai-gateway-boot", daemon=True)
+
+    def shutdown() -> None:
+        boot.cancel()
+        if thread.is_alive():
+            thread.join(timeout=30)
+        boot.close()
+
+    app = GatewayApp(boot, on_shutdown=shutdown)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5, **tls
+        )
+    )
+    sock = listen_socket(config.host, config.port)
+    sock.listen(1024)
     host, port = sock.getsockname()[:2]
     scheme = "https" if config.tls_cert is not None else "http"
     boot.url = f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
     log_event("listening", host=host, port=port, plaintext_allowed=config.allow_plaintext)
-    thread = threading.Thread(target=walk, name="ccai-gateway-boot", daemon=True)
     thread.start()
     try:
         server.run(sockets=[sock])
     finally:
-        boot.cancel()
-        thread.join(timeout=30)
-        boot.close()
+        shutdown()
         sock.close()
     return boot

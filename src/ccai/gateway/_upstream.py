@@ -167,6 +167,15 @@ def _error_body(message: str, kind: str) -> bytes:
     return json.dumps({"error": {"message": message, "type": kind}}).encode()
 
 
+def _end_to_end(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` without the hop-by-hop ones, including those the ``Connection`` header names."""
+    drop = set(_HOP_BY_HOP)
+    for name, value in headers:
+        if name.lower() == b"connection":
+            drop.update(t.strip().lower() for t in value.decode("latin-1").split(",") if t.strip())
+    return [(k.lower(), v) for k, v in headers if k.decode("latin-1").lower() not in drop]
+
+
 class UpstreamProxy:
     """ASGI app forwarding every HTTP request to ``base_url`` and streaming the answer back.
 
@@ -214,9 +223,7 @@ class UpstreamProxy:
                 return
             if not message.get("more_body", False):
                 break
-        headers = [
-            (k, v) for k, v in scope.get("headers", []) if k.decode("latin-1").lower() not in _HOP_BY_HOP
-        ]
+        headers = _end_to_end(scope.get("headers", []))
         path = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string", b"")
         target = path.decode("latin-1") + (("?" + query.decode("latin-1")) if query else "")
@@ -232,11 +239,7 @@ class UpstreamProxy:
             )
             return
         try:
-            out = [
-                (k.lower(), v)
-                for k, v in response.headers.raw
-                if k.decode("latin-1").lower() not in _HOP_BY_HOP
-            ]
+            out = _end_to_end(response.headers.raw)
             await send({"type": "http.response.start", "status": response.status_code, "headers": out})
             try:
                 async for chunk in response.aiter_raw():
