@@ -3,6 +3,7 @@ and the key broker of tests/kbs (real uvicorn, SQLite) with the virtual TDX gues
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -83,7 +84,7 @@ def running_gateway(home: Path, *args: str, timeout: float = 240.0) -> Iterator[
     try:
         while True:
             if process.poll() is not None:
-                code, out, err = gateway.stop()
+                code, _, err = gateway.stop()
                 raise AssertionError(f"the gateway exited with {code}: {err[-3000:]}")
             try:
                 if httpx.get(gateway.url + "/health", timeout=2).status_code == 200:
@@ -112,10 +113,8 @@ def failing_gateway(home: Path, *args: str, timeout: float = 240.0) -> GatewayRu
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=2) as http:
         while process.poll() is None and time.monotonic() < deadline:
-            try:
+            with contextlib.suppress(httpx.HTTPError):
                 statuses.append(http.get(f"http://127.0.0.1:{port}/v1/models").status_code)
-            except httpx.HTTPError:
-                pass
             time.sleep(0.05)
     if process.poll() is None:
         process.kill()
@@ -125,7 +124,7 @@ def failing_gateway(home: Path, *args: str, timeout: float = 240.0) -> GatewayRu
 
 @pytest.fixture
 def tiny_sealed(tmp_path: Path) -> tuple[Path, Path, Kek]:
-    """A small sealed model directory (config + tokenizer file + a weights-like blob), its KEK file and KEK."""
+    """A small sealed model (config, tokenizer file, a weights-like blob), its KEK file and KEK."""
     plain = tmp_path / "tiny"
     plain.mkdir()
     (plain / "config.json").write_text('{"model_type": "llama"}')

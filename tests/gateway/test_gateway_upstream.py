@@ -49,7 +49,7 @@ def test_boot_document_and_forwarding(
         models = httpx.get(gw.url + "/v1/models").json()["data"][0]
         assert models["files"] == ["config.json", "tokenizer.json", "weights.bin"]
         upstream_pid = models["pid"]
-        shm = [p for p in Path("/dev/shm").glob("ccai-gateway-*") if (p / "model").is_dir()]  # noqa: S108
+        shm = [p for p in Path("/dev/shm").glob("ccai-gateway-*") if (p / "model").is_dir()]
         assert shm
 
         # The attestation document verifies with the library and with `ccai verify`, bound to the nonce.
@@ -144,7 +144,7 @@ def test_engine_and_plaintext_removed_on_sigterm(
     sealed, kek_file, _ = tiny_sealed
     with running_gateway(ccai_home, *_args(sealed, kek_file, "--allow-plaintext")) as gw:
         pid = httpx.get(gw.url + "/v1/models").json()["data"][0]["pid"]
-        before = set(Path("/dev/shm").glob("ccai-gateway-*"))  # noqa: S108
+        before = set(Path("/dev/shm").glob("ccai-gateway-*"))
         gw.process.send_signal(signal.SIGTERM)
         gw.process.wait(timeout=60)
     with pytest.raises(ProcessLookupError):
