@@ -42,7 +42,7 @@ def test_key_released_through_rcar(
     broker.policy("tiny", POLICY, resource=RESOURCE)
     with running_gateway(broker.home, *_kbs_args(broker, sealed)) as gw:
         assert httpx.get(gw.url + "/v1/models").json()["data"][0]["files"][0] == "config.json"
-        assert VirtualGpuBackend.open(broker.home).status().gpus_ready  # set once the engine was up
+        assert VirtualGpuBackend.open(broker.home).status().gpus_ready  # set once the key was released
     releases = [r for r in broker.audit() if r["event"] == "release"]
     assert releases and releases[-1]["verdict"] == "pass" and releases[-1]["resource"] == RESOURCE
 

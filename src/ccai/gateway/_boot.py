@@ -2,21 +2,24 @@
 
 States, in order (``/health`` reports the current one)::
 
-    collecting-evidence → fetching-key → loading-model → starting-engine → setting-ready → ready
-                       ↘            ↘              ↘                ↘             ↘
-                                               failed (the reason, no secret)
+    collecting-evidence → fetching-key → setting-ready → loading-model → starting-engine → ready
+              ↘               ↘               ↘                ↘                 ↘
+                                        failed (the reason, no secret)
 
 1. ``collecting-evidence`` — generate the HPKE server key (``ccai.ehbp.ServerKey``) and collect
    composite evidence binding it (and the TLS key's SPKI hash when serving TLS), collateral
    included: the hardware and its collateral work before anything else happens.
 2. ``fetching-key`` — the KEK: through RCAR from the key broker (``ccai.kbs.fetch_kek``, the
    broker's challenge bound by fresh evidence of the same VM) or from ``--kek FILE``.
-3. ``loading-model`` — in-process engine: ``ccai.sealed.load_model`` decrypts the weights straight
+3. ``setting-ready`` — the GPUs-ready state on the GPU backend. It comes right after the broker
+   accepted the GPUs' evidence and before any model byte reaches a GPU: in CC mode an H100 accepts
+   no CUDA work until the ready state is set, so loading the weights or starting vLLM/SGLang first
+   would fail on real hardware.
+4. ``loading-model`` — in-process engine: ``ccai.sealed.load_model`` decrypts the weights straight
    into device memory, ``load_tokenizer`` the tokenizer; upstream engine: ``unseal_to_directory``
    into a fresh private directory on a RAM-backed file system (anything else is refused).
-4. ``starting-engine`` — in-process: the OpenAI-compatible app over the loaded model; upstream: the
+5. ``starting-engine`` — in-process: the OpenAI-compatible app over the loaded model; upstream: the
    operator's command on a loopback port, until its ``/health`` answers.
-5. ``setting-ready`` — the GPUs-ready state on the GPU backend.
 6. ``ready`` — the inference routes and the attestation document answer.
 
 Any exception ends the boot in ``failed`` with a one-line reason; the caller stops serving and exits
@@ -53,9 +56,9 @@ class BootState(enum.StrEnum):
 
     COLLECTING_EVIDENCE = "collecting-evidence"
     FETCHING_KEY = "fetching-key"
+    SETTING_READY = "setting-ready"
     LOADING_MODEL = "loading-model"
     STARTING_ENGINE = "starting-engine"
-    SETTING_READY = "setting-ready"
     READY = "ready"
     FAILED = "failed"
 
@@ -289,6 +292,9 @@ class GatewayBoot:
         self._enter(BootState.FETCHING_KEY)
         kek = self._fetch_kek(attester)
 
+        self._enter(BootState.SETTING_READY)
+        attester.set_gpus_ready()
+
         self._enter(BootState.LOADING_MODEL)
         if config.upstream_cmd is None:
             model, tokenizer = self._load_in_process(kek)
@@ -304,9 +310,6 @@ class GatewayBoot:
             seconds = self.upstream.start(timeout=config.engine_timeout)
             log_event("upstream_healthy", seconds=round(seconds, 3), port=self.upstream.port)
             self.inference_app = UpstreamProxy(self.upstream.url)
-
-        self._enter(BootState.SETTING_READY)
-        attester.set_gpus_ready()
 
         self._timings.ready_after = time.monotonic() - self._timings.started
         self._enter(BootState.READY)
