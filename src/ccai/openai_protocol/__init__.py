@@ -15,6 +15,10 @@ how to start one for development.
 * **Engines** — ``transformers serve`` for development: :func:`engine_command` builds its command
   line, :func:`wait_healthy` waits for ``/health``, :func:`random_model_dir` makes a randomly
   initialised model of a public architecture's shapes (needs the ``torch`` extra).
+* **In-process engine** — :class:`TransformersEngine` generates with an already-loaded transformers
+  model (a sealed model loaded straight into GPU memory, for instance) on a worker thread and streams
+  :class:`GenerationDelta` items; :func:`create_engine_app` serves it with the OpenAI API (FastAPI,
+  imported only then), streaming or not.
 """
 
 from ccai.openai_protocol._engine import (
@@ -24,6 +28,14 @@ from ccai.openai_protocol._engine import (
     engine_command,
     random_model_dir,
     wait_healthy,
+)
+from ccai.openai_protocol._engine_app import create_engine_app
+from ccai.openai_protocol._inprocess import (
+    EngineOverloaded,
+    Generation,
+    GenerationDelta,
+    SamplingParams,
+    TransformersEngine,
 )
 from ccai.openai_protocol._requests import (
     Api,
@@ -42,14 +54,20 @@ __all__ = [
     "STREAM_DONE",
     "Api",
     "EngineCommand",
+    "EngineOverloaded",
+    "Generation",
+    "GenerationDelta",
     "OutputControl",
+    "SamplingParams",
     "SseEvent",
     "SseParser",
+    "TransformersEngine",
     "Usage",
     "api_path",
     "chat_completion_request",
     "choice_text",
     "completion_request",
+    "create_engine_app",
     "default_attn_implementation",
     "engine_command",
     "fixed_length_fields",
