@@ -341,7 +341,7 @@ class GatewayBoot:
         device = self._device()
         model = load_model(self.config.model, kek, device=device)
         tokenizer = load_tokenizer(self.config.model, kek)
-        log_event("model_loaded", device=device, name=self.config.served_name)
+        log_event("model_loaded", device=device, model=self.config.served_name)
         return model, tokenizer
 
     def _engine_app(self, model: Any, tokenizer: Any) -> Any:
