@@ -69,8 +69,11 @@ def gateway_argv(port: int, *args: str) -> list[str]:
 
 
 @contextmanager
-def running_gateway(home: Path, *args: str, timeout: float = 240.0) -> Iterator[Gateway]:
-    """``ccai serve gateway ARGS`` until ``/health`` says ready; stopped (SIGTERM) on exit."""
+def running_gateway(home: Path, *args: str, timeout: float = 240.0, verify: Any = True) -> Iterator[Gateway]:
+    """``ccai serve gateway ARGS`` until ``/health`` says ready; stopped (SIGTERM) on exit.
+
+    With ``verify`` an ``ssl.SSLContext`` trusting the gateway's certificate, it is reached over HTTPS.
+    """
     port = free_port()
     process = subprocess.Popen(
         gateway_argv(port, *args),
@@ -79,7 +82,8 @@ def running_gateway(home: Path, *args: str, timeout: float = 240.0) -> Iterator[
         stderr=subprocess.PIPE,
         text=True,
     )
-    gateway = Gateway(f"http://127.0.0.1:{port}", process, home)
+    scheme = "http" if verify is True else "https"
+    gateway = Gateway(f"{scheme}://127.0.0.1:{port}", process, home)
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -87,7 +91,7 @@ def running_gateway(home: Path, *args: str, timeout: float = 240.0) -> Iterator[
                 code, _, err = gateway.stop()
                 raise AssertionError(f"the gateway exited with {code}: {err[-3000:]}")
             try:
-                if httpx.get(gateway.url + "/health", timeout=2).status_code == 200:
+                if httpx.get(gateway.url + "/health", timeout=2, verify=verify).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

@@ -24,6 +24,7 @@ from ccai.virtual import virtual_trust_anchors
 from .conftest import UPSTREAM_CMD, running_gateway
 
 pytestmark = [pytest.mark.extra("service")]
+LOOPBACK = "127.0.0.1"
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
@@ -166,3 +167,52 @@ def test_plaintext_is_refused_without_allow_plaintext(
         assert httpx.get(gw.url + "/health").status_code == 200
         r = httpx.get(gw.url + "/.well-known/ccai/attestation", params={"nonce": "cd" * 32}, timeout=30)
         assert r.status_code == 200 and json.loads(r.content)["format"] == "ccai-evidence-bundle"
+
+
+def test_tls_key_is_bound_in_the_document(
+    ccai_home: Path, tiny_sealed: tuple[Path, Path, Kek], tmp_path: Path
+) -> None:
+    import datetime
+    import hashlib
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOOPBACK))]), False)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_pem, key_pem = tmp_path / "gw.pem", tmp_path / "gw.key"
+    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    trust = ssl.create_default_context(cafile=str(cert_pem))
+    sealed, kek_file, _ = tiny_sealed
+    args = _args(sealed, kek_file, "--tls-cert", str(cert_pem), "--tls-key", str(key_pem))
+    with running_gateway(ccai_home, *args, verify=trust) as gw:
+        assert gw.url.startswith("https://")
+        nonce = os.urandom(32)
+        r = httpx.get(gw.url + "/.well-known/ccai/attestation", params={"nonce": nonce.hex()}, verify=trust)
+        assert r.status_code == 200
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    bundle = load_evidence_bundle(r.content)
+    assert bundle.tls_spki_sha256 == hashlib.sha256(spki).digest()
+    verified = Verifier.simulated(virtual_trust_anchors(ccai_home, gpu=True, tdx=True)).verify_bundle(
+        bundle, expected_nonce=nonce
+    )
+    assert verified.overall_claims["x-ccai-tls-spki-sha256"] == hashlib.sha256(spki).hexdigest()

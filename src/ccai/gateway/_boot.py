@@ -126,6 +126,8 @@ class GatewayConfig:
             raise UsageError("--gpus is for the virtual VM (--simulate); real hardware attests every GPU")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise UsageError("TLS needs both --tls-cert and --tls-key")
+        if self.tls_cert is not None and self.tls_key is not None:
+            _check_tls(self.tls_cert, self.tls_key)
         if not self.model.is_dir():
             raise UsageError(f"no sealed model directory at {self.model}")
 
@@ -136,6 +138,17 @@ class GatewayConfig:
             return self.model_name
         name = self.model.name
         return name.removesuffix(".sealed") or name
+
+
+def _check_tls(cert: Path, key: Path) -> None:
+    """Load the certificate and key as uvicorn will, so a bad file is a usage error before serving."""
+    import ssl
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+        raise UsageError(f"cannot load the TLS certificate {cert} and key {key}: {reason}") from None
 
 
 def _spki_sha256(cert: Path) -> bytes:
