@@ -165,6 +165,17 @@ def _spki_sha256(cert: Path) -> bytes:
     return hashlib.sha256(spki).digest()
 
 
+def _preload_engine_modules() -> None:
+    """Import what the in-process engine needs (the boot thread's later imports then find them)."""
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+        import transformers.modeling_utils  # noqa: F401  (the largest part of a model's first load)
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+    except ImportError:
+        pass  # the boot reports a missing extra where it needs it
+
+
 @dataclass(slots=True)
 class _Timings:
     started: float = field(default_factory=time.monotonic)
@@ -196,6 +207,7 @@ class GatewayBoot:
         self.inference_app: Any = None
         self.upstream: UpstreamEngine | None = None
         self._engine: Any = None
+        self._preload: threading.Thread | None = None
         self._unseal_dir: Path | None = None
         self._attester_factory = attester_factory
         #: The base URL the gateway listens on (set by :func:`ccai.gateway.run_gateway`).
@@ -281,6 +293,13 @@ class GatewayBoot:
     def _run(self) -> None:
         config = self.config
         log_event("boot_state", state=self.state.value)
+        if config.upstream_cmd is None:
+            # torch and transformers take seconds to import: overlap that with evidence and RCAR
+            # (joined before the model loads: transformers' lazy modules are not for two importers).
+            self._preload = threading.Thread(
+                target=_preload_engine_modules, name="ccai-gateway-preload", daemon=True
+            )
+            self._preload.start()
         factory = self._attester_factory
         if factory is None:
             if config.simulate is not None:
@@ -351,6 +370,8 @@ class GatewayBoot:
     def _load_in_process(self, kek: Any) -> tuple[Any, Any]:
         from ccai.sealed import load_model, load_tokenizer
 
+        if self._preload is not None:
+            self._preload.join()
         device = self._device()
         model = load_model(self.config.model, kek, device=device)
         tokenizer = load_tokenizer(self.config.model, kek)
