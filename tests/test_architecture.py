@@ -61,12 +61,17 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     "service": frozenset({"verify", "token", "collateral", "evidence", "sealed"}),
     "kbs": frozenset({"verify", "token", "collateral", "evidence", "sealed"}),
     "openai_protocol": frozenset(),
+    # EHBP: encrypted HTTP bodies (the foundation only); the gateway, the client, bench and cli use it.
+    "ehbp": frozenset(),
     # kbs: its guest-side client (the public names of ccai.kbs; nothing private, as for every package).
-    "gateway": frozenset({"attest", "verify", "token", "sealed", "openai_protocol", "kbs", "virtual"}),
-    "client": frozenset({"verify", "evidence", "token", "openai_protocol"}),
+    "gateway": frozenset(
+        {"attest", "verify", "token", "sealed", "openai_protocol", "kbs", "virtual", "ehbp"}
+    ),
+    "client": frozenset({"verify", "evidence", "token", "openai_protocol", "ehbp"}),
     "bench": frozenset(
         {
             "openai_protocol",
+            "ehbp",
             "sealed",
             "verify",
             "virtual",
@@ -91,6 +96,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
             "kbs",
             "sealed",
             "openai_protocol",
+            "ehbp",
             "gateway",
             "client",
             "bench",

@@ -24,7 +24,7 @@ PACKAGES = sorted(
 _NOT_SURFACE = frozenset({"annotations", "TYPE_CHECKING"})
 
 # Packages whose import needs an optional extra: (module that must be importable, extra).
-_EXTRAS: dict[str, tuple[str, str]] = {}
+_EXTRAS: dict[str, tuple[str, str]] = {"ccai.ehbp": ("pyhpke", "gateway")}
 
 
 def _public_namespace(module: types.ModuleType) -> set[str]:

@@ -33,6 +33,8 @@ HTTP status codes and CLI exit codes are mapped from these classes at the edges 
     │   ├── DriverNotFound              no NVIDIA driver / NVML library, no TEE interface
     │   └── DeviceNotSupported          the operation is impossible on this device or from a guest
     ├── UnsealError                     one opaque error for every failure to decrypt a sealed model
+    ├── EhbpError                       the encrypted-body protocol (EHBP) failed; one subclass per
+    │                                   EHBP error code in ccai.ehbp (KeyConfigMismatch, …), .code
     └── UsageError                      local misuse: bad arguments, bad configuration, bad state
 
 Each error takes a one-line ``message`` and optional keyword context (``step``, ``index``,
@@ -53,6 +55,7 @@ __all__ = [
     "DeviceError",
     "DeviceNotSupported",
     "DriverNotFound",
+    "EhbpError",
     "Error",
     "EvidenceError",
     "FwidMismatch",
@@ -243,6 +246,22 @@ class UnsealError(Error):
 
     def __init__(self, message: str = "sealed model could not be decrypted or authenticated") -> None:
         super().__init__(message)
+
+
+# -- encrypted bodies ------------------------------------------------------------------------
+
+
+class EhbpError(Error):
+    """The Encrypted HTTP Body Protocol failed: a key configuration, an encapsulated key, a frame or a
+    response nonce was refused, or the server asked for a fresh key. ``ccai.ehbp`` defines one
+    subclass per EHBP error code; :attr:`code` is that code (``"AEAD_DECRYPT_FAILED"`` …) and the
+    message reads ``CODE: detail``, as the protocol asks."""
+
+    code: str = "EHBP_ERROR"
+
+    def __init__(self, detail: str, **context: Any) -> None:
+        super().__init__(f"{self.code}: {detail}", **context)
+        self.detail = detail
 
 
 # -- local misuse ----------------------------------------------------------------------------

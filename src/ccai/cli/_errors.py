@@ -5,7 +5,8 @@ code   meaning
 =====  ====================================================================
 0      success: evidence genuine and policy satisfied / command succeeded
 1      evidence or policy failed (``EvidenceError``, ``VerificationError``,
-       ``UnsealError``)
+       ``UnsealError``), or the encrypted-body protocol failed (``EhbpError``,
+       except its ``InvalidInput``, a usage error)
 2      usage: bad arguments, unreadable input file (``UsageError``), or an
        optional extra the command needs is not installed
 3      collateral unavailable: nothing is known about the evidence
@@ -26,6 +27,7 @@ from typing import Any
 from ccai.errors import (
     CollateralError,
     DeviceError,
+    EhbpError,
     Error,
     EvidenceError,
     UnsealError,
@@ -84,7 +86,9 @@ def exit_code_for(error: BaseException) -> ExitCode:
     if isinstance(error, EvidenceError | VerificationError | UnsealError):
         return ExitCode.FAILED
     if isinstance(error, UsageError | OSError):
-        return ExitCode.USAGE
+        return ExitCode.USAGE  # before EhbpError: its InvalidInput is a UsageError too
+    if isinstance(error, EhbpError):
+        return ExitCode.FAILED
     if isinstance(error, DeviceError):
         return ExitCode.DEVICE_UNAVAILABLE
     if isinstance(error, Error):
