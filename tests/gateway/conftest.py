@@ -64,8 +64,14 @@ class Gateway:
         return self.process.returncode, out, err
 
 
-def gateway_argv(port: int, *args: str) -> list[str]:
-    return [sys.executable, "-m", "ccai.cli", "serve", "gateway", "--port", str(port), "--json", *args]
+def start_gateway(home: Path, *args: str) -> tuple[int, subprocess.Popen[str]]:
+    """``ccai serve gateway --port P --json ARGS`` on a free port P, through the real entry point."""
+    port = free_port()
+    argv = [sys.executable, "-m", "ccai.cli", "serve", "gateway", "--port", str(port), "--json", *args]
+    process = subprocess.Popen(
+        argv, env=subprocess_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    return port, process
 
 
 @contextmanager
@@ -74,14 +80,7 @@ def running_gateway(home: Path, *args: str, timeout: float = 240.0, verify: Any 
 
     With ``verify`` an ``ssl.SSLContext`` trusting the gateway's certificate, it is reached over HTTPS.
     """
-    port = free_port()
-    process = subprocess.Popen(
-        gateway_argv(port, *args),
-        env=subprocess_env(home),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    port, process = start_gateway(home, *args)
     scheme = "http" if verify is True else "https"
     gateway = Gateway(f"{scheme}://127.0.0.1:{port}", process, home)
     deadline = time.monotonic() + timeout
@@ -105,14 +104,7 @@ def running_gateway(home: Path, *args: str, timeout: float = 240.0, verify: Any 
 
 def failing_gateway(home: Path, *args: str, timeout: float = 240.0) -> GatewayRun:
     """Run a gateway that must not boot: poll its inference route until it exits, and record every status."""
-    port = free_port()
-    process = subprocess.Popen(
-        gateway_argv(port, *args),
-        env=subprocess_env(home),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    port, process = start_gateway(home, *args)
     statuses: list[int] = []
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=2) as http:
