@@ -4,6 +4,8 @@ headers, 502 when the engine is gone, and the engine and its RAM-backed plaintex
 
 from __future__ import annotations
 
+import base64
+import concurrent.futures
 import json
 import os
 import signal
@@ -25,6 +27,7 @@ from .conftest import UPSTREAM_CMD, running_gateway
 
 pytestmark = [pytest.mark.extra("service")]
 LOOPBACK = "127.0.0.1"
+ATTESTATION = "/.well-known/ccai/attestation"
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
@@ -38,7 +41,7 @@ def _args(sealed: Path, kek_file: Path, *extra: str) -> list[str]:
 def test_boot_document_and_forwarding(
     ccai_home: Path, tiny_sealed: tuple[Path, Path, Kek], tmp_path: Path
 ) -> None:
-    sealed, kek_file, _ = tiny_sealed
+    sealed, kek_file, kek = tiny_sealed
     with running_gateway(ccai_home, *_args(sealed, kek_file, "--allow-plaintext")) as gw:
         health = httpx.get(gw.url + "/health").json()
         assert health["state"] == "ready" and health["simulated"] is True
@@ -91,6 +94,18 @@ def test_boot_document_and_forwarding(
             ).content
         )
         assert again.hpke_public_key == bundle.hpke_public_key and again.nonce == bytes.fromhex("ab" * 32)
+        # Concurrent documents are collected one at a time and each verifies for its own nonce.
+        nonces = [os.urandom(32) for _ in range(4)]
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            docs = list(
+                pool.map(
+                    lambda n: httpx.get(gw.url + ATTESTATION, params={"nonce": n.hex()}, timeout=60), nonces
+                )
+            )
+        for n, r in zip(nonces, docs, strict=True):
+            assert r.status_code == 200 and float(r.headers["x-ccai-collect-seconds"]) > 0
+            verifier.verify_bundle(load_evidence_bundle(r.content), expected_nonce=n)
+
         for bad in ({"nonce": "zz" * 32}, {"nonce": "ab" * 31}, {}):
             r = httpx.get(gw.url + "/.well-known/ccai/attestation", params=bad)
             assert r.status_code == 400 and "nonce" in r.json()["error"]["message"]
@@ -125,7 +140,7 @@ def test_boot_document_and_forwarding(
         assert seen.get("connection") != "X-Hop"  # the gateway's own connection to the engine
 
         metrics = httpx.get(gw.url + "/metrics").text
-        assert "ccai_gateway_attestation_documents_total 2.0" in metrics
+        assert "ccai_gateway_attestation_documents_total 6.0" in metrics
         assert 'ccai_gateway_requests_total{route="attestation",status="400"} 3.0' in metrics
         assert "ccai_gateway_boot_seconds" in metrics and "ccai_gateway_ready 1.0" in metrics
 
@@ -136,6 +151,9 @@ def test_boot_document_and_forwarding(
         assert r.status_code == 502 and r.json()["error"]["type"] == "bad_gateway"
         code, _, err = gw.stop()
     assert code in (0, -signal.SIGTERM), err  # uvicorn re-raises SIGTERM after its clean shutdown
+    for line in err.splitlines():  # JSON log lines, none of them carrying the key
+        json.loads(line)
+    assert kek.key.hex() not in err and base64.urlsafe_b64encode(kek.key).decode().rstrip("=") not in err
     assert not [p for p in shm if p.exists()]  # the plaintext model is gone with the gateway
 
 
