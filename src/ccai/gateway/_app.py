@@ -208,6 +208,23 @@ class GatewayApp:
             body = {"error": {"message": "evidence collection failed", "type": "unavailable"}}
             await json_response(send, 503, json.dumps(body).encode())
             return
+        if self.boot.config.attestation_service is not None:
+            try:
+                token = await asyncio.to_thread(
+                    attester.service_token,
+                    self.boot.config.attestation_service,
+                    api_key=self.boot.config.attestation_service_key,
+                    hpke_public_key=self.boot.server_key.public_key,
+                    tls_spki_sha256=self.boot.tls_spki_sha256,
+                )
+            except Exception as exc:
+                log_event("attestation_service_failed", error=type(exc).__name__, reason=str(exc)[:200])
+                body = {"error": {"message": "the attestation service gave no token", "type": "unavailable"}}
+                await json_response(send, 503, json.dumps(body).encode())
+                return
+            doc = json.loads(document)
+            doc["attestation_token"] = token
+            document = json.dumps(doc).encode()
         seconds = time.perf_counter() - start
         self.metrics.documents.inc()
         self.metrics.document_seconds.observe(seconds)
