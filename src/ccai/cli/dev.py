@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -18,6 +18,96 @@ app = typer.Typer(
     help="Development tools: local servers for the virtual CC GPU, a local engine, a buffering proxy.",
     no_args_is_help=True,
 )
+
+
+def _report_ready(info: dict[str, Any], *, label: str, settings_file: Path | None, json_out: bool) -> None:
+    """Print (and optionally save) what a client needs to reach a ready engine."""
+    import json
+
+    from ccai.cli._output import console, print_json, write_output
+
+    if settings_file is not None:
+        write_output(settings_file, (json.dumps(info, indent=2) + "\n").encode())
+    if json_out:
+        print_json(info)
+        return
+    url, model = info["url"], info["model"]
+    console.print(f"engine ready after {info['ready_after_s']:.1f} s: {label}, pid {info['pid']}")
+    console.print(f"  URL    {url}")
+    console.print(f"  model  {model}   (requests must send exactly this 'model')")
+    console.print(f"  settings {json.dumps(info['settings'])}")
+    if info["random_weights"]:
+        console.print(
+            "  random weights: same shapes and compute as trained weights — valid for speed, meaningless text"
+        )
+    console.print(f"  bench  ccai bench serve --url {url} --model {model} -o results/")
+
+
+class EngineChoice(enum.StrEnum):
+    """Which engine ``ccai dev engine`` runs."""
+
+    TRANSFORMERS_SERVE = "transformers-serve"
+    INPROCESS = "inprocess"
+
+
+def _serve_inprocess(
+    path: Path,
+    *,
+    host: str,
+    port: int,
+    device: str,
+    dtype: str,
+    cpu_threads: int,
+    random_weights: bool,
+    settings_file: Path | None,
+    json_out: bool,
+) -> None:
+    """Load ``path`` with transformers in this process and serve it with ccai's in-process engine."""
+    import time
+
+    import torch
+    import uvicorn
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ccai._net import listen_socket
+    from ccai.openai_protocol import TransformersEngine, create_engine_app
+
+    if not (path / "config.json").is_file():
+        raise UsageError(f"not a model directory (no config.json): {path}")
+    sock = listen_socket(host, port)  # a busy port is a usage error before the model loads
+    start = time.monotonic()
+    if device == "cpu" and cpu_threads:
+        # Torch's intra-op threads spin while the event loop needs the same cores (see engine_command).
+        torch.set_num_threads(cpu_threads)
+    model: Any = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+    model.to(device)
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    name = str(path.resolve())
+    engine_ = TransformersEngine(model, tokenizer, model_name=name)
+    sock.listen(2048)  # connections wait in the backlog until uvicorn accepts them
+    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    took = time.monotonic() - start
+    settings = {
+        "engine": "ccai in-process (transformers generate, one request at a time)",
+        "device": device,
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "torch_threads": torch.get_num_threads(),
+    }
+    info = {
+        "url": url,
+        "model": name,
+        "pid": os.getpid(),
+        "random_weights": random_weights,
+        "ready_after_s": round(took, 1),
+        "settings": settings,
+    }
+    _report_ready(info, label="ccai in-process engine", settings_file=settings_file, json_out=json_out)
+    try:
+        config = uvicorn.Config(create_engine_app(engine_), log_level="warning", access_log=False)
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
 
 
 @app.command("collateral-server")
@@ -89,6 +179,14 @@ def engine(
         typer.Argument(help="Local model directory (default: the embedded SmolLM2-135M-Instruct)."),
     ] = None,
     *,
+    engine_kind: Annotated[
+        EngineChoice,
+        typer.Option(
+            "--engine",
+            help="transformers-serve (a `transformers serve` process) or inprocess (ccai's in-process "
+            "engine, the one the confidential gateway runs).",
+        ),
+    ] = EngineChoice.TRANSFORMERS_SERVE,
     random_spec: Annotated[
         str | None,
         typer.Option("--random", help="Serve a randomly initialised ARCH:SIZE model instead, e.g. llama:1b."),
@@ -127,8 +225,10 @@ def engine(
         bool, typer.Option("--json", help="Print URL, model and settings as JSON once healthy.")
     ] = False,
 ) -> None:
-    """Run `transformers serve` (OpenAI API) on a local model until interrupted; prints URL and model name.
+    """Serve a local model with the OpenAI API until interrupted; prints URL and model name.
 
+    The default engine is `transformers serve` in a child process; --engine inprocess loads the model
+    in this process and serves it with ccai's in-process engine (the batching options do not apply).
     The engine's own log goes to stderr: stdout carries only what ccai prints (with --json, only the
     JSON document).
     """
@@ -136,7 +236,7 @@ def engine(
 
     from ccai._embedded_model import ccai_cache, embedded_model_dir
     from ccai._net import listen_socket
-    from ccai.cli._output import console, err_console, print_json, write_output
+    from ccai.cli._output import err_console
     from ccai.openai_protocol import engine_command, random_model_dir, wait_healthy
 
     if model_dir and random_spec:
@@ -152,6 +252,19 @@ def engine(
         )
     else:
         path = Path(model_dir) if model_dir else embedded_model_dir()
+    if engine_kind == EngineChoice.INPROCESS:
+        _serve_inprocess(
+            path,
+            host=host,
+            port=port,
+            device=device,
+            dtype=dtype,
+            cpu_threads=cpu_threads,
+            random_weights=bool(random_spec),
+            settings_file=settings_file,
+            json_out=json_out,
+        )
+        return
     cmd = engine_command(
         path,
         host=host,
@@ -165,7 +278,6 @@ def engine(
         max_batch_tokens=max_batch_tokens,
         cpu_threads=cpu_threads or None,
     )
-    import json
     import signal
     import sys
 
@@ -184,21 +296,7 @@ def engine(
             "settings": cmd.settings,
             "argv": list(cmd.argv),
         }
-        if settings_file is not None:
-            write_output(settings_file, (json.dumps(info, indent=2) + "\n").encode())
-        if json_out:
-            print_json(info)
-        else:
-            console.print(f"engine ready after {took:.1f} s: transformers serve, pid {proc.pid}")
-            console.print(f"  URL    {cmd.url}")
-            console.print(f"  model  {cmd.model}   (requests must send exactly this 'model')")
-            console.print(f"  settings {json.dumps(cmd.settings)}")
-            if random_spec:
-                console.print(
-                    "  random weights: same shapes and compute as trained weights — valid for speed, "
-                    "meaningless text"
-                )
-            console.print(f"  bench  ccai bench serve --url {cmd.url} --model {cmd.model} -o results/")
+        _report_ready(info, label="transformers serve", settings_file=settings_file, json_out=json_out)
         proc.wait()
     finally:
         if proc.poll() is None:
