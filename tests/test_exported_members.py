@@ -24,7 +24,10 @@ PACKAGES = sorted(
 _NOT_SURFACE = frozenset({"annotations", "TYPE_CHECKING"})
 
 # Packages whose import needs an optional extra: (module that must be importable, extra).
-_EXTRAS: dict[str, tuple[str, str]] = {"ccai.ehbp": ("pyhpke", "gateway")}
+_EXTRAS: dict[str, tuple[str, str]] = {
+    "ccai.ehbp": ("pyhpke", "gateway"),
+    "ccai.client": ("openai", "gateway"),
+}
 
 
 def _public_namespace(module: types.ModuleType) -> set[str]:

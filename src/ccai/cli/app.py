@@ -102,6 +102,9 @@ app.add_typer(kbs.app, name="kbs")
 from ccai.cli import attestation  # noqa: E402
 
 app.add_typer(attestation.app, name="attestation")
+from ccai.cli import chat  # noqa: E402
+
+app.command("chat")(chat.chat)
 
 # Flags without a <bool> placeholder, arguments in capitals (``_help``): after the last command.
 use_ccai_help(app)
