@@ -7,7 +7,8 @@ Routes:
 * ``GET /metrics`` — Prometheus text: requests by route kind and status, the boot's seconds, the
   attestation documents served and the seconds each took.
 * ``GET /.well-known/ccai/attestation?nonce=HEX64`` — a fresh composite evidence bundle bound to the
-  nonce, the gateway's HPKE key (and TLS key), collateral embedded (docs/confidential-serving.md).
+  nonce, the gateway's HPKE key (and TLS key), collateral embedded, and with an attestation service
+  configured its token as ``attestation_token`` (docs/confidential-serving.md).
 * everything else (``/v1/models``, ``/v1/chat/completions``, ``/v1/completions``,
   ``/.well-known/hpke-keys``) — through ``ccai.ehbp.EhbpMiddleware`` to the engine: plaintext bodies
   are refused unless the gateway runs with ``allow_plaintext``.
