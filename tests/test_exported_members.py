@@ -111,8 +111,11 @@ PINNED = {
         "parse_snp_certificate_table",
     },
     "ccai.attest": {
+        "SwitchSource",
         "collect_composite",
         "collect_gpu_evidence",
+        "collect_switch_evidence",
+        "nscq_switches",
         "gather_composite_collateral",
         "keys_from_pem",
     },

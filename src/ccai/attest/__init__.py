@@ -1,6 +1,7 @@
 """attest stage of ccai: collect composite GPU + CPU evidence bound to one verifier nonce.
 
-:func:`collect_gpu_evidence` collects the GPUs' evidence for a verifier nonce (``ccai attest gpu``).
+:func:`collect_gpu_evidence` collects the GPUs' evidence for a verifier nonce (``ccai attest gpu``),
+:func:`collect_switch_evidence` the NVSwitches' of a protected-PCIe system (``ccai attest ppcie``).
 Collection (:func:`collect_composite`) derives each GPU's SPDM nonce from the verifier nonce,
 collects the GPU evidence from a :class:`ccai.device.GpuBackend`, then asks a
 :class:`ccai.tee.CpuTee` for a quote whose report_data commits to the nonce, the exact GPU
@@ -14,10 +15,14 @@ from __future__ import annotations
 
 from ccai.attest._collect import collect_composite, gather_composite_collateral, keys_from_pem
 from ccai.attest._gpu import collect_gpu_evidence
+from ccai.attest._ppcie import SwitchSource, collect_switch_evidence, nscq_switches
 
 __all__ = [
+    "SwitchSource",
     "collect_composite",
     "collect_gpu_evidence",
+    "collect_switch_evidence",
     "gather_composite_collateral",
     "keys_from_pem",
+    "nscq_switches",
 ]

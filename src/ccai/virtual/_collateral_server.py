@@ -243,7 +243,10 @@ def settings_for_virtual_gpu(
         )
 
     def rim_ids() -> list[str]:
-        return sorted({rim_id for i in range(backend.gpu_count) for rim_id in backend.rim_ids(i)})
+        ids = {rim_id for i in range(backend.gpu_count) for rim_id in backend.rim_ids(i)}
+        if backend.switch_count:
+            ids.add(backend.switch_rim_id())
+        return sorted(ids)
 
     return DevCollateralSettings(
         rim=backend.rim,
