@@ -228,6 +228,10 @@ def issue_token(
         submods[f"GPU-{gpu.index}"] = sign_es384(
             {**gpu.claims, **registered()}, signer.private_key, kid=signer.kid
         )
+    for switch in verified.switches:
+        submods[f"SWITCH-{switch.index}"] = sign_es384(
+            {**switch.claims, **registered()}, signer.private_key, kid=signer.kid
+        )
     if verified.cpu_claims is not None:
         submods["CPU-0"] = sign_es384(
             {**verified.cpu_claims, **registered()}, signer.private_key, kid=signer.kid
