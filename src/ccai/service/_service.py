@@ -41,11 +41,11 @@ class PolicyNotFound(UsageError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GpuRequest:
-    """An NRAS-style GPU attestation request, decoded (nothing verified yet).
+    """An NRAS-style GPU or NVSwitch attestation request, decoded (nothing verified yet).
 
     Attributes:
         nonce: The caller's 32-byte nonce.
-        evidence: One item per GPU.
+        evidence: One item per GPU (``/attest/gpu``) or per NVSwitch (``/attest/switch``).
         claims_version: ``"3.0"`` (v4) or ``"2.0"`` (v3).
         policy: A named policy, or None for the service's default.
         digest: SHA-256 hex of the request body (the audit record's evidence digest).
@@ -174,6 +174,7 @@ class AttestationService:
         gpu_count: int,
         cpu: bool,
         claims_version: str,
+        switch_count: int = 0,
         digest: str,
         policy: StoredPolicy | None,
         caller: str | None,
@@ -201,6 +202,7 @@ class AttestationService:
                 simulated=simulated,
                 now=now,
                 gpu_count=gpu_count,
+                switch_count=switch_count,
                 cpu=cpu,
                 claims_version=claims_version,
                 issuer=self.issuer,
@@ -261,6 +263,46 @@ class AttestationService:
             error=error,
             nonce=request.nonce,
             gpu_count=len(request.evidence),
+            cpu=False,
+            claims_version=request.claims_version,
+            digest=request.digest,
+            policy=policy,
+            caller=caller,
+            request_id=request_id,
+        )
+
+    async def attest_switch(
+        self, request: GpuRequest, *, endpoint: str, caller: str | None, request_id: str
+    ) -> AppraisalOutcome:
+        """Verify NVSwitch (LS10) evidence and issue a token with ``SWITCH-<i>`` submodules.
+
+        A named policy is judged by its NVSwitch rules (its ``ppcie`` section; ``part="switch"``);
+        without one, the verifier's :func:`~ccai.verify.default_switch_policy`. A failed
+        verification yields a failed token with one failed ``SWITCH-<i>`` submodule per item.
+
+        Raises:
+            CollateralError: collateral for genuine-looking evidence is unavailable.
+            PolicyNotFound: an unknown policy name.
+            UsageError: bad arguments, or a named policy without NVSwitch rules.
+        """
+        verifier, policy = await self._verifier(request.policy, "switch")
+        verified: VerifiedEvidence | None = None
+        error: Error | None = None
+        try:
+            verified = await self._run(
+                lambda: verifier.verify_switch(
+                    request.evidence, nonce=request.nonce, claims_version=request.claims_version
+                )
+            )
+        except (EvidenceError, VerificationError) as exc:
+            error = exc
+        return await self._finish(
+            endpoint=endpoint,
+            verified=verified,
+            error=error,
+            nonce=request.nonce,
+            gpu_count=0,
+            switch_count=len(request.evidence),
             cpu=False,
             claims_version=request.claims_version,
             digest=request.digest,
