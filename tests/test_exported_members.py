@@ -151,6 +151,7 @@ EVIDENCE_BUNDLE_NAMES = {
     "derive_gpu_nonce",
     "dump_evidence_bundle",
     "gpu_evidence_digest",
+    "switch_evidence_digest",
     "load_evidence_bundle",
 }
 

@@ -349,6 +349,7 @@ class AttestationService:
             error=error,
             nonce=bundle.nonce,
             gpu_count=len(bundle.gpus),
+            switch_count=len(bundle.switches),
             cpu=bundle.cpu is not None,
             claims_version="3.0",
             digest=digest,

@@ -133,13 +133,16 @@ def run_ppcie_checklist(
         steps.ok(STEP_CLAIMS, "claims 3.0")
 
         steps.begin(STEP_POLICY)
-        appraise(
-            policy,
-            Appraisal(
-                overall=overall, gpus=gpu_claims, switches=switch_claims, allow_simulated=allow_simulated
-            ),
-        )
-        steps.ok(STEP_POLICY, "satisfied")
+        if policy is DEFER_APPRAISAL:
+            steps.skip(STEP_POLICY, "deferred to the composite appraisal")
+        else:
+            appraise(
+                policy,
+                Appraisal(
+                    overall=overall, gpus=gpu_claims, switches=switch_claims, allow_simulated=allow_simulated
+                ),
+            )
+            steps.ok(STEP_POLICY, "satisfied")
     except Error as exc:
         steps.attach(exc)
         raise

@@ -68,7 +68,7 @@ from ccai.evidence import (
     parse_tdx_quote,
 )
 from ccai.verify._caches import DEFAULT_CACHE_SIZE, VerifierCaches
-from ccai.verify._composite import check_freshness_arguments, run_composite
+from ccai.verify._composite import check_freshness_arguments, ppcie_stage_for, run_composite
 from ccai.verify._cpu_policy import default_composite_policy, snp_rules, tdx_rules
 from ccai.verify._gpu import (
     GPU_STEPS,
@@ -82,7 +82,7 @@ from ccai.verify._gpu import (
 )
 from ccai.verify._policy import DEFER_APPRAISAL, Policy, default_policy
 from ccai.verify._ppcie import run_ppcie_checklist
-from ccai.verify._ppcie_policy import default_ppcie_policy, default_switch_policy
+from ccai.verify._ppcie_policy import SwitchesVerified, default_ppcie_policy, default_switch_policy
 from ccai.verify._result import VerifiedEvidence
 from ccai.verify._snp import SNP_STEPS, SnpVerified, verify_snp_report
 from ccai.verify._steps import Steps, results_from_trace
@@ -398,10 +398,14 @@ class Verifier:
             return self.policy
         return default_policy(allow_unchecked_revocation=not self.check_revocation)
 
-    def _composite_policy(self) -> Policy:
+    def _composite_policy(self, *, ppcie: bool = False) -> Policy:
         if self.policy is not None:
             return self.policy
-        return default_composite_policy(gpu=self._gpu_policy())
+        return default_composite_policy(
+            gpu=self._gpu_policy(),
+            ppcie=ppcie,
+            switch=SwitchesVerified(allow_not_checked=not self.check_revocation),
+        )
 
     def _fetcher(self, now: datetime) -> _AnyFetcher | GpuCollateral:
         source = self.gpu_source
@@ -787,6 +791,7 @@ class Verifier:
         if not bundle.gpus or self.gpu_source is None:
             return empty
         gpu_nonce = derive_gpu_nonce(bundle.nonce) if scheme == BINDING_V1 else bundle.nonce
+        simulated = self.allow_simulated and self.anchors.gpu is not None
         steps = Steps(GPU_STEPS)
         try:
             authenticated = _authenticate(
@@ -794,15 +799,38 @@ class Verifier:
                 nonce=gpu_nonce,
                 now=now,
                 anchors=self.anchors,
-                allow_simulated=self.allow_simulated and self.anchors.gpu is not None,
+                allow_simulated=simulated,
                 caches=self.caches,
                 steps=steps,
             )
+            switches = (
+                authenticate_switches(
+                    bundle.switches,
+                    nonce=gpu_nonce,
+                    now=now,
+                    anchors=self.anchors,
+                    allow_simulated=simulated,
+                    caches=self.caches,
+                    steps=Steps(SWITCH_STEPS),
+                )
+                if bundle.switches
+                else []
+            )
         except Error:
             return empty  # not fetched for evidence that failed; the checklist says where
-        fetch = _gpu_fetcher(self._fetcher(now))
+        fetch = self._fetcher(now)
         assert not isinstance(fetch, GpuCollateral)  # a source is configured
-        return fetch(authenticated, steps)
+        gpus = fetch(authenticated, steps)
+        if not switches:
+            return gpus
+        # One collateral section for both kinds: RIMs by id, OCSP responses by certificate.
+        more = fetch(switches, Steps(SWITCH_STEPS))
+        return GpuCollateral(
+            rims={**gpus.rims, **more.rims},
+            ocsp={**gpus.ocsp, **more.ocsp},
+            ocsp_checked=gpus.ocsp_checked and more.ocsp_checked,
+            ocsp_nonces={**gpus.ocsp_nonces, **more.ocsp_nonces},
+        )
 
     def _fetch_tdx(self, quote: TdxQuote) -> TdxCollateral:
         assert self.pcs is not None
@@ -890,8 +918,15 @@ class Verifier:
             expected_nonce=expected_nonce,
             skip_freshness_check=skip_freshness_check,
             scheme=scheme,
-            policy=self._composite_policy(),
+            policy=self._composite_policy(ppcie=bool(bundle.switches)),
             anchors=self.anchors,
             allow_simulated=self.allow_simulated,
             gpu_stage=gpu_stage,
+            ppcie_stage=ppcie_stage_for(
+                now=when,
+                collateral=coll.gpu,
+                anchors=self.anchors,
+                allow_simulated=self.allow_simulated and self.anchors.gpu is not None,
+                caches=self.caches,
+            ),
         )
