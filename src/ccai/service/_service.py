@@ -246,29 +246,8 @@ class AttestationService:
             PolicyNotFound: an unknown policy name.
             UsageError: bad arguments (for example a nonce of the wrong size).
         """
-        verifier, policy = await self._verifier(request.policy, "gpu")
-        verified: VerifiedEvidence | None = None
-        error: Error | None = None
-        try:
-            verified = await self._run(
-                lambda: verifier.verify_gpu(
-                    request.evidence, nonce=request.nonce, claims_version=request.claims_version
-                )
-            )
-        except (EvidenceError, VerificationError) as exc:
-            error = exc
-        return await self._finish(
-            endpoint=endpoint,
-            verified=verified,
-            error=error,
-            nonce=request.nonce,
-            gpu_count=len(request.evidence),
-            cpu=False,
-            claims_version=request.claims_version,
-            digest=request.digest,
-            policy=policy,
-            caller=caller,
-            request_id=request_id,
+        return await self._attest_devices(
+            request, endpoint=endpoint, caller=caller, request_id=request_id, switch=False
         )
 
     async def attest_switch(
@@ -285,24 +264,31 @@ class AttestationService:
             PolicyNotFound: an unknown policy name.
             UsageError: bad arguments, or a named policy without NVSwitch rules.
         """
-        verifier, policy = await self._verifier(request.policy, "switch")
+        return await self._attest_devices(
+            request, endpoint=endpoint, caller=caller, request_id=request_id, switch=True
+        )
+
+    async def _attest_devices(
+        self, request: GpuRequest, *, endpoint: str, caller: str | None, request_id: str, switch: bool
+    ) -> AppraisalOutcome:
+        verifier, policy = await self._verifier(request.policy, "switch" if switch else "gpu")
+        verify = verifier.verify_switch if switch else verifier.verify_gpu
         verified: VerifiedEvidence | None = None
         error: Error | None = None
         try:
             verified = await self._run(
-                lambda: verifier.verify_switch(
-                    request.evidence, nonce=request.nonce, claims_version=request.claims_version
-                )
+                lambda: verify(request.evidence, nonce=request.nonce, claims_version=request.claims_version)
             )
         except (EvidenceError, VerificationError) as exc:
             error = exc
+        count = len(request.evidence)
         return await self._finish(
             endpoint=endpoint,
             verified=verified,
             error=error,
             nonce=request.nonce,
-            gpu_count=0,
-            switch_count=len(request.evidence),
+            gpu_count=0 if switch else count,
+            switch_count=count if switch else 0,
             cpu=False,
             claims_version=request.claims_version,
             digest=request.digest,
