@@ -114,9 +114,12 @@ PINNED = {
         "parse_snp_certificate_table",
     },
     "ccai.attest": {
+        "SwitchSource",
         "TrusteeAttester",
         "collect_composite",
         "collect_gpu_evidence",
+        "collect_switch_evidence",
+        "nscq_switches",
         "gather_composite_collateral",
         "keys_from_pem",
     },
@@ -181,6 +184,7 @@ EVIDENCE_BUNDLE_NAMES = {
     "derive_gpu_nonce",
     "dump_evidence_bundle",
     "gpu_evidence_digest",
+    "switch_evidence_digest",
     "load_evidence_bundle",
 }
 

@@ -118,7 +118,7 @@ def test_nras_errors(dev_server, tmp_path: Path) -> None:
             assert set(detail) == {"code", "httpStatus", "description", "message"}
             assert detail["httpStatus"] == status and detail["description"] == description
         r = post(good, "/v4/attest/switch")
-        assert r.status_code == 501 and "not supported" in r.json()["message"]
+        assert r.status_code == 400 and r.json()["description"] == "UNSUPPORTED_ARCH"
         assert httpx.get(base + "/health").json() == {"status": "ok"}
 
 

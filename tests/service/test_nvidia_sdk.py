@@ -1,6 +1,8 @@
 """NVIDIA's own client against the service: ``nv-attestation-sdk`` (installed from PyPI into its own
 cached venv) attests virtual-GPU evidence through ``Environment.REMOTE`` pointed at
-``/v4/attest/gpu`` and validates the token with NVIDIA's remote v4 example policy.
+``/v4/attest/gpu`` and validates the token with NVIDIA's remote v4 example policy; and the virtual
+HGX system's NVSwitch evidence through ``Devices.SWITCH`` / ``Environment.REMOTE`` pointed at
+``/v4/attest/switch`` with NVIDIA's remote v4 example switch policy.
 
 The SDK's remote path takes evidence as an argument — ``Attestation.attest(evidence_list)`` — so the
 test hands it the virtual GPU's evidence in NVIDIA's shape; ``get_evidence`` (which needs NVML and a
@@ -20,18 +22,26 @@ from pathlib import Path
 
 import pytest
 
+from ccai.attest import collect_switch_evidence
+from ccai.device import MultiGpuMode
 from ccai.service import ServiceSettings, create_app
-from ccai.virtual import VirtualFault, virtual_trust_anchors
+from ccai.virtual import (
+    VirtualFault,
+    VirtualGpuBackend,
+    create_dev_collateral_app,
+    run_in_background,
+    settings_for_virtual_gpu,
+    virtual_trust_anchors,
+)
 
 from .conftest import serve
 
 pytestmark = [pytest.mark.extra("service"), pytest.mark.slow]
 
 SDK = "nv-attestation-sdk==2.7.3"
-POLICY = (
-    "nvtrust/NVIDIA_nvtrust@0281730/guest_tools/attestation_sdk/tests/policies/remote/v4/"
-    "NVGPURemotePolicyExample.json"
-)
+POLICIES = "nvtrust/NVIDIA_nvtrust@0281730/guest_tools/attestation_sdk/tests/policies/remote/v4"
+POLICY = f"{POLICIES}/NVGPURemotePolicyExample.json"
+SWITCH_POLICY = f"{POLICIES}/NVSwitchRemotePolicyExample.json"
 
 _CLIENT = r"""
 import json, sys
@@ -41,7 +51,8 @@ client = attestation.Attestation()
 client.set_name("ccai-test")
 client.set_nonce(args["nonce"])
 client.set_claims_version("3.0")
-client.add_verifier(attestation.Devices.GPU, attestation.Environment.REMOTE, args["url"], "")
+device = attestation.Devices.SWITCH if args.get("switch") else attestation.Devices.GPU
+client.add_verifier(device, attestation.Environment.REMOTE, args["url"], "")
 ok = client.attest(args["evidence"])
 valid = client.validate_token(args["policy"])
 print("RESULT " + json.dumps({"attest": bool(ok), "valid": bool(valid)}))
@@ -72,9 +83,19 @@ def _sdk_python() -> Path:
     return python
 
 
-def _run_sdk(python: Path, tmp_path: Path, url: str, evidence: list[dict], nonce: bytes, policy: str) -> dict:
+def _run_sdk(
+    python: Path,
+    tmp_path: Path,
+    url: str,
+    evidence: list[dict],
+    nonce: bytes,
+    policy: str,
+    *,
+    switch: bool = False,
+) -> dict:
     args = tmp_path / f"args-{secrets.token_hex(4)}.json"
-    args.write_text(json.dumps({"url": url, "evidence": evidence, "nonce": nonce.hex(), "policy": policy}))
+    doc = {"url": url, "evidence": evidence, "nonce": nonce.hex(), "policy": policy, "switch": switch}
+    args.write_text(json.dumps(doc))
     script = tmp_path / "client.py"
     script.write_text(_CLIENT)
     out = subprocess.run(
@@ -115,3 +136,44 @@ def test_nvidia_sdk_attests_against_the_service(dev_server, vectors: Path, tmp_p
         nonce = secrets.token_bytes(32)
         drift = _run_sdk(python, tmp_path, base + "/v4/attest/gpu", evidence(nonce), nonce, policy)
         assert drift == {"attest": False, "valid": False}
+
+
+def test_nvidia_sdk_attests_switches_against_the_service(
+    ccai_home: Path, vectors: Path, tmp_path: Path
+) -> None:
+    """``Devices.SWITCH`` in remote mode: the SDK posts ``{"nonce", "evidence_list", "arch": "LS10",
+    "claims_version"}`` to the URL it is given, checks the overall token against the service's JWKS and
+    validates every ``SWITCH-<i>`` token with NVIDIA's v4 switch policy."""
+    python = _sdk_python()
+    backend = VirtualGpuBackend.create(
+        home=ccai_home, gpus=8, multi_gpu_mode=MultiGpuMode.PROTECTED_PCIE, switches=4
+    )
+    policy = (vectors / SWITCH_POLICY).read_text()
+
+    def evidence(nonce: bytes) -> list[dict]:
+        return [
+            {
+                "evidence": base64.b64encode(item.report).decode(),
+                "certificate": base64.b64encode(item.certificate_chain).decode(),
+            }
+            for item in collect_switch_evidence(backend, nonce)
+        ]
+
+    with run_in_background(create_dev_collateral_app(settings_for_virtual_gpu(backend))) as url:
+        settings = ServiceSettings.build(
+            environ={},
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'svc.db'}",
+            rim_service_url=url,
+            ocsp_url=f"{url}/ocsp",
+            allow_simulated=True,
+            allow_anonymous=True,
+        )
+        with serve(create_app(settings, anchors=virtual_trust_anchors(gpu=True))) as base:
+            endpoint = base + "/v4/attest/switch"
+            nonce = secrets.token_bytes(32)
+            good = _run_sdk(python, tmp_path, endpoint, evidence(nonce), nonce, policy, switch=True)
+            assert good == {"attest": True, "valid": True}
+            backend.inject_fault(VirtualFault.SWITCH_MEASUREMENT_DRIFT)
+            nonce = secrets.token_bytes(32)
+            drift = _run_sdk(python, tmp_path, endpoint, evidence(nonce), nonce, policy, switch=True)
+            assert drift == {"attest": False, "valid": False}

@@ -1,6 +1,7 @@
 """attest stage of ccai: collect composite GPU + CPU evidence bound to one verifier nonce.
 
-:func:`collect_gpu_evidence` collects the GPUs' evidence for a verifier nonce (``ccai attest gpu``).
+:func:`collect_gpu_evidence` collects the GPUs' evidence for a verifier nonce (``ccai attest gpu``),
+:func:`collect_switch_evidence` the NVSwitches' of a protected-PCIe system (``ccai attest ppcie``).
 Collection (:func:`collect_composite`) derives each GPU's SPDM nonce from the verifier nonce,
 collects the GPU evidence from a :class:`ccai.device.GpuBackend`, then asks a
 :class:`ccai.tee.CpuTee` for a quote whose report_data commits to the nonce, the exact GPU
@@ -15,12 +16,16 @@ from __future__ import annotations
 
 from ccai.attest._collect import collect_composite, gather_composite_collateral, keys_from_pem
 from ccai.attest._gpu import collect_gpu_evidence
+from ccai.attest._ppcie import SwitchSource, collect_switch_evidence, nscq_switches
 from ccai.attest._trustee import TrusteeAttester
 
 __all__ = [
+    "SwitchSource",
     "TrusteeAttester",
     "collect_composite",
     "collect_gpu_evidence",
+    "collect_switch_evidence",
     "gather_composite_collateral",
     "keys_from_pem",
+    "nscq_switches",
 ]

@@ -1,9 +1,10 @@
 """Collect a composite bundle inside the (real or virtual) confidential VM, and gather its collateral.
 
 Order matters (docs/composite-evidence.md): (1) derive the GPU nonce from the verifier nonce;
-(2) collect every GPU's report and chain with it; (3) compute report_data over the nonce, the exact
-GPU evidence and the keys; (4) get the CPU quote/report carrying that report_data. The CPU
-evidence is made last, so it can commit to everything else.
+(2) collect every GPU's report and chain with it, and every NVSwitch's of a protected-PCIe system;
+(3) compute report_data over the nonce, the exact GPU (and switch) evidence and the keys; (4) get
+the CPU quote/report carrying that report_data. The CPU evidence is made last, so it can commit to
+everything else.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import x25519
 
+from ccai.attest._ppcie import SwitchSource, collect_switch_evidence
 from ccai.collateral import (
     AmdKdsClient,
     CollateralBundle,
@@ -109,8 +111,9 @@ def collect_composite(
     gpu: GpuBackend | None,
     tls_spki_sha256: bytes | None = None,
     hpke_public_key: bytes | None = None,
+    switches: SwitchSource | None = None,
 ) -> EvidenceBundle:
-    """Collect GPU and CPU evidence bound to ``nonce`` under ``ccai/composite/v1``.
+    """Collect GPU (and NVSwitch) and CPU evidence bound to ``nonce`` under ``ccai/composite/v1``.
 
     Args:
         nonce: The verifier's 32-byte nonce.
@@ -118,6 +121,9 @@ def collect_composite(
         gpu: The GPU backend (``None`` for CPU-only evidence).
         tls_spki_sha256: SHA-256 of the TLS key's SPKI to bind, if any.
         hpke_public_key: Raw HPKE public key to bind, if any.
+        switches: The NVSwitches of a protected-PCIe system (the virtual HGX backend, or
+            :func:`~ccai.attest.nscq_switches`): each answers the derived GPU nonce, and the CPU
+            report commits to their evidence too (the ``S`` section of the binding).
 
     Returns:
         The bundle (no collateral; see :func:`gather_composite_collateral`).
@@ -130,10 +136,17 @@ def collect_composite(
         raise UsageError("nothing to attest: neither a CPU TEE nor GPUs")
     gpu_nonce = derive_gpu_nonce(nonce)
     items = _collect_gpus(gpu, gpu_nonce) if gpu is not None else ()
+    switch_items: tuple[GpuEvidence, ...] = ()
+    if switches is not None:
+        switch_items = tuple(collect_switch_evidence(switches, gpu_nonce))
     cpu_item: CpuEvidence | None = None
     if cpu is not None:
         report_data = composite_report_data(
-            nonce, items, tls_spki_sha256=tls_spki_sha256, hpke_public_key=hpke_public_key
+            nonce,
+            items,
+            tls_spki_sha256=tls_spki_sha256,
+            hpke_public_key=hpke_public_key,
+            switches=switch_items,
         )
         quote = cpu.quote(report_data)
         cpu_item = CpuEvidence(type=quote.type, evidence=quote.evidence, certificates=quote.certificates)
@@ -144,6 +157,7 @@ def collect_composite(
         cpu=cpu_item,
         tls_spki_sha256=tls_spki_sha256,
         hpke_public_key=hpke_public_key,
+        switches=switch_items,
     )
 
 
@@ -164,14 +178,16 @@ def gather_composite_collateral(
         gpu_source: Where RIMs and OCSP responses come from (``None``: no GPU collateral).
         pcs: Intel PCS / PCCS client for TDX collateral.
         kds: AMD KDS client for SNP collateral (skipped when the evidence carries the VCEK).
-        check_revocation: Fetch OCSP responses for the GPU chains.
+        check_revocation: Fetch OCSP responses for the GPU (and NVSwitch) chains.
 
     Raises:
         CollateralUnavailable: an item cannot be fetched.
     """
     gpu = GpuCollateral(rims={}, ocsp={}, ocsp_checked=False)
-    if bundle.gpus and gpu_source is not None:
-        gpu = gather_gpu_collateral(list(bundle.gpus), gpu_source, now=now, check_revocation=check_revocation)
+    devices = [*bundle.gpus, *bundle.switches]
+    if devices and gpu_source is not None:
+        # One collateral section for GPUs and switches: RIMs by id, OCSP responses by certificate.
+        gpu = gather_gpu_collateral(devices, gpu_source, now=now, check_revocation=check_revocation)
     cpu: dict[str, object] = {}
     if bundle.cpu is not None and bundle.cpu.type == "tdx" and pcs is not None:
         cpu = cpu_collateral_section(pcs.tdx_collateral(parse_tdx_quote(bundle.cpu.evidence)))

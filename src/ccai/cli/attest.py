@@ -127,3 +127,9 @@ def gpu_command(  # noqa: PLR0917 - Typer maps each parameter to a command-line 
             backend.set_ready(True)
             if not as_json:
                 typer.echo("GPUs ready: accepting client work")
+
+
+# `ccai attest ppcie`: the GPUs and NVSwitches of a protected-PCIe system, verified as one.
+from ccai.cli import verify_switch  # noqa: E402
+
+app.command("ppcie")(verify_switch.ppcie_command)

@@ -254,13 +254,24 @@ def init_cmd(
     seed: Annotated[
         str | None, typer.Option("--seed", help="Seed of the deterministic test PKI (text; default: public).")
     ] = None,
+    switches: Annotated[
+        int, typer.Option("--switches", min=0, max=4, help="Virtual NVSwitches (0-4; needs protected PCIe).")
+    ] = 0,
+    ppcie: Annotated[
+        bool, typer.Option("--ppcie", help="Protected-PCIe mode (same as --multi-gpu-mode protected-pcie).")
+    ] = False,
     json: JsonOpt = False,
 ) -> None:
-    """Create (or reset) the virtual CC GPUs under $CCAI_HOME. Needs --simulate."""
+    """Create (or reset) the virtual CC GPUs under $CCAI_HOME. Needs --simulate.
+
+    An HGX-like system: ``--gpus 8 --switches 4 --ppcie``.
+    """
     _require_simulate(simulate, "init")
     from ccai.device import Architecture, CcMode, MultiGpuMode
     from ccai.virtual import VirtualGpuBackend
 
+    if ppcie:
+        multi_gpu_mode = MultiGpuMode.PROTECTED_PCIE.value
     try:
         multi_gpu = MultiGpuMode(multi_gpu_mode)
     except ValueError:
@@ -280,6 +291,7 @@ def init_cmd(
         chip=chip.upper() if chip is not None else None,
         mode=CcMode(mode.value),
         multi_gpu_mode=multi_gpu,
+        switches=switches,
         **options,
     )
     status = backend.status()
@@ -287,7 +299,9 @@ def init_cmd(
         print_json(status_to_dict(status))
     else:
         console.print(
-            f"[yellow](simulated)[/] created {gpus} virtual {arch.value} GPU(s), CC mode {mode.value}"
+            f"[yellow](simulated)[/] created {gpus} virtual {arch.value} GPU(s)"
+            + (f" and {switches} NVSwitch(es)" if switches else "")
+            + f", CC mode {mode.value}"
         )
         print_status(status)
 

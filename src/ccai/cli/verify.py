@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from ccai.cli import verify_bundle, verify_cpu, verify_gpu
+from ccai.cli import verify_bundle, verify_cpu, verify_gpu, verify_switch
 
 __all__ = ["app"]
 
@@ -24,6 +24,7 @@ app.command("bundle")(verify_bundle.bundle_command)
 
 # NVIDIA GPU evidence (docs/gpu-verification.md).
 app.command("gpu")(verify_gpu.gpu_command)
+app.command("switch")(verify_switch.switch_command)
 # Raw CPU TEE evidence (docs/cpu-evidence.md).
 app.command("tdx")(verify_cpu.tdx_command)
 app.command("snp")(verify_cpu.snp_command)

@@ -232,6 +232,7 @@ def report_outcome(
             claims = {
                 "overall": dict(verified.overall_claims),
                 **{f"GPU-{g.index}": dict(g.claims) for g in verified.gpus},
+                **{f"SWITCH-{s.index}": dict(s.claims) for s in verified.switches},
             }
         revocation = "checked" if revocation_checked else "not-checked"
         print_json(

@@ -34,14 +34,17 @@ __all__ = ["gather_gpu_collateral", "ocsp_targets", "rim_ids_for"]
 _MAX_WORKERS = 8
 
 
-def rim_ids_for(item: GpuEvidence) -> tuple[str, str]:
-    """The (driver, VBIOS) RIM ids named by an evidence item's signed report.
+def rim_ids_for(item: GpuEvidence) -> tuple[str, ...]:
+    """The (driver, VBIOS) RIM ids named by an evidence item's signed report; for an NVSwitch
+    report, its BIOS RIM id alone.
 
     Raises:
         MalformedEvidence: the report cannot be parsed.
         UnsupportedEvidence: the report names an architecture ccai does not know.
     """
     report = item.parse_report()
+    if report.opaque_data.device == "switch":
+        return (vbios_rim_id(report),)
     return driver_rim_id(report), vbios_rim_id(report)
 
 

@@ -23,6 +23,7 @@ from ccai.evidence._binding import (
     composite_report_data,
     derive_gpu_nonce,
     gpu_evidence_digest,
+    switch_evidence_digest,
 )
 from ccai.evidence._bundle import (
     BUNDLE_FORMAT,
@@ -141,5 +142,6 @@ __all__ = [
     "parse_snp_report",
     "parse_tdx_quote",
     "parse_vcek_extensions",
+    "switch_evidence_digest",
     "vbios_rim_id",
 ]

@@ -6,12 +6,14 @@
       "format": "ccai-evidence-bundle", "version": 1, "binding": "ccai/composite/v1",
       "nonce": "<64 hex>",
       "gpus": [{"arch": "HOPPER", "nonce": "<hex>", "evidence": "<b64>", "certificate": "<b64 PEM>"}],
+      "switches": [{"arch": "LS10", "nonce": "<hex>", "evidence": "<b64>", "certificate": "<b64 PEM>"}]
+                  | absent (only present when the bundle carries NVSwitch evidence),
       "cpu": {"type": "tdx" | "snp", "evidence": "<b64>", "certificates": "<b64 PEM>" | absent},
       "keys": {"tls_spki_sha256": "<64 hex>" | null, "hpke_public_key": "<b64>" | null},
       "collateral": {"version": 1, "gpu": {...}, "cpu": {"tdx": {...}} | {"snp": {...}}} | absent
     }
 
-``gpus`` items are NVIDIA's evidence-JSON items (:func:`ccai.evidence.dump_evidence_json`);
+``gpus`` and ``switches`` items are NVIDIA's evidence-JSON items (:func:`ccai.evidence.dump_evidence_json`);
 ``collateral`` is ccai's offline collateral bundle whose ``cpu`` part holds Intel collateral in the
 dcap-qvl ``QuoteCollateralV3`` layout or AMD certificates as base64 DER. This module keeps that
 section opaque (:attr:`EvidenceBundle.collateral_json`): :mod:`ccai.collateral` owns its format and
@@ -55,6 +57,7 @@ _TOP_KEYS = {
     "binding",
     "nonce",
     "gpus",
+    "switches",
     "cpu",
     "keys",
     "collateral",
@@ -91,6 +94,8 @@ class EvidenceBundle:
         collateral_json: The embedded collateral for offline verification, as the JSON text of
             the ``collateral`` member (opaque here; :func:`ccai.collateral.load_embedded_collateral`
             parses it), or ``None``.
+        switches: NVSwitch (LS10) evidence of a protected-PCIe system, in NVIDIA's shape, in
+            order; empty when the bundle carries none (the ``switches`` member is then absent).
     """
 
     nonce: bytes
@@ -100,6 +105,7 @@ class EvidenceBundle:
     tls_spki_sha256: bytes | None = None
     hpke_public_key: bytes | None = None
     collateral_json: bytes | None = None
+    switches: tuple[GpuEvidence, ...] = ()
 
 
 def _b64(value: Any, what: str) -> bytes:
@@ -144,6 +150,10 @@ def dump_evidence_bundle(bundle: EvidenceBundle) -> bytes:
         "binding": bundle.binding,
         "nonce": bundle.nonce.hex(),
         "gpus": json.loads(dump_evidence_json(bundle.gpus)) if bundle.gpus else [],
+    }
+    if bundle.switches:
+        doc["switches"] = json.loads(dump_evidence_json(bundle.switches))
+    doc |= {
         "cpu": None,
         "keys": {
             "tls_spki_sha256": bundle.tls_spki_sha256.hex() if bundle.tls_spki_sha256 else None,
@@ -201,6 +211,12 @@ def load_evidence_bundle(data: bytes) -> EvidenceBundle:
     if not isinstance(gpus_raw, list):
         raise MalformedEvidence("evidence bundle: gpus must be a list", step="parse")
     gpus = parse_evidence_json(json.dumps(gpus_raw).encode()) if gpus_raw else ()
+    switches_raw = doc.get("switches")
+    if "switches" in doc and (not isinstance(switches_raw, list) or not switches_raw):
+        raise MalformedEvidence(
+            "evidence bundle: switches must be a non-empty list (absent when there are none)", step="parse"
+        )
+    switches = parse_evidence_json(json.dumps(switches_raw).encode()) if switches_raw else ()
     cpu_raw = doc.get("cpu")
     cpu: CpuEvidence | None = None
     if cpu_raw is not None:
@@ -239,6 +255,7 @@ def load_evidence_bundle(data: bytes) -> EvidenceBundle:
         tls_spki_sha256=_hex(tls, "keys.tls_spki_sha256", 32) if tls is not None else None,
         hpke_public_key=_b64(hpke, "keys.hpke_public_key") if hpke is not None else None,
         collateral_json=json.dumps(collateral_raw).encode() if collateral_raw is not None else None,
+        switches=tuple(switches),
     )
 
 

@@ -30,7 +30,6 @@ ERRORS: dict[str, tuple[int, int]] = {
     "REQUEST_TOO_LARGE": (4130, 413),
     "RATE_LIMITED": (4290, 429),
     "INTERNAL_ERROR": (5000, 500),
-    "NOT_SUPPORTED": (5010, 501),
     "COLLATERAL_UNAVAILABLE": (5030, 503),
 }
 

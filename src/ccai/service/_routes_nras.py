@@ -1,8 +1,10 @@
-"""NRAS-compatible routes: ``POST /v3|v4/attest/gpu``, switch endpoints (501), JWKS, health.
+"""NRAS-compatible routes: ``POST /v3|v4/attest/gpu``, ``POST /v3|v4/attest/switch``, JWKS, health.
 
 The request and the answer have NRAS's shapes (gpu-evidence.md §11): ``{"nonce", "arch",
 "evidence_list": [{"evidence", "certificate"}], "claims_version"}`` in, the detached EAT
-``[["JWT", overall], {"GPU-0": jwt, …}]`` out — HTTP 200 also when the verdict is false.
+``[["JWT", overall], {"GPU-0": jwt, …}]`` out — HTTP 200 also when the verdict is false. The switch
+endpoints take the same body with ``arch`` ``LS10`` (what NVIDIA's SDK sends) and answer
+``{"SWITCH-0": jwt, …}`` submodules with NRAS's switch claims.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ __all__ = ["router"]
 
 router = APIRouter()
 _ARCHES = ("HOPPER", "BLACKWELL")
+_SWITCH_ARCHES = ("LS10",)
 
 
 class _Item(BaseModel):
@@ -55,7 +58,9 @@ def _b64(text: str, what: str, index: int) -> bytes:
         raise ApiError("INVALID_REQUEST", f"evidence_list[{index}].{what} is not base64") from None
 
 
-def _decode(doc: Any, body: bytes, *, default_claims: str, max_gpus: int) -> GpuRequest:
+def _decode(
+    doc: Any, body: bytes, *, default_claims: str, max_gpus: int, arches: tuple[str, ...] = _ARCHES
+) -> GpuRequest:
     try:
         req = _NrasRequest.model_validate(doc)
     except ValidationError as exc:
@@ -73,9 +78,9 @@ def _decode(doc: Any, body: bytes, *, default_claims: str, max_gpus: int) -> Gpu
     if len(req.evidence_list) > max_gpus:
         raise ApiError("TOO_MANY_DEVICES", f"at most {max_gpus} evidence items per request")
     arch = (req.arch or "").upper()
-    if req.arch is not None and (not req.arch.isascii() or arch not in _ARCHES):
+    if req.arch is not None and (not req.arch.isascii() or arch not in arches):
         raise ApiError(
-            "UNSUPPORTED_ARCH", f"unsupported arch {req.arch[:40]!r}; expected HOPPER or BLACKWELL"
+            "UNSUPPORTED_ARCH", f"unsupported arch {req.arch[:40]!r}; expected {' or '.join(arches)}"
         )
     claims_version = req.claims_version or default_claims
     if claims_version not in ("2.0", "3.0"):
@@ -83,7 +88,7 @@ def _decode(doc: Any, body: bytes, *, default_claims: str, max_gpus: int) -> Gpu
     items = []
     for i, item in enumerate(req.evidence_list):
         item_arch = (item.arch or req.arch or "").upper()
-        if item_arch and (not item_arch.isascii() or item_arch not in _ARCHES):
+        if item_arch and (not item_arch.isascii() or item_arch not in arches):
             raise ApiError("UNSUPPORTED_ARCH", f"unsupported arch in evidence_list[{i}]")
         items.append(
             GpuEvidence(
@@ -102,15 +107,24 @@ def _decode(doc: Any, body: bytes, *, default_claims: str, max_gpus: int) -> Gpu
     )
 
 
-async def _attest(request: Request, *, endpoint: str, claims_version: str) -> JSONResponse:
+async def _attest(
+    request: Request, *, endpoint: str, claims_version: str, switch: bool = False
+) -> JSONResponse:
     state = request.app.state
     who = await caller(request)
     doc, body = await read_json(request, limit=state.settings.max_body_bytes)
-    gpu_request = _decode(doc, body, default_claims=claims_version, max_gpus=state.settings.max_gpus)
+    device_request = _decode(
+        doc,
+        body,
+        default_claims=claims_version,
+        max_gpus=state.settings.max_gpus,
+        arches=_SWITCH_ARCHES if switch else _ARCHES,
+    )
     service: AttestationService = state.service
+    attest = service.attest_switch if switch else service.attest_gpu
     try:
-        outcome = await service.attest_gpu(
-            gpu_request, endpoint=endpoint, caller=who.key_id, request_id=request.state.request_id
+        outcome = await attest(
+            device_request, endpoint=endpoint, caller=who.key_id, request_id=request.state.request_id
         )
     except Error as exc:
         raise status_for(exc) from None
@@ -130,12 +144,16 @@ async def attest_gpu_v3(request: Request) -> JSONResponse:
     return await _attest(request, endpoint="/v3/attest/gpu", claims_version="2.0")
 
 
-@router.post("/v3/attest/switch")
 @router.post("/v4/attest/switch")
-async def attest_switch(request: Request) -> JSONResponse:
-    """NVSwitch attestation is not supported by this service."""
-    del request
-    raise ApiError("NOT_SUPPORTED", "NVSwitch attestation is not supported by the ccai attestation service")
+async def attest_switch_v4(request: Request) -> JSONResponse:
+    """NVSwitch (LS10) attestation, claims 3.0."""
+    return await _attest(request, endpoint="/v4/attest/switch", claims_version="3.0", switch=True)
+
+
+@router.post("/v3/attest/switch")
+async def attest_switch_v3(request: Request) -> JSONResponse:
+    """NVSwitch (LS10) attestation, claims 2.0."""
+    return await _attest(request, endpoint="/v3/attest/switch", claims_version="2.0", switch=True)
 
 
 @router.get("/.well-known/jwks.json")

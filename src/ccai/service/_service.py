@@ -41,11 +41,11 @@ class PolicyNotFound(UsageError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GpuRequest:
-    """An NRAS-style GPU attestation request, decoded (nothing verified yet).
+    """An NRAS-style GPU or NVSwitch attestation request, decoded (nothing verified yet).
 
     Attributes:
         nonce: The caller's 32-byte nonce.
-        evidence: One item per GPU.
+        evidence: One item per GPU (``/attest/gpu``) or per NVSwitch (``/attest/switch``).
         claims_version: ``"3.0"`` (v4) or ``"2.0"`` (v3).
         policy: A named policy, or None for the service's default.
         digest: SHA-256 hex of the request body (the audit record's evidence digest).
@@ -174,6 +174,7 @@ class AttestationService:
         gpu_count: int,
         cpu: bool,
         claims_version: str,
+        switch_count: int = 0,
         digest: str,
         policy: StoredPolicy | None,
         caller: str | None,
@@ -201,6 +202,7 @@ class AttestationService:
                 simulated=simulated,
                 now=now,
                 gpu_count=gpu_count,
+                switch_count=switch_count,
                 cpu=cpu,
                 claims_version=claims_version,
                 issuer=self.issuer,
@@ -244,23 +246,49 @@ class AttestationService:
             PolicyNotFound: an unknown policy name.
             UsageError: bad arguments (for example a nonce of the wrong size).
         """
-        verifier, policy = await self._verifier(request.policy, "gpu")
+        return await self._attest_devices(
+            request, endpoint=endpoint, caller=caller, request_id=request_id, switch=False
+        )
+
+    async def attest_switch(
+        self, request: GpuRequest, *, endpoint: str, caller: str | None, request_id: str
+    ) -> AppraisalOutcome:
+        """Verify NVSwitch (LS10) evidence and issue a token with ``SWITCH-<i>`` submodules.
+
+        A named policy is judged by its NVSwitch rules (its ``ppcie`` section; ``part="switch"``);
+        without one, the verifier's :func:`~ccai.verify.default_switch_policy`. A failed
+        verification yields a failed token with one failed ``SWITCH-<i>`` submodule per item.
+
+        Raises:
+            CollateralError: collateral for genuine-looking evidence is unavailable.
+            PolicyNotFound: an unknown policy name.
+            UsageError: bad arguments, or a named policy without NVSwitch rules.
+        """
+        return await self._attest_devices(
+            request, endpoint=endpoint, caller=caller, request_id=request_id, switch=True
+        )
+
+    async def _attest_devices(
+        self, request: GpuRequest, *, endpoint: str, caller: str | None, request_id: str, switch: bool
+    ) -> AppraisalOutcome:
+        verifier, policy = await self._verifier(request.policy, "switch" if switch else "gpu")
+        verify = verifier.verify_switch if switch else verifier.verify_gpu
         verified: VerifiedEvidence | None = None
         error: Error | None = None
         try:
             verified = await self._run(
-                lambda: verifier.verify_gpu(
-                    request.evidence, nonce=request.nonce, claims_version=request.claims_version
-                )
+                lambda: verify(request.evidence, nonce=request.nonce, claims_version=request.claims_version)
             )
         except (EvidenceError, VerificationError) as exc:
             error = exc
+        count = len(request.evidence)
         return await self._finish(
             endpoint=endpoint,
             verified=verified,
             error=error,
             nonce=request.nonce,
-            gpu_count=len(request.evidence),
+            gpu_count=0 if switch else count,
+            switch_count=count if switch else 0,
             cpu=False,
             claims_version=request.claims_version,
             digest=request.digest,
@@ -307,6 +335,7 @@ class AttestationService:
             error=error,
             nonce=bundle.nonce,
             gpu_count=len(bundle.gpus),
+            switch_count=len(bundle.switches),
             cpu=bundle.cpu is not None,
             claims_version="3.0",
             digest=digest,

@@ -228,6 +228,10 @@ def issue_token(
         submods[f"GPU-{gpu.index}"] = sign_es384(
             {**gpu.claims, **registered()}, signer.private_key, kid=signer.kid
         )
+    for switch in verified.switches:
+        submods[f"SWITCH-{switch.index}"] = sign_es384(
+            {**switch.claims, **registered()}, signer.private_key, kid=signer.kid
+        )
     if verified.cpu_claims is not None:
         submods["CPU-0"] = sign_es384(
             {**verified.cpu_claims, **registered()}, signer.private_key, kid=signer.kid
@@ -256,6 +260,7 @@ def issue_failure_token(
     gpu_count: int = 0,
     cpu: bool = False,
     simulated: bool = False,
+    switch_count: int = 0,
     development_key: TokenSigner | None = None,
     claims_version: str = "3.0",
     issuer: str = DEFAULT_ISSUER,
@@ -279,6 +284,7 @@ def issue_failure_token(
         signing_key: The production signer (or a raw P-384 key).
         now: Issue time.
         gpu_count: Number of GPU submodules (``GPU-0`` …) the request held.
+        switch_count: Number of NVSwitch submodules (``SWITCH-0`` …) the request held.
         cpu: Add a ``CPU-0`` submodule (composite evidence with a CPU item).
         simulated: The evidence chained to ccai's test PKI: sign with ``development_key`` and mark
             every JWT ``x-ccai-simulated``.
@@ -343,6 +349,16 @@ def issue_failure_token(
             **registered(),
         }
         submods[f"GPU-{index}"] = sign_es384(claims, signer.private_key, kid=signer.kid)
+    for index in range(switch_count):
+        claims = {
+            "x-nvidia-device-type": "nvswitch",
+            "measres": "fail" if measured else "not-run",
+            "secboot": None,
+            "dbgstat": None,
+            **reason,
+            **registered(),
+        }
+        submods[f"SWITCH-{index}"] = sign_es384(claims, signer.private_key, kid=signer.kid)
     if cpu:
         submods["CPU-0"] = sign_es384({**reason, **registered()}, signer.private_key, kid=signer.kid)
     overall: dict[str, Any] = {

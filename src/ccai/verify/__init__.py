@@ -66,9 +66,18 @@ from ccai.verify._policy import (
     default_policy,
 )
 from ccai.verify._policy_file import POLICY_FORMAT, load_policy
-from ccai.verify._result import VerifiedEvidence, VerifiedGpu
+from ccai.verify._ppcie import PPCIE_STEPS
+from ccai.verify._ppcie_policy import (
+    PpcieMode,
+    PpcieTopology,
+    SwitchesVerified,
+    default_ppcie_policy,
+    default_switch_policy,
+)
+from ccai.verify._result import VerifiedEvidence, VerifiedGpu, VerifiedSwitch
 from ccai.verify._snp import SNP_STEPS, SnpVerified, verify_snp_report
 from ccai.verify._steps import StepResult
+from ccai.verify._switch import SWITCH_STEPS
 from ccai.verify._tdx import TDX_STEPS, TdxTcbEvaluation, TdxVerified, replay_rtmrs, verify_tdx_quote
 from ccai.verify._trust import TrustAnchors
 from ccai.verify._verifier import Verifier
@@ -87,8 +96,10 @@ __all__ = [
     "NVIDIA_DEVICE_ROOT_SHA256",
     # the one claims-based policy model (verify/_policy.py, _cpu_policy.py, _policy_file.py)
     "POLICY_FORMAT",
+    "PPCIE_STEPS",
     "SNP_SPL_NAMES",
     "SNP_STEPS",
+    "SWITCH_STEPS",
     "TDX_STEPS",
     "TDX_TCB_STATUSES",
     "AllOf",
@@ -117,11 +128,14 @@ __all__ = [
     "NvidiaJsonPolicy",
     "Policy",
     "PolicyFailure",
+    "PpcieMode",
+    "PpcieTopology",
     "RevocationGood",
     "SnpGuest",
     "SnpTcb",
     "SnpVerified",
     "StepResult",
+    "SwitchesVerified",
     "TdxAttributes",
     "TdxEventLogReplayed",
     "TdxNoTrailingData",
@@ -132,11 +146,14 @@ __all__ = [
     "UnsafeAcceptAnything",
     "VerifiedEvidence",
     "VerifiedGpu",
+    "VerifiedSwitch",
     "Verifier",
     "amd_roots",
     "appraise",
     "default_composite_policy",
     "default_policy",
+    "default_ppcie_policy",
+    "default_switch_policy",
     "intel_sgx_root_ca",
     "load_nvidia_policy",
     "load_policy",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from cryptography import x509
 
+from ccai.evidence import parse_cert_chain
 from ccai.verify._gpu_certs import DeviceChainCache
 from ccai.verify._lru import LruCache
 from ccai.verify._ocsp_check import OcspCache
@@ -35,9 +36,11 @@ class VerifierCaches:
             checked on every use.
         rim_certificates: RIM bytes → the certificates the RIM embeds (what the collateral
             gatherer asks OCSP about; parsing is pure, so the bytes alone are the key).
+        parsed_chains: Supplied device-chain bytes → the certificates they hold (parsing is
+            pure; the chain is still validated on every call, from the cached path).
     """
 
-    __slots__ = ("device_chains", "ocsp", "rim_certificates", "rims")
+    __slots__ = ("device_chains", "ocsp", "parsed_chains", "rim_certificates", "rims")
 
     def __init__(self, size: int = DEFAULT_CACHE_SIZE) -> None:
         self.device_chains: DeviceChainCache = LruCache(size)
@@ -45,6 +48,19 @@ class VerifierCaches:
         # Several responses per chain (device + two RIM chains per GPU): room for a fleet.
         self.ocsp: OcspCache = LruCache(8 * size)
         self.rim_certificates: LruCache[bytes, tuple[x509.Certificate, ...]] = LruCache(size)
+        self.parsed_chains: LruCache[bytes, tuple[x509.Certificate, ...]] = LruCache(size)
+
+    def parse_chain(self, data: bytes) -> tuple[x509.Certificate, ...]:
+        """The certificates of a supplied PEM/DER chain, parsed once per distinct bytes.
+
+        Raises:
+            MalformedEvidence: as :func:`ccai.evidence.parse_cert_chain` (failures are not cached).
+        """
+        found = self.parsed_chains.get(data)
+        if found is None:
+            found = tuple(parse_cert_chain(data))
+            self.parsed_chains.put(data, found)
+        return found
 
     def clear(self) -> None:
         """Forget everything (the next verification is "cold": chains and RIM signatures re-checked)."""
@@ -52,3 +68,4 @@ class VerifierCaches:
         self.rims.clear()
         self.ocsp.clear()
         self.rim_certificates.clear()
+        self.parsed_chains.clear()

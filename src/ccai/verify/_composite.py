@@ -10,14 +10,18 @@
 (2) CPU evidence: the evidence checks of :func:`verify_tdx_quote` / :func:`verify_snp_report`
     against the pinned Intel/AMD roots — or, only with ``allow_simulated=True``, the test roots of
     the caller's test-PKI anchors — without their own appraisal
-(3) binding: recompute report_data from the nonce, the exact GPU evidence and the bound keys and
-    compare it with the verified CPU report's in constant time (:class:`BindingError`); every GPU
-    item names the derived GPU nonce (:class:`NonceMismatch`)
+(3) binding: recompute report_data from the nonce, the exact GPU (and NVSwitch) evidence and the
+    bound keys and compare it with the verified CPU report's in constant time (:class:`BindingError`);
+    every GPU and switch item names the derived GPU nonce (:class:`NonceMismatch`)
 (4) GPU evidence: the GPU checklist with the derived GPU nonce, so each GPU's signed SPDM request
-    nonce is checked too (no appraisal yet)
-(5) policy: one :class:`~ccai.verify.Appraisal` of the overall, every GPU's and the CPU claims,
-    judged by one policy (default :func:`~ccai.verify.default_composite_policy`)
-(6) result: one :class:`VerifiedEvidence` with per-GPU, overall and CPU claims
+    nonce is checked too (no appraisal yet). A bundle with NVSwitch evidence runs the protected-PCIe
+    checklist instead (``PPCIE_STEPS`` 1–5: every GPU, every switch, PPCIe mode on every GPU, the
+    GPU↔switch topology of the devices present)
+(5) policy: one :class:`~ccai.verify.Appraisal` of the overall, every GPU's, every switch's and the
+    CPU claims, judged by one policy (default :func:`~ccai.verify.default_composite_policy`, with the
+    PPCIe rules — switches verified, PPCIe mode, an 8-GPU / 4-switch topology — for a bundle with
+    switches)
+(6) result: one :class:`VerifiedEvidence` with per-GPU, per-switch, overall and CPU claims
 """
 
 from __future__ import annotations
@@ -56,16 +60,25 @@ from ccai.evidence import (
     parse_snp_report,
     parse_tdx_quote,
 )
+from ccai.verify._caches import VerifierCaches
 from ccai.verify._cpu_policy import default_composite_policy
 from ccai.verify._gpu import run_gpu_checklist
 from ccai.verify._policy import DEFER_APPRAISAL, Appraisal, Policy, appraise
+from ccai.verify._ppcie import run_ppcie_checklist
 from ccai.verify._result import VerifiedEvidence, _issue
 from ccai.verify._snp import _check_snp_report
 from ccai.verify._steps import Steps
 from ccai.verify._tdx import _check_tdx_quote
 from ccai.verify._trust import TrustAnchors
 
-__all__ = ["COMPOSITE_STEPS", "GpuStage", "check_freshness_arguments", "run_composite", "verify_composite"]
+__all__ = [
+    "COMPOSITE_STEPS",
+    "GpuStage",
+    "PpcieStage",
+    "check_freshness_arguments",
+    "run_composite",
+    "verify_composite",
+]
 
 COMPOSITE_STEPS = (
     "(1) bundle and nonce",
@@ -104,6 +117,43 @@ def check_freshness_arguments(expected_nonce: bytes | None, *, skip_freshness_ch
 
 #: Verifies the bundle's GPU items for the derived GPU nonce (step 4).
 GpuStage = Callable[[Sequence[GpuEvidence], bytes], VerifiedEvidence]
+#: Verifies the bundle's GPU and NVSwitch items as one protected-PCIe system (step 4, with switches).
+PpcieStage = Callable[[Sequence[GpuEvidence], Sequence[GpuEvidence], bytes], VerifiedEvidence]
+
+
+def ppcie_stage_for(
+    *,
+    now: datetime,
+    collateral: GpuCollateral,
+    anchors: TrustAnchors,
+    allow_simulated: bool,
+    caches: VerifierCaches | None,
+) -> PpcieStage:
+    """The PPCIe stage of a composite verification: ``PPCIE_STEPS`` 1–5, appraisal deferred.
+
+    The topology is checked for the devices present (every GPU links to exactly the verified
+    switches, every switch lists the same GPUs); the counts a system must have are the policy's
+    (:class:`~ccai.verify.PpcieTopology`).
+    """
+
+    def stage(gpus: Sequence[GpuEvidence], switches: Sequence[GpuEvidence], nonce: bytes) -> VerifiedEvidence:
+        return run_ppcie_checklist(
+            gpus,
+            switches,
+            nonce=nonce,
+            switch_nonce=nonce,
+            now=now,
+            gpu_collateral=collateral,
+            switch_collateral=collateral,
+            policy=DEFER_APPRAISAL,
+            expected_gpus=len(gpus),
+            expected_switches=len(switches),
+            anchors=anchors,
+            allow_simulated=allow_simulated,
+            caches=caches,
+        )
+
+    return stage
 
 
 def _snp_collateral(bundle: EvidenceBundle, found: TdxCollateral | SnpCollateral | None) -> SnpCollateral:
@@ -174,6 +224,7 @@ def run_composite(
     allow_simulated: bool,
     gpu_stage: GpuStage,
     trace: list[tuple[str, str]] | None = None,
+    ppcie_stage: PpcieStage | None = None,
 ) -> VerifiedEvidence:
     """The composite checklist (for :func:`verify_composite` and the Verifier).
 
@@ -192,6 +243,7 @@ def run_composite(
         allow_simulated: Accept virtual-hardware evidence (test-PKI anchors needed).
         gpu_stage: Verifies the GPU items for the derived GPU nonce, without appraisal.
         trace: If given, (step, outcome) pairs are appended as steps complete.
+        ppcie_stage: Verifies GPU and NVSwitch items as one PPCIe system (bundles with switches).
 
     Returns:
         The verified evidence, with the per-step results.
@@ -242,7 +294,8 @@ def run_composite(
         gpu_nonce = derive_gpu_nonce(bundle.nonce) if scheme == BINDING_V1 else bundle.nonce
         freshness = FRESHNESS_NOT_CHECKED if expected_nonce is None else FRESHNESS_CHECKED
         fresh = "freshness NOT checked (no nonce)" if expected_nonce is None else "nonce matches"
-        done(S_BUNDLE, f"{scheme}, {len(bundle.gpus)} GPU(s), {bundle.cpu.type}, {fresh}")
+        switches = f", {len(bundle.switches)} NVSwitch(es)" if bundle.switches else ""
+        done(S_BUNDLE, f"{scheme}, {len(bundle.gpus)} GPU(s){switches}, {bundle.cpu.type}, {fresh}")
 
         # (2) CPU evidence
         steps.begin(S_CPU)
@@ -270,6 +323,16 @@ def run_composite(
                     expected=gpu_nonce.hex(),
                     actual=item.nonce.hex(),
                 )
+        for i, item in enumerate(bundle.switches):
+            if not hmac.compare_digest(item.nonce, gpu_nonce):
+                raise NonceMismatch(
+                    f"SWITCH-{i} evidence names another nonce than the GPU nonce derived from the "
+                    "bundle nonce",
+                    step=S_BINDING,
+                    index=f"SWITCH-{i}",
+                    expected=gpu_nonce.hex(),
+                    actual=item.nonce.hex(),
+                )
         check_report_data(
             report_data,
             scheme=scheme,
@@ -278,20 +341,35 @@ def run_composite(
             tls_spki_sha256=bundle.tls_spki_sha256,
             hpke_public_key=bundle.hpke_public_key,
             step=S_BINDING,
+            switches=bundle.switches,
         )
-        done(S_BINDING, "report_data commits to the nonce, GPU evidence and keys")
+        what = "GPU and NVSwitch evidence" if bundle.switches else "GPU evidence"
+        done(S_BINDING, f"report_data commits to the nonce, {what} and keys")
 
         # (4) GPU evidence
         steps.begin(S_GPU)
         gpus: tuple[Any, ...] = ()
+        switch_results: tuple[Any, ...] = ()
         gpu_overall: dict[str, Any] = {}
         gpu_simulated = False
-        if bundle.gpus:
+        if bundle.switches:
+            if not bundle.gpus:
+                raise UnsupportedEvidence(
+                    "the bundle carries NVSwitch evidence but no GPU evidence (protected PCIe judges both)",
+                    step=S_GPU,
+                )
+            if ppcie_stage is None:  # pragma: no cover - both callers pass one
+                raise UsageError("this verification cannot check NVSwitch evidence")
+            gpu_result = ppcie_stage(bundle.gpus, bundle.switches, gpu_nonce)
+            switch_results = gpu_result.switches
+        elif bundle.gpus:
             gpu_result = gpu_stage(bundle.gpus, gpu_nonce)
+        if bundle.gpus:
             gpus = gpu_result.gpus
             gpu_overall = dict(gpu_result.overall_claims)
             gpu_simulated = gpu_result.simulated
-            done(S_GPU, f"{len(gpus)} GPU(s) ok")
+            ppcie = f", {len(switch_results)} NVSwitch(es), PPCIe mode and topology" if switch_results else ""
+            done(S_GPU, f"{len(gpus)} GPU(s){ppcie} ok")
         else:
             done(S_GPU, "skipped: no GPUs in the bundle")
 
@@ -311,10 +389,13 @@ def run_composite(
         appraisal = Appraisal(
             overall=overall,
             gpus=tuple(g.claims for g in gpus),
+            switches=tuple(s.claims for s in switch_results),
             cpu=cpu_claims,
             allow_simulated=allow_simulated,
         )
-        appraise(default_composite_policy() if policy is None else policy, appraisal)
+        appraise(
+            default_composite_policy(ppcie=bool(switch_results)) if policy is None else policy, appraisal
+        )
         done(S_POLICY, "satisfied")
 
         # (6) result
@@ -326,6 +407,7 @@ def run_composite(
     return _issue(
         nonce=bundle.nonce,
         gpus=gpus,
+        switches=switch_results,
         overall_claims=overall,
         cpu_claims=cpu_claims,
         verified_at=now,
@@ -421,4 +503,11 @@ def verify_composite(
         allow_simulated=allow_simulated,
         gpu_stage=gpu_stage,
         trace=trace,
+        ppcie_stage=ppcie_stage_for(
+            now=now,
+            collateral=coll.gpu if coll is not None else GpuCollateral(rims={}, ocsp={}, ocsp_checked=False),
+            anchors=trusted,
+            allow_simulated=allow_simulated and trusted.gpu is not None,
+            caches=None,
+        ),
     )

@@ -43,6 +43,7 @@ from ccai.verify._policy import (
     default_policy,
     no_cpu_claims,
 )
+from ccai.verify._ppcie_policy import PpcieMode, PpcieTopology, SwitchesVerified
 
 __all__ = [
     "SNP_SPL_NAMES",
@@ -879,12 +880,15 @@ def default_composite_policy(
     snp: Policy | None = None,
     allow_no_gpus: bool = False,
     allow_simulated: bool = False,
+    ppcie: bool = False,
+    switch: Policy | None = None,
 ) -> AllOf:
-    """ccai's default appraisal of composite evidence (CPU TEE + GPUs).
+    """ccai's default appraisal of composite evidence (CPU TEE + GPUs [+ NVSwitches]).
 
     In order: not simulated; the CPU claims satisfy :func:`tdx_rules` or :func:`snp_rules` (by
     TEE); at least one GPU (unless ``allow_no_gpus``); distinct GPUs; every GPU satisfies
-    :func:`~ccai.verify.default_policy`.
+    :func:`~ccai.verify.default_policy`; with ``ppcie`` also the protected-PCIe rules: every
+    NVSwitch verified, every GPU in PPCIe mode, an HGX topology of 8 GPUs and 4 NVSwitches.
 
     Args:
         gpu: The per-GPU rules (default :func:`~ccai.verify.default_policy`).
@@ -893,6 +897,8 @@ def default_composite_policy(
         allow_no_gpus: Accept evidence without GPUs (a CPU-only deployment; or use
             :class:`~ccai.verify.CpuOnly` to require exactly that).
         allow_simulated: Leave out :class:`~ccai.verify.NotSimulated` (development policies).
+        ppcie: Add the protected-PCIe rules (the default for bundles carrying NVSwitch evidence).
+        switch: The NVSwitch rule with ``ppcie`` (default :class:`~ccai.verify.SwitchesVerified`).
 
     Returns:
         The policy.
@@ -905,4 +911,6 @@ def default_composite_policy(
         rules.append(MinGpus(minimum=1))
     rules.append(DistinctGpus())
     rules.append(gpu if gpu is not None else default_policy(allow_simulated=allow_simulated))
+    if ppcie:
+        rules += [switch if switch is not None else SwitchesVerified(), PpcieMode(), PpcieTopology()]
     return AllOf(policies=tuple(rules))

@@ -389,7 +389,11 @@ def _authenticate(
     for gpu, item in enumerate(evidence):
         with _on_gpu(gpu):
             try:
-                supplied = parse_cert_chain(item.certificate_chain)
+                supplied = (
+                    caches.parse_chain(item.certificate_chain)
+                    if caches is not None
+                    else parse_cert_chain(item.certificate_chain)
+                )
             except MalformedEvidence as exc:
                 raise MalformedEvidence(exc.message, step=STEP_CHAIN, index=exc.index) from None
             chains.append(

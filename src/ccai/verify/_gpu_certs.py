@@ -198,6 +198,11 @@ def verify_device_chain(
     last_error = "no anchors"
     for anchor_set in anchors:
         cached = cache.get((key, anchor_set.identity)) if cache is not None else None
+        if cached is None and not _may_lead_to(anchor_set, [leaf, *intermediates]):
+            # No supplied certificate names a root of this set as its issuer: no path can be
+            # built to it, so the (costly, uncached) attempt is skipped.
+            last_error = "no supplied certificate is issued by a root of this anchor set"
+            continue
         if cached is None:
             when = _path_validation_time([leaf, *intermediates, *anchor_set.device_roots])
             if when is None:
@@ -229,6 +234,12 @@ def verify_device_chain(
         actual=common_name(certs[-1]),
         hint=f"path validation said: {last_error}",
     )
+
+
+def _may_lead_to(anchor_set: GpuTrustAnchors, certs: Sequence[x509.Certificate]) -> bool:
+    """Whether a path from ``certs`` to a root of ``anchor_set`` is possible at all (name check only)."""
+    roots = {root.subject for root in anchor_set.device_roots}
+    return any(cert.issuer in roots for cert in certs)
 
 
 def _is_ca(cert: x509.Certificate) -> bool:

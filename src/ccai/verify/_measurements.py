@@ -98,14 +98,14 @@ def _active(rim: Rim) -> dict[int, RimMeasurement]:
 
 
 def compare_measurements(
-    report: AttestationReport, *, driver_rim: Rim, vbios_rim: Rim
+    report: AttestationReport, *, driver_rim: Rim | None, vbios_rim: Rim
 ) -> MeasurementComparison:
     """Compare a report's measurement blocks with the golden values of its driver and VBIOS RIMs.
 
     Args:
         report: The parsed (and already authenticated) report.
-        driver_rim: The authenticated driver RIM.
-        vbios_rim: The authenticated VBIOS RIM.
+        driver_rim: The authenticated driver RIM (None for an NVSwitch, which has only firmware).
+        vbios_rim: The authenticated VBIOS RIM (or an NVSwitch's BIOS RIM).
 
     Returns:
         Which indices were compared, skipped and mismatched.
@@ -114,7 +114,7 @@ def compare_measurements(
         RimMismatch: an index is active in both RIMs (index conflict).
         MalformedEvidence: the report's NVDEC0_STATUS is neither 0xAA nor 0x55.
     """
-    driver = _active(driver_rim)
+    driver = {} if driver_rim is None else _active(driver_rim)
     vbios = _active(vbios_rim)
     conflicts = sorted(driver.keys() & vbios.keys())
     if conflicts:

@@ -113,7 +113,9 @@ class _Authenticated:
 
 #: Responses whose time-independent checks passed, keyed by the SHA-256 of the exact response
 #: bytes, the certificate, its issuer and the trusted responder roots.
-OcspCache = LruCache[tuple[bytes, bytes, bytes, bytes], _Authenticated]
+OcspCache = LruCache[
+    tuple[bytes, x509.Certificate, x509.Certificate, tuple[x509.Certificate, ...]], _Authenticated
+]
 
 
 def _cache_key(
@@ -121,14 +123,10 @@ def _cache_key(
     cert: x509.Certificate,
     issuer: x509.Certificate,
     trusted_roots: Sequence[x509.Certificate],
-) -> tuple[bytes, bytes, bytes, bytes]:
-    roots = hashlib.sha256(b"".join(r.fingerprint(hashes.SHA256()) for r in trusted_roots)).digest()
-    return (
-        hashlib.sha256(response_der).digest(),
-        cert.fingerprint(hashes.SHA256()),
-        issuer.fingerprint(hashes.SHA256()),
-        roots,
-    )
+) -> tuple[bytes, x509.Certificate, x509.Certificate, tuple[x509.Certificate, ...]]:
+    # Certificates compare and hash by their DER encoding: the key is as exact as fingerprints,
+    # without hashing every certificate on every lookup.
+    return (hashlib.sha256(response_der).digest(), cert, issuer, tuple(trusted_roots))
 
 
 def _authenticate(

@@ -103,12 +103,15 @@ class Appraisal:
         cpu: The CPU TEE's claims (TDX/SNP spec field names), or None without CPU evidence.
         allow_simulated: The caller accepts evidence from virtual hardware
             (``x-ccai-simulated: true``) by name; only :class:`NotSimulated` reads it.
+        switches: Per-NVSwitch claims (``x-nvidia-switch-…``), in evidence order; judged by the
+            switch and protected-PCIe rules (:mod:`ccai.verify._ppcie_policy`).
     """
 
     overall: Mapping[str, Any]
     gpus: tuple[Mapping[str, Any], ...] = ()
     cpu: Mapping[str, Any] | None = None
     allow_simulated: bool = False
+    switches: tuple[Mapping[str, Any], ...] = ()
 
     @classmethod
     def from_verified(cls, verified: VerifiedEvidence, *, allow_simulated: bool = False) -> Appraisal:
@@ -133,6 +136,7 @@ class Appraisal:
             gpus=tuple(g.claims for g in verified.gpus),
             cpu=verified.cpu_claims,
             allow_simulated=allow_simulated,
+            switches=tuple(s.claims for s in verified.switches),
         )
 
     @classmethod
@@ -143,6 +147,7 @@ class Appraisal:
         gpus: Sequence[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]] = (),
         cpu: Mapping[str, Any] | None = None,
         allow_simulated: bool = False,
+        switches: Sequence[Mapping[str, Any]] = (),
     ) -> Appraisal:
         """Claims from elsewhere, typically a token that :func:`ccai.token.verify_token` verified.
 
@@ -152,6 +157,7 @@ class Appraisal:
                 token's submodules).
             cpu: The CPU claims (the token's ``CPU-0`` submodule), if any.
             allow_simulated: Accept simulated evidence (see :class:`NotSimulated`).
+            switches: Per-NVSwitch claims in switch order (the token's ``SWITCH-<n>`` submodules).
 
         Returns:
             The appraisal.
@@ -172,10 +178,16 @@ class Appraisal:
             ordered = tuple(indexed[i] for i in range(len(indexed)))
         else:
             ordered = tuple(gpus)
-        for claims in (overall, *ordered, *(() if cpu is None else (cpu,))):
+        for claims in (overall, *ordered, *switches, *(() if cpu is None else (cpu,))):
             if not isinstance(claims, Mapping):
                 raise UsageError("claims must be mappings", actual=type(claims).__name__)
-        return cls(overall=overall, gpus=ordered, cpu=cpu, allow_simulated=allow_simulated)
+        return cls(
+            overall=overall,
+            gpus=ordered,
+            cpu=cpu,
+            allow_simulated=allow_simulated,
+            switches=tuple(switches),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -712,6 +724,7 @@ class NotSimulated:
             return ()
         sets: list[tuple[str, Mapping[str, Any], int | None]] = [("overall claims", appraisal.overall, None)]
         sets += [(f"GPU-{i}", c, i) for i, c in enumerate(appraisal.gpus)]
+        sets += [(f"SWITCH-{i}", c, None) for i, c in enumerate(appraisal.switches)]
         if appraisal.cpu is not None:
             sets.append(("CPU claims", appraisal.cpu, None))
         for where, claims, gpu in sets:

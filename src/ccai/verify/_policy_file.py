@@ -43,13 +43,14 @@ from ccai.verify._policy import (
     accepts_anything,
     logger,
 )
+from ccai.verify._ppcie_policy import PpcieMode, PpcieTopology, SwitchesVerified
 
 __all__ = ["POLICY_FORMAT", "load_policy"]
 
 #: The ``format`` value of a ccai policy file.
 POLICY_FORMAT = "ccai-policy/1"
 
-Part = Literal["all", "cpu", "gpu"]
+Part = Literal["all", "cpu", "gpu", "switch"]
 _HexValues = list[str] | str | None
 
 
@@ -125,6 +126,19 @@ class _Gpus(_Model):
     distinct: bool = True
 
 
+class _Ppcie(_Model):
+    """Protected PCIe: NVSwitch rules, every GPU in PPCIe mode, and the topology."""
+
+    gpus: int = 8
+    switches: int = 4
+    require_mode: bool = True
+    require_topology: bool = True
+    allow_unchecked_revocation: bool = False
+    allowed_revocation_reasons: list[str] = []
+    allow_unknown_revocation: bool = False
+    allowed_mismatch_indices: list[int] = []
+
+
 class _File(_Model):
     format: Literal["ccai-policy/1"]
     name: str | None = None
@@ -134,6 +148,7 @@ class _File(_Model):
     gpus: _Gpus = _Gpus()
     gpu: _Gpu | None = _Gpu()
     cpu: _Cpu | None = _Cpu()
+    ppcie: _Ppcie | None = None
 
 
 def _read(source: str | Path | bytes | Mapping[str, Any], name: str | None) -> tuple[Any, str, Path]:
@@ -252,6 +267,25 @@ def _gpu_count_rules(gpus: _Gpus, *, cpu_present: bool) -> list[Policy]:
     return rules
 
 
+def _ppcie_rules(ppcie: _Ppcie, *, switches_only: bool) -> list[Policy]:
+    if ppcie.gpus < 1 or ppcie.switches < 1:
+        raise UsageError("ppcie.gpus and ppcie.switches must be at least 1")
+    rules: list[Policy] = [
+        SwitchesVerified(
+            allow_not_checked=ppcie.allow_unchecked_revocation,
+            allow_reasons=frozenset(ppcie.allowed_revocation_reasons),
+            allow_unknown=ppcie.allow_unknown_revocation,
+            allowed_mismatch_indices=frozenset(ppcie.allowed_mismatch_indices),
+        )
+    ]
+    if not switches_only:
+        if ppcie.require_mode:
+            rules.append(PpcieMode())
+        if ppcie.require_topology:
+            rules.append(PpcieTopology(gpus=ppcie.gpus, switches=ppcie.switches))
+    return rules
+
+
 def _build(spec: _File, part: Part, base: Path, name: str) -> Policy:
     given = spec.model_fields_set
     if spec.unsafe_accept_anything:
@@ -265,6 +299,10 @@ def _build(spec: _File, part: Part, base: Path, name: str) -> Policy:
     if (spec.gpus.count is not None and spec.gpus.count < 0) or spec.gpus.min < 0:
         raise UsageError("gpus.count and gpus.min must not be negative")
     rules: list[Policy] = [] if spec.allow_simulated else [NotSimulated()]
+    if part == "switch":
+        if spec.ppcie is None:
+            raise UsageError('the policy has no NVSwitch rules (no "ppcie" section)')
+        return AllOf(policies=(*rules, *_ppcie_rules(spec.ppcie, switches_only=True)))
     if part in ("all", "cpu"):
         if spec.cpu is not None:
             rules.append(_cpu_rules(spec.cpu))
@@ -278,6 +316,8 @@ def _build(spec: _File, part: Part, base: Path, name: str) -> Policy:
         rules += _gpu_count_rules(spec.gpus, cpu_present=spec.cpu is not None)
         if spec.gpu is not None:
             rules.append(_gpu_rules(spec.gpu, base, name))
+        if spec.ppcie is not None:
+            rules += _ppcie_rules(spec.ppcie, switches_only=False)
     return AllOf(policies=tuple(rules))
 
 
@@ -291,8 +331,10 @@ def load_policy(
             text/bytes, or the decoded object. A ccai policy (``"format": "ccai-policy/1"``), an
             NVIDIA ``authorization-rules`` file, or the older ``{"tdx": …, "snp": …}`` layout.
         part: ``"all"`` (composite evidence, and token claims), ``"cpu"`` (only the CPU rules, for
-            standalone TDX/SNP verification) or ``"gpu"`` (only the GPU rules, for GPU-only
-            verification). Simulation is refused in every part unless the file allows it.
+            standalone TDX/SNP verification), ``"gpu"`` (only the GPU rules, for GPU-only
+            verification; with a ``ppcie`` section also the NVSwitch, PPCIe-mode and topology
+            rules) or ``"switch"`` (only the NVSwitch rules of the ``ppcie`` section).
+            Simulation is refused in every part unless the file allows it.
         name: What to call the policy in messages (default: the path, or ``(text)``).
 
     Returns:

@@ -15,7 +15,7 @@ from typing import Any
 from ccai.errors import UsageError
 from ccai.verify._steps import StepResult
 
-__all__ = ["VerifiedEvidence", "VerifiedGpu"]
+__all__ = ["VerifiedEvidence", "VerifiedGpu", "VerifiedSwitch"]
 
 
 class _VerifierCapability:
@@ -41,6 +41,19 @@ class VerifiedGpu:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class VerifiedSwitch:
+    """One NVSwitch that passed verification.
+
+    Attributes:
+        index: The switch's position in the evidence list (``SWITCH-<index>`` in tokens).
+        claims: The per-switch claims with NVIDIA's ``x-nvidia-switch-…`` names.
+    """
+
+    index: int
+    claims: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class VerifiedEvidence:
     """Evidence that passed every verification step and the appraisal policy.
 
@@ -54,6 +67,7 @@ class VerifiedEvidence:
         claims_version: ``"3.0"`` or ``"2.0"``.
         steps: The per-step results of the checklist that produced it (every step ``ok`` or
             ``skipped``), for renderers.
+        switches: Per-NVSwitch results (switch and protected-PCIe verification), in evidence order.
     """
 
     nonce: bytes
@@ -64,6 +78,7 @@ class VerifiedEvidence:
     claims_version: str = "3.0"
     cpu_claims: Mapping[str, Any] | None = None
     steps: tuple[StepResult, ...] = ()
+    switches: tuple[VerifiedSwitch, ...] = ()
     _capability: _VerifierCapability = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:

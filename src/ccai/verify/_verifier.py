@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from cryptography import x509
@@ -68,7 +68,7 @@ from ccai.evidence import (
     parse_tdx_quote,
 )
 from ccai.verify._caches import DEFAULT_CACHE_SIZE, VerifierCaches
-from ccai.verify._composite import check_freshness_arguments, run_composite
+from ccai.verify._composite import check_freshness_arguments, ppcie_stage_for, run_composite
 from ccai.verify._cpu_policy import default_composite_policy, snp_rules, tdx_rules
 from ccai.verify._gpu import (
     GPU_STEPS,
@@ -81,16 +81,27 @@ from ccai.verify._gpu import (
     run_gpu_checklist,
 )
 from ccai.verify._policy import DEFER_APPRAISAL, Policy, default_policy
+from ccai.verify._ppcie import run_ppcie_checklist
+from ccai.verify._ppcie_policy import SwitchesVerified, default_ppcie_policy, default_switch_policy
 from ccai.verify._result import VerifiedEvidence
 from ccai.verify._snp import SNP_STEPS, SnpVerified, verify_snp_report
 from ccai.verify._steps import Steps, results_from_trace
+from ccai.verify._switch import (
+    SWITCH_STEPS,
+    AuthenticatedSwitch,
+    SwitchCollateralFetcher,
+    authenticate_switches,
+    run_switch_checklist,
+)
+from ccai.verify._switch import _check_arguments as _check_switch_arguments
 from ccai.verify._tdx import TDX_STEPS, TdxVerified, verify_tdx_quote
 from ccai.verify._trust import TrustAnchors
 
 __all__ = ["Verifier"]
 
 _DRIVER_PREFIXES = ("NV_GPU_DRIVER_", "NV_GPU_CC_DRIVER_")
-_VBIOS_PREFIX = "NV_GPU_VBIOS_"
+# The firmware RIM: a GPU's VBIOS RIM, or an NVSwitch's BIOS RIM.
+_VBIOS_PREFIX = ("NV_GPU_VBIOS_", "NV_SWITCH_BIOS_")
 
 
 class _RimFiles:
@@ -134,11 +145,23 @@ class _Prefetched:
         return self.source.ocsp(cert, issuer, nonce=nonce)
 
 
+#: A fetcher for either kind of authenticated NVIDIA device (GPU or NVSwitch).
+_AnyFetcher = Callable[[Sequence[AuthenticatedGpu] | Sequence[AuthenticatedSwitch], Steps], GpuCollateral]
+
+
 def _chain(*sources: CollateralSource | None) -> CollateralSource | None:
     present = [s for s in sources if s is not None]
     if not present:
         return None
     return present[0] if len(present) == 1 else SourceChain(present)
+
+
+def _switch_fetcher(fetch: _AnyFetcher | GpuCollateral) -> SwitchCollateralFetcher | GpuCollateral:
+    return fetch
+
+
+def _gpu_fetcher(fetch: _AnyFetcher | GpuCollateral) -> CollateralFetcher | GpuCollateral:
+    return fetch
 
 
 class Verifier:
@@ -375,19 +398,25 @@ class Verifier:
             return self.policy
         return default_policy(allow_unchecked_revocation=not self.check_revocation)
 
-    def _composite_policy(self) -> Policy:
+    def _composite_policy(self, *, ppcie: bool = False) -> Policy:
         if self.policy is not None:
             return self.policy
-        return default_composite_policy(gpu=self._gpu_policy())
+        return default_composite_policy(
+            gpu=self._gpu_policy(),
+            ppcie=ppcie,
+            switch=SwitchesVerified(allow_not_checked=not self.check_revocation),
+        )
 
-    def _fetcher(self, now: datetime) -> CollateralFetcher | GpuCollateral:
+    def _fetcher(self, now: datetime) -> _AnyFetcher | GpuCollateral:
         source = self.gpu_source
         if source is None:
             # Nothing to fetch from: steps 1-5 still run, and step 6 says which RIM is missing.
             return GpuCollateral(rims={}, ocsp={}, ocsp_checked=False)
         check_revocation = self.check_revocation
 
-        def fetch(authenticated: Sequence[AuthenticatedGpu], steps: Steps) -> GpuCollateral:
+        def fetch(
+            authenticated: Sequence[AuthenticatedGpu] | Sequence[AuthenticatedSwitch], steps: Steps
+        ) -> GpuCollateral:
             # Collateral for what the signed reports name and the built paths hold, never for
             # unauthenticated bytes; the RIMs first (step 6), then OCSP for every chain (step 5).
             items = [a.with_built_chain() for a in authenticated]
@@ -499,12 +528,166 @@ class Verifier:
             evidence,
             nonce=nonce,
             now=when,
-            collateral=collateral if collateral is not None else self._fetcher(when),
+            collateral=collateral if collateral is not None else _gpu_fetcher(self._fetcher(when)),
             policy=self._gpu_policy(),
             anchors=self.anchors,
             allow_simulated=self.allow_simulated,
             claims_version=claims_version,
             reported_cc_mode=reported_cc_mode,
+            caches=self.caches,
+        )
+
+    # -- NVSwitch and protected PCIe ------------------------------------------------------------
+
+    def _switch_policy(self) -> Policy:
+        if self.policy is not None:
+            return self.policy
+        return default_switch_policy(allow_unchecked_revocation=not self.check_revocation)
+
+    def authenticate_switch(
+        self, evidence: Sequence[GpuEvidence], *, nonce: bytes, now: datetime | None = None
+    ) -> tuple[AuthenticatedSwitch, ...]:
+        """Run the evidence-only switch steps (1)–(4): chain, signature, contents, nonce.
+
+        Args:
+            evidence: One item per NVSwitch.
+            nonce: The verifier's 32-byte nonce.
+            now: The verification time (default: pinned ``at``, else now).
+
+        Returns:
+            Each switch's built chain and parsed, authenticated report.
+
+        Raises:
+            UsageError: bad arguments.
+            EvidenceError, VerificationError: the first failed step, with ``steps``.
+        """
+        when = self._now(now)
+        _check_switch_arguments(
+            evidence,
+            nonce=nonce,
+            now=when,
+            anchors=self.anchors,
+            allow_simulated=self.allow_simulated,
+            claims_version="3.0",
+        )
+        steps = Steps(SWITCH_STEPS[:4])
+        try:
+            return tuple(
+                authenticate_switches(
+                    evidence,
+                    nonce=nonce,
+                    now=when,
+                    anchors=self.anchors,
+                    allow_simulated=self.allow_simulated,
+                    caches=self.caches,
+                    steps=steps,
+                )
+            )
+        except Error as exc:
+            steps.attach(exc)
+            raise
+
+    def verify_switch(
+        self,
+        evidence: Sequence[GpuEvidence],
+        *,
+        nonce: bytes,
+        now: datetime | None = None,
+        collateral: GpuCollateral | None = None,
+        claims_version: str = "3.0",
+    ) -> VerifiedEvidence:
+        """Verify NVIDIA NVSwitch (LS10) evidence (``SWITCH_STEPS``), fetching the BIOS RIM and OCSP
+        responses after authenticating it.
+
+        Args:
+            evidence: One item per switch (NVIDIA's evidence-JSON shape, ``arch`` ``LS10`` or empty).
+            nonce: The verifier's 32-byte nonce.
+            now: The verification time (default: pinned ``at``, else now).
+            collateral: Collateral to use instead of fetching it.
+            claims_version: ``"3.0"`` (NRAS v4 names) or ``"2.0"`` (v3).
+
+        Returns:
+            The verified evidence; ``switches`` holds the per-switch claims (``gpus`` is empty).
+
+        Raises:
+            UsageError: bad arguments.
+            EvidenceError, VerificationError: the first failed step; ``steps`` on the error.
+            CollateralError: collateral for genuine-looking evidence is unavailable.
+        """
+        when = self._now(now)
+        return run_switch_checklist(
+            evidence,
+            nonce=nonce,
+            now=when,
+            collateral=collateral if collateral is not None else _switch_fetcher(self._fetcher(when)),
+            policy=self._switch_policy(),
+            anchors=self.anchors,
+            allow_simulated=self.allow_simulated,
+            claims_version=claims_version,
+            caches=self.caches,
+        )
+
+    def verify_ppcie(
+        self,
+        gpus: Sequence[GpuEvidence],
+        switches: Sequence[GpuEvidence],
+        *,
+        nonce: bytes,
+        switch_nonce: bytes | None = None,
+        now: datetime | None = None,
+        expected_gpus: int = 8,
+        expected_switches: int = 4,
+        gpu_collateral: GpuCollateral | None = None,
+        switch_collateral: GpuCollateral | None = None,
+    ) -> VerifiedEvidence:
+        """Verify a protected-PCIe system — every GPU and NVSwitch, and their topology — as one.
+
+        Runs ``PPCIE_STEPS`` (:mod:`ccai.verify._ppcie`): the GPU checklist, the switch checklist,
+        PPCIe mode on every GPU, the GPU↔switch topology and counts, claims, then this verifier's
+        policy (default :func:`~ccai.verify.default_ppcie_policy`). The result is all or nothing:
+        a returned value means every GPU may be set ready; any failure raises and none may.
+
+        Args:
+            gpus: One evidence item per GPU.
+            switches: One evidence item per NVSwitch.
+            nonce: The 32-byte nonce the GPU reports carry.
+            switch_nonce: The nonce the switch reports carry (default ``nonce``).
+            now: The verification time (default: pinned ``at``, else now).
+            expected_gpus: GPUs the system must have (HGX: 8).
+            expected_switches: NVSwitches the system must have (HGX H100/H200: 4).
+            gpu_collateral: GPU collateral to use instead of fetching it.
+            switch_collateral: Switch collateral to use instead of fetching it.
+
+        Returns:
+            One result: per-GPU claims (with ``x-nvidia-gpu-switch-pdis``), per-switch claims and
+            overall claims (``x-ccai-ppcie``), with every step's result.
+
+        Raises:
+            UsageError: bad arguments.
+            EvidenceError, VerificationError, CollateralError: the first failure, naming the
+                device and the step; ``steps`` on the error.
+        """
+        when = self._now(now)
+        fetch = self._fetcher(when)
+        return run_ppcie_checklist(
+            gpus,
+            switches,
+            nonce=nonce,
+            switch_nonce=switch_nonce if switch_nonce is not None else nonce,
+            now=when,
+            gpu_collateral=gpu_collateral if gpu_collateral is not None else _gpu_fetcher(fetch),
+            switch_collateral=switch_collateral if switch_collateral is not None else _switch_fetcher(fetch),
+            policy=self.policy
+            if self.policy is not None
+            else default_ppcie_policy(
+                gpus=expected_gpus,
+                switches=expected_switches,
+                allow_unchecked_revocation=not self.check_revocation,
+            ),
+            expected_gpus=expected_gpus,
+            expected_switches=expected_switches,
+            anchors=self.anchors,
+            allow_simulated=self.allow_simulated,
             caches=self.caches,
         )
 
@@ -608,6 +791,7 @@ class Verifier:
         if not bundle.gpus or self.gpu_source is None:
             return empty
         gpu_nonce = derive_gpu_nonce(bundle.nonce) if scheme == BINDING_V1 else bundle.nonce
+        simulated = self.allow_simulated and self.anchors.gpu is not None
         steps = Steps(GPU_STEPS)
         try:
             authenticated = _authenticate(
@@ -615,15 +799,38 @@ class Verifier:
                 nonce=gpu_nonce,
                 now=now,
                 anchors=self.anchors,
-                allow_simulated=self.allow_simulated and self.anchors.gpu is not None,
+                allow_simulated=simulated,
                 caches=self.caches,
                 steps=steps,
+            )
+            switches = (
+                authenticate_switches(
+                    bundle.switches,
+                    nonce=gpu_nonce,
+                    now=now,
+                    anchors=self.anchors,
+                    allow_simulated=simulated,
+                    caches=self.caches,
+                    steps=Steps(SWITCH_STEPS),
+                )
+                if bundle.switches
+                else []
             )
         except Error:
             return empty  # not fetched for evidence that failed; the checklist says where
         fetch = self._fetcher(now)
         assert not isinstance(fetch, GpuCollateral)  # a source is configured
-        return fetch(authenticated, steps)
+        gpus = fetch(authenticated, steps)
+        if not switches:
+            return gpus
+        # One collateral section for both kinds: RIMs by id, OCSP responses by certificate.
+        more = fetch(switches, Steps(SWITCH_STEPS))
+        return GpuCollateral(
+            rims={**gpus.rims, **more.rims},
+            ocsp={**gpus.ocsp, **more.ocsp},
+            ocsp_checked=gpus.ocsp_checked and more.ocsp_checked,
+            ocsp_nonces={**gpus.ocsp_nonces, **more.ocsp_nonces},
+        )
 
     def _fetch_tdx(self, quote: TdxQuote) -> TdxCollateral:
         assert self.pcs is not None
@@ -711,8 +918,15 @@ class Verifier:
             expected_nonce=expected_nonce,
             skip_freshness_check=skip_freshness_check,
             scheme=scheme,
-            policy=self._composite_policy(),
+            policy=self._composite_policy(ppcie=bool(bundle.switches)),
             anchors=self.anchors,
             allow_simulated=self.allow_simulated,
             gpu_stage=gpu_stage,
+            ppcie_stage=ppcie_stage_for(
+                now=when,
+                collateral=coll.gpu,
+                anchors=self.anchors,
+                allow_simulated=self.allow_simulated and self.anchors.gpu is not None,
+                caches=self.caches,
+            ),
         )

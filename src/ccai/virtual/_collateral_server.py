@@ -222,6 +222,12 @@ def settings_for_virtual_gpu(
         tee: The virtual CPU TEE of the same virtual VM, whose collateral is served too.
     """
     pki = backend.pki
+    # The switches' CAs (BROM per switch, LS10 provisioner, BIOS RIM signers) are issued when first
+    # used: issue them now, so the responder answers for every certificate the evidence carries.
+    for index in range(backend.switch_count):
+        backend.switch_certificate_chain(index)
+    if backend.switch_count:
+        backend.rim(backend.switch_rim_id())
     issuers = [
         OcspIssuer(certificate=cred.certificate, private_key=cred.private_key)
         for cred in pki.credentials()
@@ -243,7 +249,10 @@ def settings_for_virtual_gpu(
         )
 
     def rim_ids() -> list[str]:
-        return sorted({rim_id for i in range(backend.gpu_count) for rim_id in backend.rim_ids(i)})
+        ids = {rim_id for i in range(backend.gpu_count) for rim_id in backend.rim_ids(i)}
+        if backend.switch_count:
+            ids.add(backend.switch_rim_id())
+        return sorted(ids)
 
     return DevCollateralSettings(
         rim=backend.rim,

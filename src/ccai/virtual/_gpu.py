@@ -54,6 +54,13 @@ from ccai.virtual._gpu_report import (
     runtime_measurements,
 )
 from ccai.virtual._gpu_rim import build_rim
+from ccai.virtual._switch import (
+    DEFAULT_SWITCH_BIOS,
+    switch_bios_rim,
+    switch_bios_rim_id,
+    switch_chain,
+    switch_report,
+)
 
 __all__ = [
     "DEFAULT_DRIVER_VERSION",
@@ -69,6 +76,10 @@ DEFAULT_DRIVER_VERSION = "570.124.06"
 #: The seed used when none is given: public, so everybody's default virtual GPU is the same.
 DEFAULT_SEED = b"ccai virtual CC GPU default seed v1"
 MAX_GPUS = 8
+#: NVSwitches of an HGX H100/H200 board.
+MAX_SWITCHES = 4
+#: The GPU and the switch the protected-PCIe faults act on.
+_FAULTY_GPU, _FAULTY_SWITCH = 1, 1
 _STATE_FORMAT = "ccai-virtual-gpu/1"
 #: NVML_CC_KEY_ROTATION_THRESHOLD_ATTACKER_ADVANTAGE_MIN/MAX (gpu-evidence.md §3.1).
 KEY_ROTATION_MIN, KEY_ROTATION_MAX = 50, 65
@@ -83,6 +94,13 @@ class VirtualFault(enum.StrEnum):
     * ``REVOKED_CERTIFICATE``: each GPU's BROM certificate (chain index 1) is revoked for the test
       OCSP responder (reason keyCompromise).
     * ``MEASUREMENT_DRIFT``: the model's ``drift_index`` (RIM index 9) differs from the RIM.
+
+    Faults of a protected-PCIe system (``--switches N``, docs/ppcie.md):
+
+    * ``SWITCH_MISSING``: the last NVSwitch gives no evidence (the GPUs still link to it).
+    * ``UNKNOWN_SWITCH_PDI``: one NVLink of GPU 1 leads to a switch PDI no switch reports.
+    * ``GPU_NOT_PPCIE``: GPU 1 is in multi-GPU passthrough, not protected PCIe (FEATURE_FLAG, status).
+    * ``SWITCH_MEASUREMENT_DRIFT``: switch 1's BIOS measurement at RIM index 9 differs from the RIM.
     """
 
     WRONG_NONCE = "wrong-nonce"
@@ -90,6 +108,10 @@ class VirtualFault(enum.StrEnum):
     EXPIRED_CERTIFICATE = "expired-certificate"
     REVOKED_CERTIFICATE = "revoked-certificate"
     MEASUREMENT_DRIFT = "measurement-drift"
+    SWITCH_MISSING = "switch-missing"
+    UNKNOWN_SWITCH_PDI = "unknown-switch-pdi"
+    GPU_NOT_PPCIE = "gpu-not-ppcie"
+    SWITCH_MEASUREMENT_DRIFT = "switch-measurement-drift"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,6 +142,8 @@ class _State:
     unprotected_memory: tuple[int, ...]
     boot: int = 0
     fault: VirtualFault | None = None
+    switches: int = 0
+    switch_bios_version: str = DEFAULT_SWITCH_BIOS
     format: str = field(default=_STATE_FORMAT)
 
     def to_json(self) -> bytes:
@@ -144,10 +168,16 @@ class _State:
             unprotected_memory=tuple(int(x) for x in data["unprotected_memory"]),
             boot=int(data.get("boot", 0)),
             fault=VirtualFault(data["fault"]) if data.get("fault") else None,
+            switches=int(data.get("switches", 0)),
+            switch_bios_version=check_vbios_version(
+                str(data.get("switch_bios_version", DEFAULT_SWITCH_BIOS))
+            ),
         )
         bytes.fromhex(state.seed)
         if state.chip not in MODELS or not 1 <= state.gpus <= MAX_GPUS:
             raise ValueError("chip or GPU count out of range")
+        if not 0 <= state.switches <= MAX_SWITCHES:
+            raise ValueError("switch count out of range")
         if len(state.unprotected_memory) != state.gpus:
             raise ValueError("one unprotected memory size per GPU expected")
         return state
@@ -206,6 +236,7 @@ class VirtualGpuBackend:
         multi_gpu_mode: MultiGpuMode = MultiGpuMode.NONE,
         cpu_cc_capability: CpuCcCapability = CpuCcCapability.TDX,
         seed: bytes | str = DEFAULT_SEED,
+        switches: int = 0,
     ) -> VirtualGpuBackend:
         """Create (or overwrite) the virtual GPU state.
 
@@ -220,6 +251,7 @@ class VirtualGpuBackend:
             multi_gpu_mode: ``none`` or ``protected-pcie`` (Hopper only; sets FEATURE_FLAG = PPCIe).
             cpu_cc_capability: The CPU TEE the virtual driver reports.
             seed: Seed of the test PKI (bytes, or text taken as UTF-8).
+            switches: NVSwitches of the system, 0–4 (an HGX board has 4; needs protected PCIe).
 
         Raises:
             UsageError: an argument is out of range or inconsistent.
@@ -235,6 +267,17 @@ class VirtualGpuBackend:
             )
         if multi_gpu_mode is MultiGpuMode.PROTECTED_PCIE and model.architecture is not Architecture.HOPPER:
             raise UsageError("the virtual GPU simulates protected PCIe on Hopper only")
+        if not 0 <= switches <= MAX_SWITCHES:
+            raise UsageError(
+                f"the virtual system supports 0–{MAX_SWITCHES} NVSwitches",
+                expected=f"0..{MAX_SWITCHES}",
+                actual=switches,
+            )
+        if switches and multi_gpu_mode is not MultiGpuMode.PROTECTED_PCIE:
+            raise UsageError(
+                "virtual NVSwitches need protected-PCIe mode",
+                hint="--multi-gpu-mode protected-pcie (or --ppcie)",
+            )
         seed_raw = _seed_bytes(seed)
         if not seed_raw:
             raise UsageError("the seed must not be empty")
@@ -250,6 +293,7 @@ class VirtualGpuBackend:
             ready=False,
             key_rotation_threshold=KEY_ROTATION_MIN,
             unprotected_memory=(0,) * gpus,
+            switches=switches,
         )
         backend = cls(state, home if home is not None else ccai_home())
         backend._save()
@@ -462,17 +506,22 @@ class VirtualGpuBackend:
             drift=self._state.fault is VirtualFault.MEASUREMENT_DRIFT,
         )
 
-    def _feature_flag(self) -> int:
+    def _feature_flag(self, index: int = 0) -> int:
+        if self._state.fault is VirtualFault.GPU_NOT_PPCIE and index == _FAULTY_GPU:
+            return FeatureFlag.MPT
         if self._state.multi_gpu_mode is MultiGpuMode.PROTECTED_PCIE:
             return FeatureFlag.PPCIE
         return FeatureFlag.MPT if self._state.gpus > 1 else FeatureFlag.SPT
 
-    def _switch_pdis(self) -> bytes | None:
+    def _switch_pdis(self, index: int = 0) -> bytes | None:
         if self._state.multi_gpu_mode is not MultiGpuMode.PROTECTED_PCIE:
             return None
         # 18 NVLinks spread over 4 switches, as on an HGX board (gpu-evidence.md §5.1, TLV 22).
         pdis = [self.pki.derive_bytes(f"switch-pdi:{k}", 8) for k in range(4)]
-        return b"".join(pdis[(link // 2) % 4] for link in range(18))
+        links = [pdis[(link // 2) % 4] for link in range(18)]
+        if self._state.fault is VirtualFault.UNKNOWN_SWITCH_PDI and index == _FAULTY_GPU:
+            links[0] = self.pki.derive_bytes("switch-pdi:rogue", 8)
+        return b"".join(links)
 
     def attestation_report(self, index: int, nonce: bytes) -> bytes:
         """A signed SPDM attestation report of GPU ``index`` for the 32-byte ``nonce``.
@@ -504,9 +553,9 @@ class VirtualGpuBackend:
             request_nonce=request_nonce,
             responder_nonce=secrets.token_bytes(32),
             fwid=self._fwid(),
-            feature_flag=self._feature_flag(),
+            feature_flag=self._feature_flag(index),
             signing_key=leaf.private_key,
-            switch_pdis=self._switch_pdis(),
+            switch_pdis=self._switch_pdis(index),
         )
         if fault is VirtualFault.CORRUPT_SIGNATURE:
             broken = bytearray(report)
@@ -533,6 +582,10 @@ class VirtualGpuBackend:
         cached = self._rims.get(rim_id)
         if cached is not None:
             return cached
+        if self._state.switches and rim_id == self.switch_rim_id():
+            xml = switch_bios_rim(self.pki, self._state.switch_bios_version)
+            self._rims[rim_id] = xml
+            return xml
         driver_id, vbios_id = self.rim_ids(0)
         if rim_id == driver_id:
             component, version = "driver", self._state.driver_version
@@ -554,6 +607,67 @@ class VirtualGpuBackend:
         )
         self._rims[rim_id] = xml
         return xml
+
+    # -- NVSwitches (protected PCIe) -------------------------------------------------------------
+
+    @property
+    def switch_count(self) -> int:
+        """NVSwitches of the virtual system (0 without protected PCIe)."""
+        return self._state.switches
+
+    def _check_switch(self, index: int) -> None:
+        if not 0 <= index < self._state.switches:
+            raise UsageError(
+                f"no virtual NVSwitch {index}", expected=f"0..{self._state.switches - 1}", actual=index
+            )
+
+    def switch_pdi(self, index: int) -> bytes:
+        """Switch ``index``'s DEVICE_PDI as it signs it (the GPUs list it byte-reversed)."""
+        self._check_switch(index)
+        return self.pki.derive_bytes(f"switch-pdi:{index}", 8)[::-1]
+
+    def gpu_pdi(self, index: int) -> bytes:
+        """GPU ``index``'s PDI, as the switches list it in SWITCH_GPU_PDIS."""
+        self._check_index(index)
+        return self.pki.derive_bytes(f"gpu-pdi:{index}", 8)
+
+    def switch_rim_id(self) -> str:
+        """The switches' BIOS RIM id (``NV_SWITCH_BIOS_5612_0002_890_<BIOS>``)."""
+        return switch_bios_rim_id(self._state.switch_bios_version)
+
+    def switch_certificate_chain(self, index: int) -> bytes:
+        """Switch ``index``'s attestation chain as concatenated PEM, leaf first, test root last."""
+        self._check_switch(index)
+        chain = switch_chain(self.pki, index, boot=self._state.boot)
+        return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
+
+    def switch_attestation_report(self, index: int, nonce: bytes) -> bytes:
+        """A signed LS10 attestation report of switch ``index`` for the 32-byte ``nonce``.
+
+        Raises:
+            UsageError: no such switch, or the nonce is not 32 bytes.
+            DeviceNotSupported: CC mode is off.
+        """
+        self._check_switch(index)
+        if len(nonce) != 32:
+            raise UsageError("the attestation nonce must be 32 bytes", expected=32, actual=len(nonce))
+        self._require_cc("produce an NVSwitch attestation report")
+        return switch_report(
+            self.pki,
+            index,
+            boot=self._state.boot,
+            bios_version=self._state.switch_bios_version,
+            device_pdi=self.switch_pdi(index),
+            gpu_pdis=[self.gpu_pdi(i) for i in range(self._state.gpus)],
+            request_nonce=bytes(nonce),
+            responder_nonce=secrets.token_bytes(32),
+            drift=self._state.fault is VirtualFault.SWITCH_MEASUREMENT_DRIFT and index == _FAULTY_SWITCH,
+        )
+
+    def attested_switches(self) -> int:
+        """How many switches answer an attestation request (one fewer under ``SWITCH_MISSING``)."""
+        missing = self._state.fault is VirtualFault.SWITCH_MISSING and self._state.switches > 0
+        return self._state.switches - (1 if missing else 0)
 
     def trust_anchors(self) -> VirtualTrustAnchors:
         """The test PKI's roots (device identity and RIM signing). Never trust them by default."""

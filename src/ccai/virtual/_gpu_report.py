@@ -275,13 +275,6 @@ def build_report(
         raise ValueError("nonces must be 32 bytes and the FWID 48 bytes")
     if len(measurements) != BLOCK_COUNT or any(len(m) != DIGEST_SIZE for m in measurements):
         raise ValueError("need 64 measurements of 48 bytes")
-    # Request: SPDMVersion, GET_MEASUREMENTS, Param1 = signature requested, Param2 = all blocks,
-    # nonce, SlotIDParam (gpu-evidence.md §4.1).
-    request = bytes([_SPDM_VERSION_1_1, _GET_MEASUREMENTS, 0x01, 0xFF]) + request_nonce + b"\x00"
-    record = b"".join(
-        struct.pack("<BBHBH", i + 1, _DMTF_SPEC, 3 + DIGEST_SIZE, _DMTF_DIGEST_TYPE, DIGEST_SIZE) + value
-        for i, value in enumerate(measurements)
-    )
     opaque = _opaque(
         model,
         driver_version=driver_version,
@@ -291,9 +284,42 @@ def build_report(
         feature_flag=feature_flag,
         switch_pdis=switch_pdis,
     )
+    return sign_spdm_report(
+        measurements=measurements,
+        opaque=opaque,
+        request_nonce=request_nonce,
+        responder_nonce=responder_nonce,
+        signing_key=signing_key,
+    )
+
+
+def sign_spdm_report(
+    *,
+    measurements: Sequence[bytes],
+    opaque: bytes,
+    request_nonce: bytes,
+    responder_nonce: bytes,
+    signing_key: ec.EllipticCurvePrivateKey,
+) -> bytes:
+    """``request ‖ MEASUREMENTS response ‖ r‖s`` for any NVIDIA device (GPU or NVSwitch).
+
+    Args:
+        measurements: The blocks' 48-byte values, block 1 first.
+        opaque: The opaque data (TLVs).
+        request_nonce: The 32-byte nonce placed in the signed request copy.
+        responder_nonce: The device's own 32-byte nonce.
+        signing_key: The per-boot leaf key.
+    """
+    # Request: SPDMVersion, GET_MEASUREMENTS, Param1 = signature requested, Param2 = all blocks,
+    # nonce, SlotIDParam (gpu-evidence.md §4.1).
+    request = bytes([_SPDM_VERSION_1_1, _GET_MEASUREMENTS, 0x01, 0xFF]) + request_nonce + b"\x00"
+    record = b"".join(
+        struct.pack("<BBHBH", i + 1, _DMTF_SPEC, 3 + DIGEST_SIZE, _DMTF_DIGEST_TYPE, DIGEST_SIZE) + value
+        for i, value in enumerate(measurements)
+    )
     # Response header: version, MEASUREMENTS, Param1, Param2 (slot 0), block count, 24-bit record length.
     response = (
-        bytes([_SPDM_VERSION_1_1, _MEASUREMENTS, 0x00, 0x00, BLOCK_COUNT])
+        bytes([_SPDM_VERSION_1_1, _MEASUREMENTS, 0x00, 0x00, len(measurements)])
         + len(record).to_bytes(3, "little")
         + record
         + responder_nonce

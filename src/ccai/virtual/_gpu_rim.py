@@ -47,6 +47,8 @@ def build_rim(
     golden: Sequence[GoldenMeasurement],
     signer: PkiCredential,
     chain: Sequence[bytes],
+    product: str | None = None,
+    edition: str = "GPU",
 ) -> bytes:
     """Build and sign one RIM.
 
@@ -57,6 +59,8 @@ def build_rim(
         golden: The 64 golden entries (:func:`~ccai.virtual._gpu_report.golden_measurements`).
         signer: The L4 signer key and certificate.
         chain: PEM certificates to embed, L4 first, root last.
+        product: ``product``/``name`` (default the model's chip; ``LS10`` for NVSwitch BIOS RIMs).
+        edition: ``Meta/@edition``: ``GPU`` or ``SWITCH``.
 
     Returns:
         The signed XML document (UTF-8, no XML declaration, like NVIDIA's files).
@@ -64,13 +68,13 @@ def build_rim(
     tag_id = hashlib.sha384(
         f"ccai virtual rim\x00{model.chip}\x00{component}\x00{version}".encode()
     ).hexdigest()
-    product = model.rim_product
+    product = product or model.rim_product
     text = (
         f'<SoftwareIdentity xmlns="{_SWID_NS}" xmlns:ns0="{_SWID_NS}" xmlns:ns2="{_SHA384_NS}" '
         f'corpus="false" name="{product}" patch="false" supplemental="false" tagId="{tag_id}" '
         'version="1.0" tagVersion="0">\n'
         '    <ns0:Entity name="ccai TEST (not NVIDIA)" role="softwareCreator tagCreator"/>\n'
-        f'    <ns0:Meta xmlns:ns1="{_TCG_NS}" colloquialVersion={quoteattr(version)} edition="GPU" '
+        f'    <ns0:Meta xmlns:ns1="{_TCG_NS}" colloquialVersion={quoteattr(version)} edition="{edition}" '
         f'product="{product}" revision="r1" PayloadType="direct" ns1:BindingSpec="RIMIM" '
         'ns1:BindingSpecVersion="1.01" ns1:PlatformManufacturerId="5703" '
         'ns1:PlatformManufacturerStr="ccai TEST (not NVIDIA)" '
