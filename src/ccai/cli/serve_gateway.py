@@ -166,6 +166,14 @@ def gateway(
             help="API key for --attestation-service (or CCAI_ATTESTATION_SERVICE_KEY).",
         ),
     ] = None,
+    hpke_rotate_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--hpke-rotate-seconds",
+            min=0.001,
+            help="Replace the HPKE key this often (SIGHUP also replaces it); clients re-attest.",
+        ),
+    ] = None,
     json: JsonOpt = False,
 ) -> None:
     """Serve a sealed model with an OpenAI-compatible API, only after attestation and key release."""
@@ -205,6 +213,7 @@ def gateway(
         engine_timeout=engine_timeout,
         attestation_service=attestation_service,
         attestation_service_key=attestation_service_key,
+        hpke_rotate_seconds=hpke_rotate_seconds,
         **options,  # type: ignore[arg-type]
     )
 

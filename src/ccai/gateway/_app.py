@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -91,8 +92,10 @@ class GatewayApp:
 
         inner = self.boot.inference_app
         if self._protected_for is not inner:
+            boot = self.boot
+            # A provider, not the key: the boot's key can be rotated while serving (rotate_key).
             self._protected = EhbpMiddleware(
-                inner, key=self.boot.server_key, allow_plaintext=self.boot.config.allow_plaintext
+                inner, key=lambda: boot.server_key, allow_plaintext=boot.config.allow_plaintext
             )
             self._protected_for = inner
         return self._protected
@@ -192,6 +195,7 @@ class GatewayApp:
             await json_response(send, 400, json.dumps(body).encode())
             return
         nonce = bytes.fromhex(values[0])
+        server_key = self.boot.server_key  # the key of this document, even if it rotates meanwhile
         attester = self.boot.attester
         if attester is None:  # closed while shutting down
             await json_response(send, 503, b'{"error": {"message": "shutting down", "type": "unavailable"}}')
@@ -201,7 +205,7 @@ class GatewayApp:
             document = await asyncio.to_thread(
                 attester.document,
                 nonce,
-                hpke_public_key=self.boot.server_key.public_key,
+                hpke_public_key=server_key.public_key,
                 tls_spki_sha256=self.boot.tls_spki_sha256,
             )
         except Exception as exc:
@@ -215,7 +219,7 @@ class GatewayApp:
                     attester.service_token,
                     self.boot.config.attestation_service,
                     api_key=self.boot.config.attestation_service_key,
-                    hpke_public_key=self.boot.server_key.public_key,
+                    hpke_public_key=server_key.public_key,
                     tls_spki_sha256=self.boot.tls_spki_sha256,
                 )
             except Exception as exc:
@@ -239,8 +243,10 @@ def run_gateway(
     """Serve the gateway in the foreground until stopped; boot in a background thread.
 
     The listening socket opens first (``/health`` shows the boot state); the boot walks its states;
-    on failure the server stops at once. Returns the boot; the caller raises ``boot.error`` when the
-    boot failed (``ccai serve gateway`` exits non-zero with the reason).
+    on failure the server stops at once. SIGHUP (when called from the main thread) replaces the
+    HPKE key (:meth:`GatewayBoot.rotate_key`), as ``config.hpke_rotate_seconds`` does periodically.
+    Returns the boot; the caller raises ``boot.error`` when the boot failed (``ccai serve gateway``
+    exits non-zero with the reason).
 
     Args:
         config: The configuration (checked here).
@@ -270,8 +276,15 @@ def run_gateway(
             server.should_exit = True
 
     thread = threading.Thread(target=walk, name="ccai-gateway-boot", daemon=True)
+    stopping = threading.Event()
+
+    def rotate_periodically(every: float) -> None:
+        while not stopping.wait(every):
+            if boot.ready:
+                boot.rotate_key()
 
     def shutdown() -> None:
+        stopping.set()
         boot.cancel()
         if thread.is_alive():
             thread.join(timeout=30)
@@ -289,10 +302,34 @@ def run_gateway(
     scheme = "https" if config.tls_cert is not None else "http"
     boot.url = f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
     log_event("listening", host=host, port=port, plaintext_allowed=config.allow_plaintext)
+    previous_hup = _on_sighup(boot)
+    if config.hpke_rotate_seconds is not None:
+        threading.Thread(
+            target=rotate_periodically,
+            args=(config.hpke_rotate_seconds,),
+            name="ccai-gateway-rotate",
+            daemon=True,
+        ).start()
     thread.start()
     try:
         server.run(sockets=[sock])
     finally:
         shutdown()
         sock.close()
+        if previous_hup is not None:
+            signal.signal(signal.SIGHUP, previous_hup)
     return boot
+
+
+def _on_sighup(boot: GatewayBoot) -> Any:
+    """Rotate the HPKE key on SIGHUP (main thread only); returns the previous handler, or ``None``."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGHUP"):
+        return None
+
+    def rotate(signum: int, frame: Any) -> None:
+        del signum, frame
+        if boot.ready:
+            # Off the signal handler: the key is swapped by a plain assignment, logging takes a lock.
+            threading.Thread(target=boot.rotate_key, name="ccai-gateway-rotate", daemon=True).start()
+
+    return signal.signal(signal.SIGHUP, rotate)

@@ -237,6 +237,14 @@ class Attester:
             )
         return token
 
+    def devtools_reported(self) -> bool:
+        """Whether the GPU driver reports a GPU in CC DevTools mode (unsigned: it lets the key broker
+        name its refusal ``devtools_on``; the signed measurements are what refuse the key)."""
+        if self.gpu is None:
+            return False
+        with self._lock:
+            return bool(self.gpu.status().devtools)
+
     def set_gpus_ready(self) -> bool:
         """Set the GPUs-ready state (work submission in CC mode waits on it).
 

@@ -88,6 +88,8 @@ class GatewayConfig:
         engine_timeout: Seconds to wait for the upstream engine's ``/health``.
         attestation_service: Base URL of a ccai attestation service whose token each document carries.
         attestation_service_key: API key for it.
+        hpke_rotate_seconds: Replace the HPKE key this often once ready (``None``: only on SIGHUP or
+            :meth:`GatewayBoot.rotate_key`).
     """
 
     model: Path
@@ -109,6 +111,7 @@ class GatewayConfig:
     engine_timeout: float = 300.0
     attestation_service: str | None = None
     attestation_service_key: str | None = None
+    hpke_rotate_seconds: float | None = None
 
     def check(self) -> None:
         """Refuse contradictory options before anything starts.
@@ -128,6 +131,8 @@ class GatewayConfig:
             raise UsageError("TLS needs both --tls-cert and --tls-key")
         if self.tls_cert is not None and self.tls_key is not None:
             _check_tls(self.tls_cert, self.tls_key)
+        if self.hpke_rotate_seconds is not None and not self.hpke_rotate_seconds > 0:
+            raise UsageError("--hpke-rotate-seconds must be positive", actual=self.hpke_rotate_seconds)
         if not self.model.is_dir():
             raise UsageError(f"no sealed model directory at {self.model}")
 
@@ -201,6 +206,8 @@ class GatewayBoot:
         #: The exception the boot failed with.
         self.error: BaseException | None = None
         self.server_key = ServerKey.generate()
+        #: How many times :meth:`rotate_key` replaced the key.
+        self.key_rotations = 0
         self.tls_spki_sha256 = _spki_sha256(config.tls_cert) if config.tls_cert is not None else None
         self.attester: Attester | None = None
         #: The ASGI app that answers the inference routes once ready.
@@ -243,6 +250,23 @@ class GatewayBoot:
         if self.reason is not None:
             doc["reason"] = self.reason
         return doc
+
+    # -- key rotation ------------------------------------------------------------------------
+
+    def rotate_key(self) -> bytes:
+        """Replace the gateway's HPKE key with a fresh one; returns the new public key.
+
+        From now on the attestation document binds the new key and ``/.well-known/hpke-keys`` serves
+        it; a request encrypted to the old key gets EHBP's 422 key-configuration problem (the
+        verifying client then attests again and resends it). Requests already running finish
+        with the key they started with.
+        """
+        from ccai.ehbp import ServerKey
+
+        self.server_key = ServerKey.generate()
+        self.key_rotations += 1
+        log_event("hpke_key_rotated", rotations=self.key_rotations)
+        return self.server_key.public_key
 
     # -- the walk ----------------------------------------------------------------------------
 
@@ -356,7 +380,13 @@ class GatewayBoot:
         from ccai.kbs import fetch_kek
 
         assert config.kbs_url is not None and config.resource is not None  # check() made sure
-        kek = fetch_kek(config.kbs_url, config.resource, evidence=attester.kbs_evidence, tee=attester.tee)
+        kek = fetch_kek(
+            config.kbs_url,
+            config.resource,
+            evidence=attester.kbs_evidence,
+            tee=attester.tee,
+            devtools=attester.devtools_reported(),
+        )
         log_event("key_released", resource=config.resource)
         return kek
 

@@ -219,8 +219,11 @@ def fetch_kek(
     evidence: EvidenceFunction | TrusteeEvidenceProvider,
     tee: str = "tdx",
     evidence_format: EvidenceFormat = "composite",
+    devtools: bool = False,
 ) -> Kek:
     """The sealed-model KEK stored in the broker as resource ``name``, fetched through attestation.
+
+    ``devtools``: the guest driver reports CC DevTools mode (see :class:`KbsClient`).
 
     Pass the result to :func:`ccai.sealed.load_model` / :func:`ccai.sealed.load_into`, or pass a
     :class:`BrokerKey` there instead, which fetches it when the model is opened.
@@ -229,7 +232,9 @@ def fetch_kek(
         KbsRefused, CollateralUnavailable, VerificationError: as :func:`fetch_resource`;
         UsageError: the resource is not a KEK (``ccai seal --kbs`` stores one).
     """
-    value = fetch_resource(url, name, evidence=evidence, tee=tee, evidence_format=evidence_format)
+    value = fetch_resource(
+        url, name, evidence=evidence, tee=tee, evidence_format=evidence_format, devtools=devtools
+    )
     return kek_from_jwk(value, what=f"broker resource {name}")
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hmac
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from cryptography.x509 import ocsp
 
 from ccai._net import listen_socket
 from ccai._time import utcnow
+from ccai.errors import UsageError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -271,11 +273,15 @@ def _is_ca(cert: x509.Certificate) -> bool:
 
 
 @contextmanager
-def run_in_background(app: Any, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+def run_in_background(
+    app: Any, *, host: str = "127.0.0.1", port: int = 0, lifespan: str = "off"
+) -> Iterator[str]:
     """Run an ASGI app under uvicorn in a daemon thread; yield its base URL; stop it on exit.
 
     The socket is bound before the server starts (``port=0`` picks a free port), so the URL is
-    usable as soon as it is yielded.
+    usable as soon as it is yielded. With ``lifespan="on"`` (apps that open a database in their
+    lifespan, such as the key broker and the attestation service) it is yielded once the startup
+    completed.
 
     Raises:
         UsageError: ``host:port`` cannot be bound (for example, address already in use).
@@ -285,12 +291,18 @@ def run_in_background(app: Any, *, host: str = "127.0.0.1", port: int = 0) -> It
     sock = listen_socket(host, port)
     sock.listen(128)
     bound_port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+    config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="ccai-dev-server"
     )
     thread.start()
+    if lifespan != "off":
+        while not server.started:
+            if not thread.is_alive():
+                sock.close()
+                raise UsageError(f"the server on {host}:{bound_port} did not start")
+            time.sleep(0.01)
     try:
         yield f"http://{host}:{bound_port}"
     finally:
