@@ -27,6 +27,8 @@ from ccai.sealed import Kek, new_kek, seal, write_kek
 
 HERE = Path(__file__).resolve().parent
 UPSTREAM = HERE / "upstream_sse.py"
+#: What the embedded-model tests ask.
+QUESTION = "What is the capital of France?"
 #: The upstream command of most tests: the streaming test engine of upstream_sse.py.
 UPSTREAM_CMD = f"{sys.executable} {UPSTREAM} {{model_dir}} {{port}}"
 
@@ -132,3 +134,22 @@ def tiny_sealed(tmp_path: Path) -> tuple[Path, Path, Kek]:
     sealed = tmp_path / "tiny.sealed"
     seal(plain, sealed, kek)
     return sealed, kek_file, kek
+
+
+def plaintext_answer(max_tokens: int, question: str = QUESTION) -> str:
+    """The embedded model's greedy answer to ``question``, computed in this process without the gateway."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ccai._embedded_model import embedded_model_dir
+
+    plain = embedded_model_dir()
+    tokenizer = AutoTokenizer.from_pretrained(plain)
+    model = AutoModelForCausalLM.from_pretrained(plain).eval()
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+    )
+    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=max_tokens, do_sample=False)
+    return str(tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))

@@ -19,7 +19,7 @@ from ccai.evidence import load_evidence_bundle
 from ccai.verify import Verifier
 from ccai.virtual import VirtualCpuTee, VirtualGpuBackend, virtual_trust_anchors
 
-from .conftest import POLICY, Admin, running_gateway
+from .conftest import POLICY, QUESTION, Admin, plaintext_answer, running_gateway
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -27,24 +27,6 @@ pytest.importorskip("transformers")
 pytestmark = [pytest.mark.slow, pytest.mark.torch, pytest.mark.extra("gateway")]
 SRC = Path(__file__).resolve().parents[2] / "src"
 RESOURCE = "models/kek/smollm2"
-QUESTION = "What is the capital of France?"
-
-
-def _plaintext_answer(max_tokens: int) -> str:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from ccai._embedded_model import embedded_model_dir
-
-    plain = embedded_model_dir()
-    tokenizer = AutoTokenizer.from_pretrained(plain)
-    model = AutoModelForCausalLM.from_pretrained(plain).eval()
-    text = tokenizer.apply_chat_template(
-        [{"role": "user", "content": QUESTION}], tokenize=False, add_generation_prompt=True
-    )
-    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
-    with torch.no_grad():
-        out = model.generate(ids, max_new_tokens=max_tokens, do_sample=False)
-    return str(tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
 
 
 def test_embedded_model_behind_the_gateway(
@@ -107,7 +89,7 @@ def test_embedded_model_behind_the_gateway(
             model="SmolLM2-135M-Instruct", messages=body["messages"], max_tokens=16, temperature=0
         )
         sdk_text = sdk.choices[0].message.content
-    reference = _plaintext_answer(16)
+    reference = plaintext_answer(16)
     assert "Paris" in reference
     assert text == reference
     assert streamed == reference

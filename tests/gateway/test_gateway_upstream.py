@@ -263,3 +263,23 @@ def test_document_carries_the_attestation_service_token(
     assert bundle.hpke_public_key is not None
     assert overall["x-ccai-hpke-public-key"] == bundle.hpke_public_key.hex()
     assert overall["x-nvidia-overall-att-result"] is True and overall["eat_nonce"] != nonce.hex()
+
+
+def test_periodic_key_rotation(ccai_home: Path, tiny_sealed: tuple[Path, Path, Kek]) -> None:
+    """``--hpke-rotate-seconds``: the served key changes on its own; documents bind the current key."""
+    from ccai.client import attest_gateway
+    from ccai.ehbp import fetch_key_config
+
+    sealed, kek_file, _ = tiny_sealed
+    with running_gateway(ccai_home, *_args(sealed, kek_file, "--hpke-rotate-seconds", "1")) as gw:
+        anchors = virtual_trust_anchors(ccai_home, gpu=True, tdx=True)  # the gateway created the VM
+        first = fetch_key_config(gw.url).public_key
+        deadline = time.monotonic() + 30
+        while fetch_key_config(gw.url).public_key == first:
+            assert time.monotonic() < deadline, "the key did not rotate"
+            time.sleep(0.1)
+        # The key may rotate again between the document and /.well-known/hpke-keys: compare the document only.
+        attested = attest_gateway(gw.url, anchors=anchors, allow_simulated=True, check_key_endpoint=False)
+        assert attested.hpke_public_key != first
+    _, _, err = gw.stop()
+    assert '"event": "hpke_key_rotated"' in err
