@@ -382,31 +382,3 @@ def test_a_bad_nonce_says_what_is_wrong(text: str, problem: str) -> None:
         parse_nonce(text)
     assert info.value.message == f"--nonce must be 32 bytes as 64 hex digits: {problem}"
     assert parse_nonce(f"  {'AB' * 32}\n") == b"\xab" * 32
-
-
-# -- (7) the demo keeps the files it says it wrote ----------------------------------------------------
-
-
-@pytest.mark.extra("service")  # the demo runs the dev collateral server
-def test_demo_keeps_the_files_it_reports(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # Regression: "wrote … to /tmp/ccai-demo-…/demo-evidence.json", then the directory was deleted.
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    import tempfile
-
-    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
-    code, out, err = _main(monkeypatch, capsys, "demo", "--json")
-    assert code == 0, err
-    doc = json.loads(out)
-    kept = Path(doc["output_dir"])
-    assert kept.parent == tmp_path and kept.is_dir()
-    written = [Path(s["output"]) for s in doc["steps"] if "output" in s]
-    assert [p.name for p in written] == ["demo-evidence.json", "demo-bundle.json"]
-    assert all(p.parent == kept and p.is_file() for p in written)
-
-    chosen = tmp_path / "chosen"
-    code, out, err = _main(monkeypatch, capsys, "demo", "--output-dir", str(chosen))
-    assert code == 0, err
-    assert f"evidence and bundle kept in {chosen}" in out
-    assert (chosen / "demo-evidence.json").is_file() and (chosen / "demo-bundle.json").is_file()

@@ -694,8 +694,13 @@ def demo(
     json: Annotated[bool, typer.Option("--json", help="Print one JSON document, every step.")] = False,
 ) -> None:
     """Confidential inference end to end on virtual hardware: broker, gateway, client (SIMULATED)."""
+    import importlib.util
+
     import fastapi  # noqa: F401  (the [service] extra: fail before anything starts)
-    import openai  # noqa: F401  (the [gateway] extra)
+
+    for module in ("openai", "pyhpke", "torch", "transformers"):  # [gateway] and [torch], not imported here
+        if importlib.util.find_spec(module) is None:
+            raise ModuleNotFoundError(f"No module named {module!r}", name=module)
 
     from ccai._home import ccai_home
 

@@ -170,7 +170,6 @@ def gateway(
         float | None,
         typer.Option(
             "--hpke-rotate-seconds",
-            min=0.001,
             help="Replace the HPKE key this often (SIGHUP also replaces it); clients re-attest.",
         ),
     ] = None,

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -274,7 +274,7 @@ def _is_ca(cert: x509.Certificate) -> bool:
 
 @contextmanager
 def run_in_background(
-    app: Any, *, host: str = "127.0.0.1", port: int = 0, lifespan: str = "off"
+    app: Any, *, host: str = "127.0.0.1", port: int = 0, lifespan: Literal["on", "off"] = "off"
 ) -> Iterator[str]:
     """Run an ASGI app under uvicorn in a daemon thread; yield its base URL; stop it on exit.
 
