@@ -116,3 +116,16 @@ def test_a_ppcie_policy_refuses_a_plain_gpu_guest(ccai_home: Path) -> None:
         error, last = _refused(admin, vm, switches=False)
     assert error.reason in {"no_switch_evidence", "ppcie_topology_mismatch", "gpu_not_ppcie"}
     assert last["event"] == "release" and json.dumps(last["reason"]).startswith('"' + error.reason)
+
+
+def test_the_documented_hgx_policy_demands_ppcie() -> None:
+    from ccai.verify import load_policy
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "policies" / "production-tdx-hgx-ppcie.json"
+    described = load_policy(path.read_text(), name=path.name).describe()
+    for rule in (
+        "NVSwitch measurements match",
+        "every GPU in protected-PCIe mode",
+        "topology of 8 GPUs and 4",
+    ):
+        assert rule in described, described
