@@ -227,3 +227,8 @@ def kbs(
         anchors = virtual_trust_anchors(gpu=True, tdx=True)
     application = create_kbs_app(settings, anchors=anchors)
     uvicorn.run(application, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+
+
+from ccai.cli.serve_gateway import gateway as _gateway  # noqa: E402 - mounted after the other services
+
+app.command("gateway")(_gateway)
