@@ -4,7 +4,8 @@ An asyncio + httpx load generator for OpenAI-compatible servers (streaming SSE, 
 loop, exact-length prompts, fixed output length), the metrics of sglang's ``bench_serving`` and
 ``vllm bench serve``, sweeps over concurrency and input/output lengths with interleaved arms and
 paired Δ% confidence intervals (an arm may be a confidential gateway, attested first and driven
-through encrypted bodies: :class:`EhbpArm`), NVIDIA-layout tables, JSON/CSV/PNG output and a run manifest; plus
+through encrypted bodies: :class:`EhbpArm`), NVIDIA-layout tables, JSON/CSV/PNG output and a run
+manifest; plus
 the sealed-model load benchmark (:func:`run_load_benchmark`, ``ccai bench load``) and
 a deliberately buffering proxy (:func:`serve_proxy`, ``ccai dev buffering-proxy``) that shows what
 a buffering gateway does to TTFT and ITL. The protocol pieces it shares with the gateway and the
