@@ -50,6 +50,7 @@ def _plaintext_answer(max_tokens: int) -> str:
 def test_embedded_model_behind_the_gateway(
     broker: Admin, vm: tuple[VirtualCpuTee, VirtualGpuBackend], tmp_path: Path
 ) -> None:
+    from ccai.client import connect
     from ccai.ehbp import EhbpTransport
 
     del vm
@@ -96,9 +97,18 @@ def test_embedded_model_behind_the_gateway(
             with http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as stream:
                 events = [line for line in stream.iter_lines() if line.startswith("data: ")]
         assert events[-1] == "data: [DONE]"
-        streamed = "".join(
-            (json.loads(e[6:])["choices"] or [{}])[0].get("delta", {}).get("content") or ""
-            for e in events[:-1]
+        chunks = [json.loads(e[6:])["choices"] for e in events[:-1]]
+        streamed = "".join(c[0]["delta"].get("content") or "" for c in chunks if c)
+
+        # The official openai SDK through the verifying client: attest, pin the key, encrypt.
+        client = connect(gw.url, anchors=verifier.anchors, allow_simulated=True)
+        assert client.attestation.hpke_public_key == key
+        sdk = client.chat.completions.create(
+            model="SmolLM2-135M-Instruct", messages=body["messages"], max_tokens=16, temperature=0
         )
-    assert "Paris" in text
-    assert text == streamed == _plaintext_answer(16).strip() or text == _plaintext_answer(16)
+        sdk_text = sdk.choices[0].message.content
+    reference = _plaintext_answer(16)
+    assert "Paris" in reference
+    assert text == reference
+    assert streamed == reference
+    assert sdk_text == reference

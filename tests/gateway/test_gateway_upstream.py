@@ -234,3 +234,32 @@ def test_tls_key_is_bound_in_the_document(
         bundle, expected_nonce=nonce
     )
     assert verified.overall_claims["x-ccai-tls-spki-sha256"] == hashlib.sha256(spki).hexdigest()
+
+
+def test_document_carries_the_attestation_service_token(
+    ccai_home: Path, tiny_sealed: tuple[Path, Path, Kek]
+) -> None:
+    from tests.service.conftest import serve_subprocess
+
+    from ccai.virtual import open_virtual_vm
+
+    open_virtual_vm(tee="tdx", gpus=2, home=ccai_home)  # the service reads the VM's test-PKI anchors
+    sealed, kek_file, _ = tiny_sealed
+    service_args = ["--allow-anonymous", "--allow-simulated", "--offline"]
+    with (
+        serve_subprocess(service_args, ccai_home) as (service, _),
+        running_gateway(ccai_home, *_args(sealed, kek_file, "--attestation-service", service)) as gw,
+    ):
+        nonce = os.urandom(32)
+        r = httpx.get(gw.url + ATTESTATION, params={"nonce": nonce.hex()}, timeout=60)
+        assert r.status_code == 200, r.text
+    bundle = load_evidence_bundle(r.content)  # the loader tolerates the token field
+    Verifier.simulated(virtual_trust_anchors(ccai_home, gpu=True, tdx=True)).verify_bundle(
+        bundle, expected_nonce=nonce
+    )
+    token = json.loads(r.content)["attestation_token"]  # the service's detached EAT: [["JWT", overall], …]
+    assert token[0][0] == "JWT"
+    overall = json.loads(base64.urlsafe_b64decode(token[0][1].split(".")[1] + "=="))
+    assert bundle.hpke_public_key is not None
+    assert overall["x-ccai-hpke-public-key"] == bundle.hpke_public_key.hex()
+    assert overall["x-nvidia-overall-att-result"] is True and overall["eat_nonce"] != nonce.hex()

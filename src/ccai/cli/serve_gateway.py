@@ -152,6 +152,20 @@ def gateway(
         float,
         typer.Option("--engine-timeout", min=1, help="Seconds to wait for the upstream engine's /health."),
     ] = 300.0,
+    attestation_service: Annotated[
+        str | None,
+        typer.Option(
+            "--attestation-service", help="Add this ccai attestation service's token to each document."
+        ),
+    ] = None,
+    attestation_service_key: Annotated[
+        str | None,
+        typer.Option(
+            "--attestation-service-key",
+            envvar="CCAI_ATTESTATION_SERVICE_KEY",
+            help="API key for --attestation-service (or CCAI_ATTESTATION_SERVICE_KEY).",
+        ),
+    ] = None,
     json: JsonOpt = False,
 ) -> None:
     """Serve a sealed model with an OpenAI-compatible API, only after attestation and key release."""
@@ -189,6 +203,8 @@ def gateway(
         device=device,
         model_name=model_name,
         engine_timeout=engine_timeout,
+        attestation_service=attestation_service,
+        attestation_service_key=attestation_service_key,
         **options,  # type: ignore[arg-type]
     )
 

@@ -46,7 +46,20 @@ __all__ = [
 BUNDLE_FORMAT = "ccai-evidence-bundle"
 EVIDENCE_BUNDLE_VERSION = 1
 _CPU_TYPES = ("tdx", "snp")
-_TOP_KEYS = {"format", "version", "binding", "nonce", "gpus", "cpu", "keys", "collateral"}
+#: ``attestation_token`` (optional; an EAT string or the detached-EAT JSON list): an attestation service's
+#: token a serving gateway adds to its attestation document; not covered by the binding, never read by
+#: verification (docs/composite-evidence.md).
+_TOP_KEYS = {
+    "format",
+    "version",
+    "binding",
+    "nonce",
+    "gpus",
+    "cpu",
+    "keys",
+    "collateral",
+    "attestation_token",
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -179,6 +192,8 @@ def load_evidence_bundle(data: bytes) -> EvidenceBundle:
     unknown = sorted(set(doc) - _TOP_KEYS)
     if unknown:
         raise MalformedEvidence(f"evidence bundle has unknown fields {unknown}", step="parse")
+    if not isinstance(doc.get("attestation_token", ""), str | list):
+        raise MalformedEvidence("evidence bundle: attestation_token must be a string or a list", step="parse")
     binding = doc.get("binding")
     if not isinstance(binding, str):
         raise MalformedEvidence("evidence bundle: binding must be a string", step="parse")

@@ -7,7 +7,8 @@ Routes:
 * ``GET /metrics`` — Prometheus text: requests by route kind and status, the boot's seconds, the
   attestation documents served and the seconds each took.
 * ``GET /.well-known/ccai/attestation?nonce=HEX64`` — a fresh composite evidence bundle bound to the
-  nonce, the gateway's HPKE key (and TLS key), collateral embedded (docs/confidential-serving.md).
+  nonce, the gateway's HPKE key (and TLS key), collateral embedded, and with an attestation service
+  configured its token as ``attestation_token`` (docs/confidential-serving.md).
 * everything else (``/v1/models``, ``/v1/chat/completions``, ``/v1/completions``,
   ``/.well-known/hpke-keys``) — through ``ccai.ehbp.EhbpMiddleware`` to the engine: plaintext bodies
   are refused unless the gateway runs with ``allow_plaintext``.
@@ -208,6 +209,23 @@ class GatewayApp:
             body = {"error": {"message": "evidence collection failed", "type": "unavailable"}}
             await json_response(send, 503, json.dumps(body).encode())
             return
+        if self.boot.config.attestation_service is not None:
+            try:
+                token = await asyncio.to_thread(
+                    attester.service_token,
+                    self.boot.config.attestation_service,
+                    api_key=self.boot.config.attestation_service_key,
+                    hpke_public_key=self.boot.server_key.public_key,
+                    tls_spki_sha256=self.boot.tls_spki_sha256,
+                )
+            except Exception as exc:
+                log_event("attestation_service_failed", error=type(exc).__name__, reason=str(exc)[:200])
+                body = {"error": {"message": "the attestation service gave no token", "type": "unavailable"}}
+                await json_response(send, 503, json.dumps(body).encode())
+                return
+            doc = json.loads(document)
+            doc["attestation_token"] = token
+            document = json.dumps(doc).encode()
         seconds = time.perf_counter() - start
         self.metrics.documents.inc()
         self.metrics.document_seconds.observe(seconds)

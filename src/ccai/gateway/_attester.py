@@ -179,6 +179,64 @@ class Attester:
 
         return dump_evidence_bundle(self.bundle(nonce, hpke_public_key=bound_key))
 
+    def service_token(
+        self,
+        url: str,
+        *,
+        api_key: str | None,
+        hpke_public_key: bytes,
+        tls_spki_sha256: bytes | None = None,
+        timeout: float = 30.0,
+    ) -> Any:
+        """An attestation service's token for this VM and these keys, as the service returned it (its
+        detached EAT JSON: ``[["JWT", overall], {"GPU-0": jwt, …}]``).
+
+        The service appraises only bundles made for its own nonces, so this asks it for one
+        (``POST URL/v1/nonce``), collects a second bundle for it binding the same keys, and posts that
+        (``POST URL/v1/attest``); the token's claims name the bound HPKE (and TLS) key.
+
+        Raises:
+            CollateralUnavailable: the service cannot be reached or answered an error.
+            PolicyViolation: the service's verdict is not a pass.
+        """
+        import httpx
+
+        from ccai.errors import CollateralUnavailable, PolicyViolation
+        from ccai.evidence import dump_evidence_bundle
+
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        base = url.rstrip("/")
+        try:
+            with httpx.Client(timeout=timeout, headers=headers) as http:
+                r = http.post(base + "/v1/nonce")
+                if r.status_code != 200:
+                    raise CollateralUnavailable(
+                        f"the attestation service answered HTTP {r.status_code} for a nonce"
+                    )
+                nonce = bytes.fromhex(str(r.json()["nonce"]))
+                bundle = self.bundle(nonce, hpke_public_key=hpke_public_key, tls_spki_sha256=tls_spki_sha256)
+                r = http.post(
+                    base + "/v1/attest",
+                    content=dump_evidence_bundle(bundle),
+                    headers={"Content-Type": "application/json"},
+                )
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            raise CollateralUnavailable(
+                f"cannot reach the attestation service: {type(exc).__name__}"
+            ) from None
+        try:
+            answer = r.json()
+        except ValueError:
+            answer = {}
+        if r.status_code != 200 or not isinstance(answer, dict):
+            raise CollateralUnavailable(f"the attestation service answered HTTP {r.status_code}")
+        token = answer.get("token")
+        if answer.get("result") is not True or not isinstance(token, list | str):
+            raise PolicyViolation(
+                f"the attestation service did not pass the evidence ({answer.get('result')})"
+            )
+        return token
+
     def set_gpus_ready(self) -> bool:
         """Set the GPUs-ready state (work submission in CC mode waits on it).
 

@@ -169,7 +169,7 @@ def _preload_engine_modules() -> None:
     """Import what the in-process engine needs (the boot thread's later imports then find them)."""
     try:
         import torch  # noqa: F401
-        import transformers  # noqa: F401
+        import transformers
         import transformers.modeling_utils  # noqa: F401  (the largest part of a model's first load)
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
     except ImportError:
