@@ -1,5 +1,6 @@
 """Tinfoil's own Python EHBP client (``tinfoil-ehbp`` from PyPI) in a venv of its own, for interop
-tests: created once per version under ``$CCAI_CACHE`` (else pytest's cache directory, else ``~/.cache/ccai``) and reused."""
+tests: created once per version under ``$CCAI_CACHE`` (else pytest's cache directory, else
+``~/.cache/ccai``) and reused."""
 
 from __future__ import annotations
 
