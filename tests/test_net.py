@@ -42,7 +42,7 @@ def test_a_busy_port_is_a_usage_error() -> None:
     first = listen_socket("127.0.0.1", 0)
     first.listen()
     try:
-        with pytest.raises(UsageError, match="cannot listen on 127.0.0.1:"):
+        with pytest.raises(UsageError, match=r"cannot listen on 127\.0\.0\.1:"):
             listen_socket("127.0.0.1", first.getsockname()[1])
     finally:
         first.close()
