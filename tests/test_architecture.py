@@ -72,6 +72,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
         {
             "openai_protocol",
             "ehbp",
+            "client",
             "sealed",
             "verify",
             "virtual",

@@ -90,3 +90,78 @@ def test_attest_ppcie_without_switches_is_a_device_error(
         main()
     assert info.value.code == 4  # a device error, with its reason
     assert "NVSwitch" in json.loads(capsys.readouterr().out)["error"]["message"]
+
+
+def test_attest_switches_round_trip_through_verify(ccai_home: Path, tmp_path: Path) -> None:
+    """``ccai attest --switches`` puts the virtual HGX's switches into the bundle; ``ccai verify`` checks
+    them (PPCIe mode, topology) and a policy demanding PPCIe passes it, not a bundle without them."""
+    runner.invoke(app, ["gpu", "init", "--simulate", "--gpus", "8", "--switches", "4", "--ppcie", "--json"])
+    nonce = "5a" * 32
+    policy = tmp_path / "ppcie.json"
+    policy.write_text(json.dumps({"format": "ccai-policy/1", "allow_simulated": True, "ppcie": {}}))
+    bundles = {}
+    for name, extra in (("hgx", ["--switches"]), ("plain", [])):
+        bundles[name] = tmp_path / f"{name}.json"
+        result = runner.invoke(
+            app,
+            [
+                *("attest", "--simulate", "tdx", "--nonce", nonce, "--with-collateral"),
+                *("-o", str(bundles[name]), *extra, "--json"),
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["switches"] == (4 if extra else 0)
+    verify = ["verify", str(bundles["hgx"]), "--nonce", nonce, "--allow-simulated", "--json"]
+    result = runner.invoke(app, [*verify, "--policy", str(policy)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["result"] == "pass"
+    assert "4 NVSwitch(es), PPCIe mode and topology ok" in doc["steps"][3]["detail"]
+    assert sorted(k for k in doc["claims"] if k.startswith("SWITCH-")) == [f"SWITCH-{i}" for i in range(4)]
+    assert doc["claims"]["overall"]["x-ccai-ppcie"]["topology"] == "verified"
+    # Another nonce fails; the bundle without switches fails the PPCIe policy (fails closed).
+    result = runner.invoke(app, [*verify[:3], "ab" * 32, *verify[4:]])
+    assert result.exit_code == 1
+    result = runner.invoke(
+        app,
+        [
+            "verify",
+            str(bundles["plain"]),
+            "--nonce",
+            nonce,
+            "--allow-simulated",
+            "--json",
+            "--policy",
+            str(policy),
+        ],
+    )
+    assert result.exit_code == 1
+    assert "NVSwitch" in json.loads(result.stdout)["error"]["message"]
+
+
+@pytest.mark.parametrize("nscq", [None, "libnvidia-nscq.so.2"])
+def test_attest_switches_on_real_hardware_needs_nscq(
+    ccai_home: Path,
+    tmp_path: Path,
+    nscq: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Without ``--simulate`` the switches come through NSCQ: exit 4 with the reason (absent, or
+    present but not driven by ccai), before NVML or the TEE is touched."""
+    import ctypes.util
+
+    real = ctypes.util.find_library
+    monkeypatch.setattr(
+        ctypes.util, "find_library", lambda name: nscq if name == "nvidia-nscq" else real(name)
+    )
+    out = tmp_path / "b.json"
+    argv = ["ccai", "attest", "--switches", "--nonce", "5a" * 32, "-o", str(out), "--json"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 4
+    error = json.loads(capsys.readouterr().out)["error"]
+    assert "NSCQ" in error["message"]
+    assert error["class"] == ("DriverNotFound" if nscq is None else "DeviceNotSupported")
+    assert not out.exists()

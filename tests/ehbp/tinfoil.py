@@ -1,5 +1,6 @@
 """Tinfoil's own Python EHBP client (``tinfoil-ehbp`` from PyPI) in a venv of its own, for interop
-tests: created once per version under ``$CCAI_CACHE`` (else pytest's cache directory) and reused."""
+tests: created once per version under ``$CCAI_CACHE`` (else pytest's cache directory, else
+``~/.cache/ccai``) and reused."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from ccai._embedded_model import ccai_cache
+
 TINFOIL_EHBP_VERSION = "0.4.1"
 SCRIPT = Path(__file__).with_name("tinfoil_client.py")
 
@@ -20,7 +23,13 @@ SCRIPT = Path(__file__).with_name("tinfoil_client.py")
 def tinfoil_python(config: pytest.Config) -> Path:
     """The interpreter of a venv with ``tinfoil-ehbp==0.4.1``; skips the test when pip cannot get it."""
     env_root = os.environ.get("CCAI_CACHE")
-    root = Path(env_root) if env_root else config.cache.mkdir("ccai-interop")  # type: ignore[union-attr]
+    cache = getattr(config, "cache", None)  # absent under ``-p no:cacheprovider``
+    if env_root:
+        root = Path(env_root)
+    elif cache is not None:
+        root = cache.mkdir("ccai-interop")
+    else:
+        root = ccai_cache() / "interop"
     home = root / f"tinfoil-ehbp-{TINFOIL_EHBP_VERSION}"
     python = home / "bin" / "python"
     ready = home / ".installed"

@@ -56,12 +56,19 @@ class InProcessSource:
 
 
 def make_evidence(
-    cpu: VirtualCpuTee, gpu: VirtualGpuBackend, *, gpus_from: EvidenceBundle | None = None
+    cpu: VirtualCpuTee,
+    gpu: VirtualGpuBackend,
+    *,
+    gpus_from: EvidenceBundle | None = None,
+    switches: bool = False,
 ) -> Callable[[bytes, bytes], bytes]:
-    """The guest's evidence function: collect composite evidence with collateral embedded."""
+    """The guest's evidence function: collect composite evidence with collateral embedded
+    (``switches``: the virtual HGX's NVSwitches too)."""
 
     def evidence(nonce: bytes, bound_key: bytes) -> bytes:
-        bundle = collect_composite(nonce=nonce, cpu=cpu, gpu=gpu, hpke_public_key=bound_key)
+        bundle = collect_composite(
+            nonce=nonce, cpu=cpu, gpu=gpu, hpke_public_key=bound_key, switches=gpu if switches else None
+        )
         if gpus_from is not None:
             bundle = dataclasses.replace(bundle, gpus=gpus_from.gpus)
         now = utcnow()

@@ -3,7 +3,9 @@
 An asyncio + httpx load generator for OpenAI-compatible servers (streaming SSE, closed or open
 loop, exact-length prompts, fixed output length), the metrics of sglang's ``bench_serving`` and
 ``vllm bench serve``, sweeps over concurrency and input/output lengths with interleaved arms and
-paired Δ% confidence intervals, NVIDIA-layout tables, JSON/CSV/PNG output and a run manifest; plus
+paired Δ% confidence intervals (an arm may be a confidential gateway, attested first and driven
+through encrypted bodies: :class:`EhbpArm`), NVIDIA-layout tables, JSON/CSV/PNG output and a run
+manifest; plus
 the sealed-model load benchmark (:func:`run_load_benchmark`, ``ccai bench load``) and
 a deliberately buffering proxy (:func:`serve_proxy`, ``ccai dev buffering-proxy``) that shows what
 a buffering gateway does to TTFT and ITL. The protocol pieces it shares with the gateway and the
@@ -21,6 +23,7 @@ from ccai.bench._client import (
     run_load,
     send_request,
 )
+from ccai.bench._ehbp import EhbpArm, GatewayTrust
 from ccai.bench._load import LoadMeasurement, LoadReport, run_load_benchmark, write_synthetic_model
 from ccai.bench._manifest import collect_manifest, gpu_state, openssl_versions
 from ccai.bench._metrics import RequestResult, RunMetrics, compute_metrics, summarize
@@ -49,8 +52,10 @@ __all__ = [
     "Cell",
     "CorrectnessCheck",
     "Delta",
+    "EhbpArm",
     "Endpoint",
     "EngineInfo",
+    "GatewayTrust",
     "IoLength",
     "LoadMeasurement",
     "LoadReport",

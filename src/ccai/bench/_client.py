@@ -23,7 +23,7 @@ import httpx
 
 from ccai.bench._metrics import RequestResult
 from ccai.bench._prompts import Prompt
-from ccai.errors import UsageError
+from ccai.errors import EhbpError, Error, UsageError
 from ccai.openai_protocol import (
     STREAM_DONE,
     Api,
@@ -224,6 +224,10 @@ async def send_request(
         return _failure("timeout", f"{type(exc).__name__}: {exc}", start, prompt, max_tokens)
     except httpx.HTTPError as exc:
         return _failure("transport", f"{type(exc).__name__}: {exc}", start, prompt, max_tokens)
+    except EhbpError as exc:
+        return _failure("ehbp", f"{type(exc).__name__}: {exc.message}", start, prompt, max_tokens)
+    except Error as exc:  # a re-attestation after the gateway's key changed was refused
+        return _failure("attestation", f"{type(exc).__name__}: {exc.message}", start, prompt, max_tokens)
     end = time.perf_counter()
     if first is None:
         return _failure("empty", "the response carried no generated text", start, prompt, max_tokens)
@@ -274,18 +278,27 @@ async def _lag_monitor(lags: list[float], stop: asyncio.Event) -> None:
         lags.append(max(0.0, time.perf_counter() - t0 - _LAG_TICK))
 
 
-def new_client(*, connections: int, timeout: float) -> httpx.AsyncClient:
+def new_client(
+    *,
+    connections: int,
+    timeout: float,
+    wrap: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
+) -> httpx.AsyncClient:
     """An HTTP client for benchmarking: no proxies from the environment, enough pooled connections.
 
     Args:
         connections: Maximum simultaneous connections.
         timeout: Per-operation timeout in seconds (connect is capped at 10 s).
+        wrap: Wraps the connection-pooling transport in another one (the EHBP transport of an
+            attested gateway arm); the wrapper's work then falls inside each request's timing.
 
     Returns:
         The client (close it with ``aclose``).
     """
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    pool = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
     return httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        transport=wrap(pool) if wrap is not None else pool,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         trust_env=False,
     )
@@ -443,7 +456,9 @@ async def _engine_info(http: httpx.AsyncClient, endpoint: Endpoint) -> EngineInf
     return EngineInfo(name=name, version=version, server_header=server, models=tuple(models))
 
 
-async def probe_endpoint(endpoint: Endpoint, *, timeout: float = 120.0) -> ProbeResult:
+async def probe_endpoint(
+    endpoint: Endpoint, *, timeout: float = 120.0, client: httpx.AsyncClient | None = None
+) -> ProbeResult:
     """Check that the server answers, learn how to force the output length, and read engine facts.
 
     Tries ``ignore_eos`` (vLLM, SGLang), then a transformers ``generation_config`` with
@@ -453,6 +468,7 @@ async def probe_endpoint(endpoint: Endpoint, *, timeout: float = 120.0) -> Probe
     Args:
         endpoint: Target (its ``output_control`` is ignored).
         timeout: Seconds per probe request.
+        client: The client to probe with (an EHBP arm's encrypting client); a new one otherwise.
 
     Returns:
         The output control to use and the engine facts.
@@ -460,39 +476,45 @@ async def probe_endpoint(endpoint: Endpoint, *, timeout: float = 120.0) -> Probe
     Raises:
         UsageError: the server cannot be reached, rejects the model name, or fails every probe.
     """
+    prompt = Prompt(text="Hello", token_ids=None, input_len=1)
+    if client is not None:
+        return await _probe(client, endpoint, prompt)
+    async with new_client(connections=2, timeout=timeout) as http:
+        return await _probe(http, endpoint, prompt)
+
+
+async def _probe(http: httpx.AsyncClient, endpoint: Endpoint, prompt: Prompt) -> ProbeResult:
     from dataclasses import replace
 
-    prompt = Prompt(text="Hello", token_ids=None, input_len=1)
-    async with new_client(connections=2, timeout=timeout) as http:
+    try:
+        engine = await _engine_info(http, endpoint)
+    except httpx.ConnectError as exc:
+        raise UsageError(
+            f"cannot reach the server at {endpoint.url}: {exc}",
+            hint="start one with `ccai dev engine`, or check --url / --baseline-url",
+        ) from None
+    except httpx.HTTPError as exc:
+        why = f"{type(exc).__name__}: {exc}"
+        raise UsageError(f"the server at {endpoint.url} does not answer: {why}") from None
+    url = endpoint.path(api_path(endpoint.api))
+    last = ""
+    controls: tuple[OutputControl, ...] = ("ignore_eos", "generation_config", "none")
+    for control in controls:
+        candidate = replace(endpoint, output_control=control)
+        body = request_body(candidate, prompt, 2, stream=False)
         try:
-            engine = await _engine_info(http, endpoint)
-        except httpx.ConnectError as exc:
-            raise UsageError(
-                f"cannot reach the server at {endpoint.url}: {exc}",
-                hint="start one with `ccai dev engine`, or check --url / --baseline-url",
-            ) from None
+            resp = await http.post(url, json=body)
         except httpx.HTTPError as exc:
-            why = f"{type(exc).__name__}: {exc}"
-            raise UsageError(f"the server at {endpoint.url} does not answer: {why}") from None
-        url = endpoint.path(api_path(endpoint.api))
-        last = ""
-        controls: tuple[OutputControl, ...] = ("ignore_eos", "generation_config", "none")
-        for control in controls:
-            candidate = replace(endpoint, output_control=control)
-            body = request_body(candidate, prompt, 2, stream=False)
-            try:
-                resp = await http.post(url, json=body)
-            except httpx.HTTPError as exc:
-                raise UsageError(f"the server at {endpoint.url} failed a probe request: {exc}") from None
-            if resp.status_code == 200:
-                return ProbeResult(output_control=candidate.output_control, engine=engine)
-            last = f"HTTP {resp.status_code}: {resp.text.strip()[:300]}"
-            low = resp.text.lower()
-            if "pinned" in low or ("model" in low and "not found" in low):
-                raise UsageError(
-                    f"the server at {endpoint.url} rejects model {endpoint.model!r}: {last}",
-                    hint="pass --model exactly as the server serves it (transformers serve: the model path)",
-                )
-            if resp.status_code >= 500:
-                break
+            raise UsageError(f"the server at {endpoint.url} failed a probe request: {exc}") from None
+        if resp.status_code == 200:
+            return ProbeResult(output_control=candidate.output_control, engine=engine)
+        last = f"HTTP {resp.status_code}: {resp.text.strip()[:300]}"
+        low = resp.text.lower()
+        if "pinned" in low or ("model" in low and "not found" in low):
+            raise UsageError(
+                f"the server at {endpoint.url} rejects model {endpoint.model!r}: {last}",
+                hint="pass --model exactly as the server serves it (transformers serve: the model path)",
+            )
+        if resp.status_code >= 500:
+            break
     raise UsageError(f"the server at {endpoint.url} rejects every probe request: {last}")

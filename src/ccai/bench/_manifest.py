@@ -64,6 +64,18 @@ def openssl_versions() -> dict[str, str]:
     return out
 
 
+def _attestation(result: SweepResult, arm: str) -> dict[str, Any] | None:
+    """An EHBP arm's verified attestation: the summary rows, the claims, the re-attestation count."""
+    attestation = result.attestations.get(arm)
+    if attestation is None:
+        return None
+    return {
+        "summary": dict(attestation.summary()),
+        "document": attestation.summary_document(),
+        "reattestations": result.reattestations.get(arm, 0),
+    }
+
+
 def collect_manifest(
     result: SweepResult, *, argv: list[str] | None = None, gpu: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -100,6 +112,8 @@ def collect_manifest(
                 else (result.config.baseline_model or result.config.model),
                 "output_control": result.output_controls.get(arm),
                 "engine": asdict(info),
+                "ehbp": result.config.arm_ehbp(arm),
+                "attestation": _attestation(result, arm),
             }
             for arm, info in result.engines.items()
         },

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import httpx
 
@@ -36,11 +36,15 @@ from ccai.bench._client import (
     run_load,
     send_request,
 )
+from ccai.bench._ehbp import EhbpArm, GatewayTrust
 from ccai.bench._metrics import RequestResult, RunMetrics, compute_metrics
 from ccai.bench._prompts import Prompt, Tokenizer, build_prompts
 from ccai.bench._stats import Delta, paired_delta
 from ccai.errors import UsageError, VerificationError
 from ccai.openai_protocol import Api, OutputControl
+
+if TYPE_CHECKING:
+    from ccai.client import GatewayAttestation
 
 __all__ = [
     "DELTA_METRICS",
@@ -172,6 +176,9 @@ class SweepConfig:
         allow_mismatch: Time the arms even when their greedy outputs differ.
         max_duration: Budget in seconds from the start of the sweep; no run (or pair) is started that
             is estimated to end past it. ``None`` = no budget.
+        ehbp: Arm A is a confidential gateway: attest it before anything else and encrypt every
+            request to the attested key (:class:`~ccai.bench.EhbpArm`).
+        baseline_ehbp: The same for arm B.
     """
 
     url: str
@@ -199,6 +206,12 @@ class SweepConfig:
     check_tokens: int = 24
     allow_mismatch: bool = False
     max_duration: float | None = None
+    ehbp: bool = False
+    baseline_ehbp: bool = False
+
+    def arm_ehbp(self, arm: str) -> bool:
+        """Whether ``arm`` (``"A"`` or ``"B"``) is driven through EHBP after an attestation."""
+        return self.ehbp if arm == "A" else self.baseline_ehbp
 
     @property
     def mode(self) -> str:
@@ -314,6 +327,8 @@ class SweepResult:
         finished_at: End time (UTC); for a snapshot, the time of the snapshot.
         stopped: Why the sweep ended before its last planned run (the budget, an interruption);
             ``None`` when it ran everything (or, for a snapshot, is still running).
+        attestations: Per EHBP arm, the gateway's latest verified attestation.
+        reattestations: Per EHBP arm, how often the gateway was attested again (its key changed).
     """
 
     config: SweepConfig
@@ -325,6 +340,8 @@ class SweepResult:
     started_at: datetime
     finished_at: datetime
     stopped: str | None = None
+    attestations: dict[str, GatewayAttestation] = field(default_factory=dict)
+    reattestations: dict[str, int] = field(default_factory=dict)
 
     @property
     def not_run(self) -> tuple[tuple[IoLength, int], ...]:
@@ -407,25 +424,27 @@ class SweepProgress(Protocol):
 
 
 async def _check(
-    endpoints: dict[str, Endpoint], config: SweepConfig, progress: SweepProgress | None
+    endpoints: dict[str, Endpoint],
+    config: SweepConfig,
+    progress: SweepProgress | None,
+    clients: dict[str, httpx.AsyncClient],
 ) -> CorrectnessCheck:
     prompts = [CHECK_PROMPTS[i % len(CHECK_PROMPTS)] for i in range(config.check_prompts)]
     outputs: dict[str, list[str]] = {arm: [] for arm in endpoints}
     if progress:
         progress.start("correctness pre-check", len(prompts) * len(endpoints))
-    async with new_client(connections=2, timeout=config.timeout) as http:
-        for text in prompts:
-            prompt = Prompt(text=text, token_ids=None, input_len=0)
-            for arm, ep in endpoints.items():
-                res = await send_request(
-                    http, ep, prompt, config.check_tokens, timeout=config.timeout, fixed_length=False
-                )
-                # An empty answer is an answer (a model may stop at once); anything else is a failure.
-                if not res.success and res.error_kind != "empty":
-                    raise UsageError(f"arm {arm} failed the correctness pre-check: {res.error}")
-                outputs[arm].append(res.text)
-                if progress:
-                    progress.advance()
+    for text in prompts:
+        prompt = Prompt(text=text, token_ids=None, input_len=0)
+        for arm, ep in endpoints.items():
+            res = await send_request(
+                clients[arm], ep, prompt, config.check_tokens, timeout=config.timeout, fixed_length=False
+            )
+            # An empty answer is an answer (a model may stop at once); anything else is a failure.
+            if not res.success and res.error_kind != "empty":
+                raise UsageError(f"arm {arm} failed the correctness pre-check: {res.error}")
+            outputs[arm].append(res.text)
+            if progress:
+                progress.advance()
     return CorrectnessCheck(
         prompts=tuple(prompts), outputs_a=tuple(outputs["A"]), outputs_b=tuple(outputs.get("B", ()))
     )
@@ -437,6 +456,8 @@ async def run_sweep(
     tokenizer: Tokenizer | None = None,
     progress: SweepProgress | None = None,
     on_run: RunCallback | None = None,
+    trust: GatewayTrust | None = None,
+    on_attested: Callable[[str, GatewayAttestation], None] | None = None,
     clock: Callable[[], datetime] = utcnow,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> SweepResult:
@@ -448,6 +469,9 @@ async def run_sweep(
         progress: Optional progress sink.
         on_run: Called after every timed run with a snapshot of the sweep so far (finished cells, the
             current cell's runs with Δs over its complete pairs), the current cell and the run.
+        trust: How the gateways of EHBP arms (``config.ehbp``, ``config.baseline_ehbp``) are
+            verified (default: the pinned vendor roots, no policy, no simulated hardware).
+        on_attested: Called with the arm and its verified attestation, before any request of the sweep.
         clock: Wall clock for the start and end stamps.
         monotonic: Clock of the time budget (``config.max_duration``) and the run estimates.
 
@@ -457,6 +481,7 @@ async def run_sweep(
     Raises:
         UsageError: a server is unreachable, rejects the model, or fails the pre-check requests.
         VerificationError: the arms' greedy outputs differ and ``allow_mismatch`` is False.
+        Error: an EHBP arm's gateway failed its attestation (nothing but the nonce was sent to it).
     """
     if config.repeats < 1 or config.gpus < 1:
         raise UsageError("--repeats and --gpus must be positive")
@@ -472,9 +497,55 @@ async def run_sweep(
         arms["B"] = Endpoint(
             url=config.baseline_url, model=config.baseline_model or config.model, api=config.api
         )
+    # EHBP arms: attest each gateway before anything but a nonce reaches it (a refusal raises here).
+    gateways: dict[str, EhbpArm] = {}
+    for arm, ep in arms.items():
+        if config.arm_ehbp(arm):
+            gateways[arm] = await EhbpArm.attest(ep.url, trust or GatewayTrust())
+            if on_attested is not None:
+                on_attested(arm, gateways[arm].attestation)
+    max_c = max(config.concurrencies)
+
+    def client_for(arm: str) -> httpx.AsyncClient:
+        if arm in gateways:
+            return gateways[arm].client(connections=max_c, timeout=config.timeout)
+        return new_client(connections=max_c, timeout=config.timeout)
+
+    clients = {arm: client_for(arm) for arm in arms}
+    try:
+        return await _sweep(
+            config,
+            arms=arms,
+            clients=clients,
+            gateways=gateways,
+            tokenizer=tokenizer,
+            progress=progress,
+            on_run=on_run,
+            started=started,
+            budget=budget,
+            clock=clock,
+        )
+    finally:
+        for http in clients.values():
+            await http.aclose()
+
+
+async def _sweep(
+    config: SweepConfig,
+    *,
+    arms: dict[str, Endpoint],
+    clients: dict[str, httpx.AsyncClient],
+    gateways: dict[str, EhbpArm],
+    tokenizer: Tokenizer | None,
+    progress: SweepProgress | None,
+    on_run: RunCallback | None,
+    started: datetime,
+    budget: _Budget,
+    clock: Callable[[], datetime],
+) -> SweepResult:
     engines: dict[str, EngineInfo] = {}
     for arm, ep in list(arms.items()):
-        probe = await probe_endpoint(ep, timeout=config.timeout)
+        probe = await probe_endpoint(ep, timeout=config.timeout, client=clients[arm])
         engines[arm] = probe.engine
         control = probe.output_control if config.output_control == "auto" else config.output_control
         arms[arm] = replace(ep, output_control=control)
@@ -488,7 +559,7 @@ async def run_sweep(
 
     check = None
     if config.check_prompts > 0:
-        check = await _check(arms, config, progress)
+        check = await _check(arms, config, progress, clients)
         if not check.ok and not config.allow_mismatch:
             raise VerificationError(
                 f"the arms' greedy outputs differ ({check.matches}/{len(check.prompts)} prompts match)",
@@ -513,52 +584,48 @@ async def run_sweep(
             started_at=started,
             finished_at=clock(),
             stopped=budget.stopped,
+            attestations={arm: gw.attestation for arm, gw in gateways.items()},
+            reattestations={arm: gw.reattestations for arm, gw in gateways.items()},
         )
 
     def run_done(cell: Cell, run: ArmRun) -> None:
         if on_run is not None:
             on_run(snapshot(cell), cell, run)
 
-    max_c = max(config.concurrencies)
-    clients = {arm: new_client(connections=max_c, timeout=config.timeout) for arm in arms}
-    try:
-        for io_index, io in enumerate(config.ios):
+    for io_index, io in enumerate(config.ios):
+        if budget.exhausted():
+            break
+        count = max(config.prompts_for(c) for c in config.concurrencies)
+        prompts = await asyncio.to_thread(
+            build_prompts,
+            count=count,
+            input_len=io.input_len,
+            seed=config.seed + io_index,
+            api=config.api,
+            tokenizer=tokenizer,
+            token_ids=config.prompt_ids,
+            vocab_size=config.vocab_size,
+        )
+        # ("warm" | "run", requests, concurrency, seconds) of this I/O length, for the budget's estimates
+        history: list[tuple[str, int, int, float]] = []
+        for c in config.concurrencies:
+            cell = await _cell(
+                config,
+                arms=arms,
+                clients=clients,
+                io=io,
+                concurrency=c,
+                prompts=prompts,
+                progress=progress,
+                warnings=warnings,
+                budget=budget,
+                history=history,
+                run_done=run_done,
+            )
+            if cell.runs:
+                cells.append(cell)
             if budget.exhausted():
                 break
-            count = max(config.prompts_for(c) for c in config.concurrencies)
-            prompts = await asyncio.to_thread(
-                build_prompts,
-                count=count,
-                input_len=io.input_len,
-                seed=config.seed + io_index,
-                api=config.api,
-                tokenizer=tokenizer,
-                token_ids=config.prompt_ids,
-                vocab_size=config.vocab_size,
-            )
-            # ("warm" | "run", requests, concurrency, seconds) of this I/O length, for the budget's estimates
-            history: list[tuple[str, int, int, float]] = []
-            for c in config.concurrencies:
-                cell = await _cell(
-                    config,
-                    arms=arms,
-                    clients=clients,
-                    io=io,
-                    concurrency=c,
-                    prompts=prompts,
-                    progress=progress,
-                    warnings=warnings,
-                    budget=budget,
-                    history=history,
-                    run_done=run_done,
-                )
-                if cell.runs:
-                    cells.append(cell)
-                if budget.exhausted():
-                    break
-    finally:
-        for http in clients.values():
-            await http.aclose()
     result = snapshot(None)
     if result.stopped is not None:
         skipped = ", ".join(f"{io.label} c={c}" for io, c in result.not_run)

@@ -22,6 +22,7 @@ from ccai.errors import UsageError
 
 if TYPE_CHECKING:
     from ccai.collateral import CollateralSource, HttpLimits
+    from ccai.verify import Policy, TrustAnchors
 
 __all__ = [
     "AllowSimulatedOpt",
@@ -42,6 +43,7 @@ __all__ = [
     "ServiceUrlOpt",
     "check_claims_version",
     "collateral_http_limits",
+    "gateway_trust",
     "gpu_collateral_source",
     "network_sources",
     "parse_nonce",
@@ -247,3 +249,36 @@ def network_sources(
         "pcs": IntelPcsClient(pcs_url or INTEL_PCS_URL, limits=limits),
         "kds": AmdKdsClient(kds_url or AMD_KDS_URL, limits=limits),
     }
+
+
+def gateway_trust(
+    policy: Path | None, *, allow_simulated: bool, home: Path | None
+) -> tuple[TrustAnchors | None, Policy | None]:
+    """What a confidential gateway's attestation is verified against (``ccai chat``, ``ccai bench serve``).
+
+    Args:
+        policy: A policy file the gateway's evidence must satisfy, if any.
+        allow_simulated: Trust the virtual TDX guest's and virtual GPUs' test PKIs under ``home``
+            instead of the pinned vendor roots.
+        home: The virtual hardware's state directory (default ``$CCAI_HOME``).
+
+    Returns:
+        ``(anchors, policy)``; ``anchors`` is ``None`` for the pinned vendor roots.
+
+    Raises:
+        UsageError: the policy file is missing or unreadable.
+        PolicyError: the policy file is malformed.
+    """
+    from ccai.cli._output import read_input
+
+    rules = None
+    if policy is not None:
+        from ccai.verify import load_policy
+
+        rules = load_policy(read_input(policy, what="policy"), name=str(policy))
+    anchors = None
+    if allow_simulated:
+        from ccai.virtual import virtual_trust_anchors
+
+        anchors = virtual_trust_anchors(home, gpu=True, tdx=True)
+    return anchors, rules

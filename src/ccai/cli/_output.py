@@ -24,6 +24,7 @@ __all__ = [
     "documents_printed",
     "err_console",
     "json_requested",
+    "print_attestation",
     "print_json",
     "read_input",
     "reset_documents",
@@ -90,3 +91,10 @@ def write_output(path: Path, data: bytes, *, mode: int = 0o644) -> None:
         atomic_write(path, data, mode=mode)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def print_attestation(rows: Sequence[tuple[str, str]]) -> None:
+    """A verified gateway attestation's summary rows (``GatewayAttestation.summary()``) on stderr."""
+    for label, value in rows:
+        style = "bold yellow" if label == "SIMULATED" else "bold"
+        err_console.print(f"[{style}]{label:<13}[/] {value}", highlight=False, soft_wrap=True)

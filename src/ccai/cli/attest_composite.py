@@ -1,12 +1,15 @@
 """``ccai attest``: collect a composite evidence bundle (CPU TEE + GPUs) bound to a verifier nonce.
 
-``ccai attest [--simulate tdx|snp] [--gpus N] (--nonce HEX64 | --service URL)
+``ccai attest [--simulate tdx|snp] [--gpus N] [--switches] (--nonce HEX64 | --service URL)
 [--bind-key FILE] [--with-collateral] -o BUNDLE`` collects on this machine — configfs-tsm and
 NVML, or the virtual confidential VM under ``$CCAI_HOME`` with ``--simulate`` — and writes one
 JSON bundle (docs/composite-evidence.md).
 ``--with-collateral`` embeds everything a verifier needs offline: for a real machine from NVIDIA's
 RIM service / OCSP responder, Intel PCS and AMD KDS (URLs configurable); for the virtual VM from
 ccai's dev collateral server, started on loopback for the duration of the command.
+``--switches`` adds the NVSwitches of a protected-PCIe system (docs/ppcie.md): the virtual HGX's
+with ``--simulate`` (``ccai gpu init --simulate --gpus 8 --switches 4 --ppcie``), NVIDIA's NSCQ
+library on real hardware (exit 4 with the reason where it is absent or cannot be driven).
 ``--service URL`` fetches the nonce from an attestation service (``POST URL/v1/nonce``) instead of
 ``--nonce``, so that ``ccai verify BUNDLE --service URL`` can then appraise the bundle there.
 """
@@ -76,6 +79,7 @@ def collect_bundle(
     kds_url: str | None = None,
     rim_service_url: str | None = None,
     ocsp_url: str | None = None,
+    switches: bool = False,
 ) -> EvidenceBundle:
     """Collect (and optionally complete with collateral) a composite bundle; see the module docstring.
 
@@ -83,11 +87,15 @@ def collect_bundle(
         UsageError: bad arguments.
         DeviceError: no TEE / GPU driver, or collection failed.
         CollateralUnavailable: ``with_collateral`` and an item cannot be fetched.
+        DeviceNotSupported / DriverNotFound: ``switches`` and no NVSwitch can be attested.
     """
     from ccai.attest import collect_composite, gather_composite_collateral, keys_from_pem
     from ccai.collateral import embed_collateral
 
     tls, hpke = keys_from_pem(bind_keys)
+    if switches and gpus == 0:
+        raise UsageError("--switches attests a protected-PCIe system's GPUs too (not --gpus 0)")
+    switch_source: Any = None
     if simulate is not None:
         from ccai.virtual import open_virtual_vm
 
@@ -96,15 +104,28 @@ def collect_bundle(
         gpu: Any = backend if gpus != 0 else None
         # The dev collateral server needs the virtual VM's GPU half even when no GPU is attested.
         server_gpu: Any = backend
+        if switches:
+            switch_source = _virtual_switches(backend)
     else:
         from ccai.device import NvmlBackend
         from ccai.tee import ConfigfsTsm
 
+        if switches:
+            from ccai.attest import nscq_switches
+
+            switch_source = nscq_switches()  # before NVML: the switches' reason is the one to give
         cpu = ConfigfsTsm()
         gpu = NvmlBackend.open() if gpus != 0 else None
         server_gpu = None
     try:
-        bundle = collect_composite(nonce=nonce, cpu=cpu, gpu=gpu, tls_spki_sha256=tls, hpke_public_key=hpke)
+        bundle = collect_composite(
+            nonce=nonce,
+            cpu=cpu,
+            gpu=gpu,
+            tls_spki_sha256=tls,
+            hpke_public_key=hpke,
+            switches=switch_source,
+        )
         if with_collateral:
             now = utcnow()
             with _sources(
@@ -123,6 +144,22 @@ def collect_bundle(
         if callable(close):
             close()
     return bundle
+
+
+def _virtual_switches(backend: Any) -> Any:
+    """The virtual HGX's NVSwitches.
+
+    Raises:
+        DeviceNotSupported: the virtual VM has no NVSwitches.
+    """
+    from ccai.errors import DeviceNotSupported
+
+    if not backend.switch_count:
+        raise DeviceNotSupported(
+            "the virtual VM has no NVSwitches",
+            hint="create the virtual HGX: ccai gpu init --simulate --gpus 8 --switches 4 --ppcie",
+        )
+    return backend
 
 
 def _service_nonce(url: str, api_key: str | None) -> bytes:
@@ -186,6 +223,14 @@ def attest_callback(  # noqa: PLR0917 - Typer maps each parameter to a command-l
         ),
     ] = None,
     api_key: ApiKeyOpt = None,
+    switches: Annotated[
+        bool,
+        typer.Option(
+            "--switches",
+            help="Add the NVSwitches' evidence (protected PCIe): the virtual HGX's with --simulate, "
+            "NSCQ on real hardware.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Collect CPU TEE + GPU evidence bound to --nonce into one bundle (sub-command `gpu`: GPU gate)."""
@@ -217,6 +262,7 @@ def attest_callback(  # noqa: PLR0917 - Typer maps each parameter to a command-l
         kds_url=kds_url,
         rim_service_url=rim_service_url,
         ocsp_url=ocsp_url,
+        switches=switches,
     )
     data = dump_evidence_bundle(bundle)
     write_output(output, data)
@@ -228,6 +274,7 @@ def attest_callback(  # noqa: PLR0917 - Typer maps each parameter to a command-l
         "nonce": bundle.nonce.hex(),
         "cpu": bundle.cpu.type if bundle.cpu else None,
         "gpus": len(bundle.gpus),
+        "switches": len(bundle.switches),
         "collateral": bundle.collateral_json is not None,
         "tls_spki_sha256": bundle.tls_spki_sha256.hex() if bundle.tls_spki_sha256 else None,
         "hpke_public_key": bundle.hpke_public_key.hex() if bundle.hpke_public_key else None,
@@ -237,6 +284,8 @@ def attest_callback(  # noqa: PLR0917 - Typer maps each parameter to a command-l
         return
     label = " [bold yellow](SIMULATED)[/]" if simulate else ""
     console.print(
-        f"wrote {len(data)} bytes to {output}: {summary['cpu']} quote + {summary['gpus']} GPU report(s), "
+        f"wrote {len(data)} bytes to {output}: {summary['cpu']} quote + {summary['gpus']} GPU report(s)"
+        + (f" + {summary['switches']} NVSwitch report(s)" if bundle.switches else "")
+        + ", "
         f"binding {bundle.binding}" + (", collateral embedded" if with_collateral else "") + label
     )

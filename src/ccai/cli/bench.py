@@ -13,10 +13,13 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ccai.cli._output import console, err_console, print_json
+from ccai.cli._options import AllowSimulatedOpt, gateway_trust
+from ccai.cli._output import console, err_console, print_attestation, print_json
+from ccai.errors import UsageError
 
 if TYPE_CHECKING:
     from ccai.bench import ArmRun, Cell, SweepResult
+    from ccai.client import GatewayAttestation
 
 __all__ = ["app", "serve"]
 
@@ -123,6 +126,25 @@ def serve(
     plots: Annotated[
         bool, typer.Option("--plots/--no-plots", help="Write PNG plots (needs matplotlib).")
     ] = True,
+    ehbp: Annotated[
+        bool,
+        typer.Option(
+            "--ehbp",
+            help="Arm A is a confidential gateway: attest it, then encrypt every request to its key.",
+        ),
+    ] = False,
+    baseline_ehbp: Annotated[
+        bool, typer.Option("--baseline-ehbp", help="The same for arm B (--baseline-url).")
+    ] = False,
+    policy: Annotated[
+        Path | None,
+        typer.Option("--policy", help="With --ehbp: policy JSON the gateway's evidence must satisfy."),
+    ] = None,
+    allow_simulated: AllowSimulatedOpt = False,
+    home: Annotated[
+        Path | None,
+        typer.Option("--home", help="Virtual hardware state for --allow-simulated (default $CCAI_HOME)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
     """Sweep concurrency × input/output length against one or two OpenAI-compatible servers.
@@ -131,8 +153,13 @@ def serve(
     writes JSON, CSV, plots and a manifest to the results directory. The files are rewritten after
     every timed run, and one progress line per run goes to stdout (stderr with --json), so a sweep
     stopped by SIGTERM or SIGINT still leaves every finished run (and exits non-zero).
+
+    --ehbp / --baseline-ehbp drive an arm through the verifying client: the gateway is attested
+    first (the summary is printed; a refusal exits 1 before any prompt is sent), then every request
+    is encrypted to the attested key, inside the measured time.
     """
     from ccai.bench import (
+        GatewayTrust,
         SweepConfig,
         cell_record,
         collect_manifest,
@@ -168,7 +195,19 @@ def serve(
         check_prompts=check_prompts,
         allow_mismatch=allow_mismatch,
         max_duration=max_duration,
+        ehbp=ehbp,
+        baseline_ehbp=baseline_ehbp,
     )
+    if baseline_ehbp and baseline_url is None:
+        raise UsageError("--baseline-ehbp needs --baseline-url")
+    if (policy is not None or allow_simulated or home is not None) and not (ehbp or baseline_ehbp):
+        raise UsageError(
+            "--policy, --allow-simulated and --home verify a gateway: give --ehbp or --baseline-ehbp"
+        )
+    trust = None
+    if ehbp or baseline_ehbp:
+        anchors, rules = gateway_trust(policy, allow_simulated=allow_simulated, home=home)
+        trust = GatewayTrust(anchors=anchors, policy=rules, allow_simulated=allow_simulated)
     tok_path = tokenizer or (model if Path(model).is_dir() else None)
     tok = load_tokenizer(tok_path) if tok_path else None
     gpu = gpu_state()
@@ -191,6 +230,12 @@ def serve(
             snapshot, output, manifest=collect_manifest(snapshot, argv=sys.argv, gpu=gpu), plots=False
         )
 
+    def on_attested(arm: str, attestation: GatewayAttestation) -> None:
+        if not as_json:
+            err_console.print(f"[bold]arm {arm}[/]: gateway attestation verified", highlight=False)
+            print_attestation(attestation.summary())
+            err_console.print(f"[bold green]verified[/]: arm {arm} encrypts to the attested key")
+
     async def main() -> SweepResult:
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
@@ -203,7 +248,14 @@ def serve(
                 except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
                     pass
         try:
-            return await run_sweep(config, tokenizer=tok, progress=_Bars(progress), on_run=on_run)
+            return await run_sweep(
+                config,
+                tokenizer=tok,
+                progress=_Bars(progress),
+                on_run=on_run,
+                trust=trust,
+                on_attested=on_attested,
+            )
         finally:
             for sig in handled:
                 loop.remove_signal_handler(sig)
@@ -229,6 +281,9 @@ def serve(
                 "mode": config.mode,
                 "output": str(output),
                 "correctness_check": manifest["correctness_check"],
+                "attestations": {
+                    arm: doc["attestation"] for arm, doc in manifest["arms"].items() if doc["ehbp"]
+                },
                 "cells": [cell_record(result, cell) for cell in result.cells],
                 "warnings": list(result.warnings) + ([note] if note else []),
             }

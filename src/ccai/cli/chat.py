@@ -14,8 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
-from ccai.cli._options import AllowSimulatedOpt
-from ccai.cli._output import console, err_console, print_json, read_input
+from ccai.cli._options import AllowSimulatedOpt, gateway_trust
+from ccai.cli._output import console, err_console, print_attestation, print_json
 
 __all__ = ["chat"]
 
@@ -42,22 +42,11 @@ def chat(  # noqa: PLR0917 - Typer maps each parameter to an argument or option
     """Verify a confidential gateway, then stream its answer to PROMPT."""
     from ccai.client import connect
 
-    rules = None
-    if policy is not None:
-        from ccai.verify import load_policy
-
-        rules = load_policy(read_input(policy, what="policy"), name=str(policy))
-    anchors = None
-    if allow_simulated:
-        from ccai.virtual import virtual_trust_anchors
-
-        anchors = virtual_trust_anchors(home, gpu=True, tdx=True)
+    anchors, rules = gateway_trust(policy, allow_simulated=allow_simulated, home=home)
     client = connect(url, anchors=anchors, policy=rules, allow_simulated=allow_simulated, max_retries=0)
     attestation = client.attestation
     if not as_json:
-        for label, value in attestation.summary():
-            style = "bold yellow" if label == "SIMULATED" else "bold"
-            err_console.print(f"[{style}]{label:<13}[/] {value}", highlight=False, soft_wrap=True)
+        print_attestation(attestation.summary())
         err_console.print("[bold green]verified[/]: the prompt is encrypted to the attested key")
     chosen = model or client.models.list().data[0].id
     stream = client.chat.completions.create(

@@ -127,6 +127,14 @@ def gateway(
     gpus: Annotated[
         int | None, typer.Option("--gpus", min=0, max=8, help="Virtual GPUs with --simulate.")
     ] = None,
+    switches: Annotated[
+        bool,
+        typer.Option(
+            "--switches",
+            help="Attest the NVSwitches too (protected PCIe): NSCQ on real hardware; the virtual HGX's "
+            "are attested whenever it has them.",
+        ),
+    ] = False,
     host: Annotated[str, typer.Option("--host", help="Address (default 127.0.0.1: loopback).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (default 8000).")] = 8000,
     allow_plaintext: Annotated[
@@ -202,6 +210,7 @@ def gateway(
         upstream_cmd=upstream_cmd,
         simulate=simulate,
         gpus=gpus,
+        switches=switches,
         host=host,
         port=port,
         allow_plaintext=allow_plaintext,

@@ -131,6 +131,7 @@ def _report(
                 "overall": dict(verified.overall_claims),
                 "cpu": dict(verified.cpu_claims or {}),
                 **{f"GPU-{g.index}": dict(g.claims) for g in verified.gpus},
+                **{f"SWITCH-{s.index}": dict(s.claims) for s in verified.switches},
             }
         freshness = "checked" if freshness_checked else "not checked"
         print_json(outcome_document(rows, error, claims=claims, freshness=freshness, **simulated))

@@ -86,6 +86,12 @@ class GatewayAttestation:
             ("HPKE key", self.hpke_public_key.hex()),
             ("nonce", self.nonce.hex()),
         ]
+        if self.verified.switches:
+            ppcie = self.verified.overall_claims.get("x-ccai-ppcie") or {}
+            topology = ppcie.get("topology", "?") if isinstance(ppcie, dict) else "?"
+            rows.insert(
+                3, ("NVSwitches", f"{len(self.verified.switches)} (protected PCIe, topology {topology})")
+            )
         if self.simulated:
             rows.append(("SIMULATED", "virtual TEE and GPUs, test PKI: no confidentiality"))
         return rows
@@ -99,6 +105,7 @@ class GatewayAttestation:
             "simulated": self.simulated,
             "cpu": dict(self.verified.cpu_claims or {}),
             "gpus": [dict(g.claims) for g in self.verified.gpus],
+            "switches": [dict(s.claims) for s in self.verified.switches],
             "token": self.token is not None,
         }
 

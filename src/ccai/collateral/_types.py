@@ -7,6 +7,7 @@ OCSP responder, an offline bundle or a cache — then pass it to the verifier wi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -16,8 +17,13 @@ from cryptography import x509
 __all__ = ["CollateralSource", "GpuCollateral", "ocsp_key"]
 
 
+@functools.lru_cache(maxsize=4096)
 def ocsp_key(cert: x509.Certificate) -> str:
-    """The key under which a certificate's OCSP response is stored: issuer DN + serial (hex)."""
+    """The key under which a certificate's OCSP response is stored: issuer DN + serial (hex).
+
+    Remembered per certificate (hashed and compared by its DER), so a long-running verifier
+    looking up the same chains' responses on every request formats each issuer DN once.
+    """
     return f"{cert.issuer.rfc4514_string()}#{cert.serial_number:x}"
 
 

@@ -12,6 +12,10 @@ The hardware is either real — configfs-tsm (``ccai.tee.ConfigfsTsm``) and NVML
 and AMD KDS — or the virtual confidential VM under ``$CCAI_HOME`` (``ccai.virtual.open_virtual_vm``),
 its collateral from ccai's development collateral server started on loopback for the
 gateway's lifetime, exactly as ``ccai attest --simulate … --with-collateral`` does.
+
+A protected-PCIe system (HGX) adds its NVSwitches' evidence to every bundle (docs/ppcie.md): the
+virtual HGX's switches whenever the virtual VM has them (``ccai gpu init --simulate --gpus 8
+--switches 4 --ppcie``), NVIDIA's NSCQ library on real hardware when asked (``switches=True``).
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ccai._time import utcnow
-from ccai.errors import DriverNotFound, UsageError
+from ccai.errors import DeviceNotSupported, DriverNotFound, UsageError
 
 if TYPE_CHECKING:
+    from ccai.attest import SwitchSource
     from ccai.device import GpuBackend
     from ccai.evidence import EvidenceBundle
     from ccai.tee import CpuTee
@@ -51,6 +56,7 @@ class Attester:
         tee: ``"tdx"`` or ``"snp"`` when known (real hardware learns it from the first report).
         simulated: Whether this is ccai's virtual hardware.
         closers: Called on :meth:`close` (the dev collateral server, NVML).
+        switches: The NVSwitches attested with the GPUs (``None``: none).
     """
 
     def __init__(
@@ -62,8 +68,10 @@ class Attester:
         tee: str | None,
         simulated: bool,
         closers: contextlib.ExitStack | None = None,
+        switches: SwitchSource | None = None,
     ) -> None:
         self.cpu, self.gpu, self.simulated = cpu, gpu, simulated
+        self.switches = switches
         self._sources = sources
         self._tee = tee
         self._lock = threading.Lock()
@@ -72,11 +80,16 @@ class Attester:
         self.last_seconds = 0.0
 
     @classmethod
-    def open_virtual(cls, *, tee: str, gpus: int | None, home: Path | None = None) -> Attester:
+    def open_virtual(
+        cls, *, tee: str, gpus: int | None, home: Path | None = None, switches: bool = False
+    ) -> Attester:
         """The virtual confidential VM under ``home`` (default ``$CCAI_HOME``) and its dev collateral server.
+
+        The virtual HGX's NVSwitches are attested whenever it has them; ``switches`` demands them.
 
         Raises:
             UsageError: bad flavour, or existing virtual hardware that differs from the request.
+            DeviceNotSupported: ``switches`` on a virtual VM without NVSwitches.
         """
         from ccai.collateral import AmdKdsClient, IntelPcsClient, default_gpu_source
         from ccai.virtual import (
@@ -89,6 +102,11 @@ class Attester:
         if tee not in ("tdx", "snp"):
             raise UsageError("--simulate takes tdx or snp", actual=tee)
         cpu, backend = open_virtual_vm(tee=tee, gpus=gpus, home=home)
+        if switches and not backend.switch_count:
+            raise DeviceNotSupported(
+                "the virtual VM has no NVSwitches",
+                hint="create the virtual HGX: ccai gpu init --simulate --gpus 8 --switches 4 --ppcie",
+            )
         stack = contextlib.ExitStack()
         url = stack.enter_context(
             run_in_background(create_dev_collateral_app(settings_for_virtual_gpu(backend, tee=cpu)))
@@ -99,15 +117,21 @@ class Attester:
             "kds": AmdKdsClient(url),
         }
         gpu = backend if gpus != 0 else None
-        return cls(cpu=cpu, gpu=gpu, sources=sources, tee=tee, simulated=True, closers=stack)
+        switch_source = backend if gpu is not None and backend.switch_count else None
+        return cls(
+            cpu=cpu, gpu=gpu, sources=sources, tee=tee, simulated=True, closers=stack, switches=switch_source
+        )
 
     @classmethod
-    def open(cls, *, gpus: int | None = None) -> Attester:
+    def open(cls, *, gpus: int | None = None, switches: bool = False) -> Attester:
         """The real hardware: configfs-tsm and NVML, collateral from the vendors' services.
 
+        ``switches``: attest the NVSwitches too, through NVIDIA's NSCQ library.
+
         Raises:
-            DriverNotFound: no configfs-tsm report interface, or no NVIDIA driver / NVML.
-            DeviceError: NVML failed to initialise.
+            DriverNotFound: no configfs-tsm report interface, no NVIDIA driver / NVML, or
+                (``switches``) no NSCQ library.
+            DeviceError: NVML failed to initialise; DeviceNotSupported: NSCQ cannot be driven.
         """
         from ccai.collateral import AmdKdsClient, IntelPcsClient, default_gpu_source
         from ccai.device import NvmlBackend
@@ -116,13 +140,26 @@ class Attester:
         cpu = ConfigfsTsm()
         if not cpu.available():
             raise DriverNotFound(f"no configfs-tsm report interface at {cpu.root}", hint=_TSM_HINT)
+        switch_source: SwitchSource | None = None
+        if switches:
+            from ccai.attest import nscq_switches
+
+            switch_source = nscq_switches()
         stack = contextlib.ExitStack()
         gpu: Any = None
         if gpus != 0:
             gpu = NvmlBackend.open()
             stack.callback(gpu.close)
         sources = {"gpu_source": default_gpu_source(), "pcs": IntelPcsClient(), "kds": AmdKdsClient()}
-        return cls(cpu=cpu, gpu=gpu, sources=sources, tee=None, simulated=False, closers=stack)
+        return cls(
+            cpu=cpu,
+            gpu=gpu,
+            sources=sources,
+            tee=None,
+            simulated=False,
+            closers=stack,
+            switches=switch_source,
+        )
 
     @property
     def tee(self) -> str:
@@ -154,6 +191,7 @@ class Attester:
                 gpu=self.gpu,
                 tls_spki_sha256=tls_spki_sha256,
                 hpke_public_key=hpke_public_key,
+                switches=self.switches,
             )
             if bundle.cpu is not None:
                 self._tee = bundle.cpu.type

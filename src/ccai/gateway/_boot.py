@@ -77,6 +77,8 @@ class GatewayConfig:
         simulate: ``"tdx"`` / ``"snp"``: the virtual confidential VM under ``home``; ``None``: real hardware.
         gpus: Virtual GPUs with ``simulate`` (``None``: the existing ones); ``0``: attest no GPU.
         home: The virtual hardware's state directory (default ``$CCAI_HOME``).
+        switches: Attest the NVSwitches of a protected-PCIe system (NSCQ on real hardware; the
+            virtual HGX's switches are attested whenever it has them, this demands them).
         host: Listen address.
         port: Listen port.
         allow_plaintext: Accept requests without EHBP (development only).
@@ -100,6 +102,7 @@ class GatewayConfig:
     simulate: str | None = None
     gpus: int | None = None
     home: Path | None = None
+    switches: bool = False
     host: str = "127.0.0.1"
     port: int = 8000
     allow_plaintext: bool = False
@@ -327,9 +330,11 @@ class GatewayBoot:
         factory = self._attester_factory
         if factory is None:
             if config.simulate is not None:
-                self.attester = Attester.open_virtual(tee=config.simulate, gpus=config.gpus, home=config.home)
+                self.attester = Attester.open_virtual(
+                    tee=config.simulate, gpus=config.gpus, home=config.home, switches=config.switches
+                )
             else:
-                self.attester = Attester.open(gpus=config.gpus)
+                self.attester = Attester.open(gpus=config.gpus, switches=config.switches)
         else:
             self.attester = factory(config)
         attester = self.attester
@@ -341,6 +346,7 @@ class GatewayBoot:
         log_event(
             "evidence_collected",
             gpus=len(bundle.gpus),
+            switches=len(bundle.switches),
             tee=attester.tee,
             seconds=round(attester.last_seconds, 4),
         )

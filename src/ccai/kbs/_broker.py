@@ -13,6 +13,12 @@ Resource checklist: (1) token (bearer, or the session's) signed by this broker a
 (2) resource exists; (3) the resource's (else its repository's) policy accepts the token's claims —
 no policy is a refusal (default deny); (4) the value is opened from its envelope and sealed to the
 token's tee-pubkey as a JWE.
+
+Protected-PCIe systems (docs/ppcie.md): a composite bundle with a ``switches`` member is verified
+with the PPCIe checks in (4) (every GPU and NVSwitch, PPCIe mode, topology), and the token records
+the switches' claims next to ``overall``, ``gpus`` and ``cpu``, so a release policy with a ``ppcie``
+section demands them. Trustee's encoding carries GPU evidence only (its NVIDIA attester collects
+no NVSwitch evidence), so such a policy refuses a Trustee-encoded guest.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from ccai.errors import (
     MalformedEvidence,
     MeasurementMismatch,
     NonceMismatch,
+    PolicyViolation,
     UnsupportedEvidence,
     UsageError,
     VerificationError,
@@ -72,6 +79,8 @@ from ccai.verify import (
     CpuDebugOff,
     DevToolsOff,
     Policy,
+    PpcieMode,
+    SwitchesVerified,
     VerifiedEvidence,
     Verifier,
     appraise,
@@ -104,6 +113,10 @@ DEVTOOLS_HINT = "x-ccai-devtools"
 _DEBUG_RULE = f"policy rule: {CpuDebugOff().describe()}"
 _DEVTOOLS_RULE = f"policy rule: {DevToolsOff().describe()}"
 _BINDING_STEP = COMPOSITE_STEPS[2]
+_PPCIE_MODE_RULE = f"policy rule: {PpcieMode().describe()}"
+_PPCIE_TOPOLOGY_RULE = "policy rule: protected-PCIe topology"
+_SWITCHES_RULE = f"policy rule: {SwitchesVerified().describe()}"
+_NO_SWITCH_CLAIMS = "no NVSwitch claims to judge"
 
 
 def reason_code(error: BaseException) -> str:
@@ -119,10 +132,20 @@ def refusal_reason(error: Error, *, devtools_reported: bool = False) -> str:
     whose driver reports DevTools), ``gpu_evidence_not_bound`` (GPU evidence not made for this
     challenge and runtime-data: swapped in from another run), else the error class in snake case
     (``measurement_mismatch``, ``simulated_evidence_rejected``, ``nonce_mismatch`` …).
+    A protected-PCIe policy names its refusals ``gpu_not_ppcie`` (a GPU not in PPCIe mode),
+    ``ppcie_topology_mismatch`` (a switch missing, an unknown switch PDI, a missing link, wrong
+    counts) and ``no_switch_evidence`` (the evidence carries no NVSwitch).
     """
     hint = error.hint or ""
     if _DEBUG_RULE in hint:
         return "debug_tee"
+    if isinstance(error, PolicyViolation):
+        if _PPCIE_MODE_RULE in hint:
+            return "gpu_not_ppcie"
+        if _PPCIE_TOPOLOGY_RULE in hint:
+            return "ppcie_topology_mismatch"
+        if _SWITCHES_RULE in hint and _NO_SWITCH_CLAIMS in error.message:
+            return "no_switch_evidence"
     if _DEVTOOLS_RULE in hint and error.actual == "devtools":
         return "devtools_on"
     if devtools_reported and (isinstance(error, MeasurementMismatch) or _DEVTOOLS_RULE in hint):
@@ -389,16 +412,16 @@ class Broker:
     @staticmethod
     def _claims(verified: VerifiedEvidence) -> tuple[dict[str, Any], bool, str]:
         """The token's ``ccai-claims`` (JSON-safe), whether simulated, and the CPU TEE."""
-        claims = json.loads(
-            json.dumps(
-                {
-                    "overall": dict(verified.overall_claims),
-                    "gpus": [dict(g.claims) for g in verified.gpus],
-                    "cpu": dict(verified.cpu_claims) if verified.cpu_claims is not None else None,
-                },
-                default=str,
-            )
-        )
+        recorded: dict[str, Any] = {
+            "overall": dict(verified.overall_claims),
+            "gpus": [dict(g.claims) for g in verified.gpus],
+            "cpu": dict(verified.cpu_claims) if verified.cpu_claims is not None else None,
+        }
+        if verified.switches:
+            # A protected-PCIe system: the NVSwitches' claims, so a release policy's ``ppcie``
+            # section can judge them (its rules fail closed where they are absent).
+            recorded["switches"] = [dict(s.claims) for s in verified.switches]
+        claims = json.loads(json.dumps(recorded, default=str))
         tee = str(verified.overall_claims.get("x-ccai-cpu-tee") or "gpu")
         return claims, bool(verified.simulated), tee
 
@@ -565,6 +588,9 @@ class Broker:
                 self._policies[(policy_name, stored[0])] = policy
             if not isinstance(evidence_claims, Mapping):
                 raise VerificationError("the token carries no claims")
+            switches = evidence_claims.get("switches") or ()
+            if not isinstance(switches, list | tuple):
+                raise VerificationError("the token's switch claims are not a list")
             appraise(
                 policy,
                 Appraisal.from_claims(
@@ -572,6 +598,7 @@ class Broker:
                     gpus=evidence_claims.get("gpus") or (),
                     cpu=evidence_claims.get("cpu"),
                     allow_simulated=self.allow_simulated,
+                    switches=switches,
                 ),
             )
         except Error as exc:

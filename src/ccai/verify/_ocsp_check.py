@@ -26,6 +26,7 @@ nothing about the evidence. A response whose signature or responder is wrong rai
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import hmac
 from collections.abc import Collection, Iterable, Sequence
@@ -103,12 +104,17 @@ class _Authenticated:
     """What steps (1)–(4) established about one response: it parses, it is successful, it covers
     the certificate, and an authorised responder signed it. ``window`` is the validity period of
     a delegated responder certificate (re-checked against ``now`` on every use), None when the
-    certificate's issuer signed the response itself."""
+    certificate's issuer signed the response itself. The response's times and the responder's
+    name are read once here: a warm verifier reuses them on every request."""
 
     response: ocsp.OCSPResponse
     single: ocsp.OCSPSingleResponse
     responder: x509.Certificate
     window: tuple[datetime, datetime] | None
+    this_update: datetime
+    next_update: datetime | None
+    produced_at: datetime
+    responder_name: str
 
 
 #: Responses whose time-independent checks passed, keyed by the SHA-256 of the exact response
@@ -163,11 +169,24 @@ def _authenticate(
     responder = _authorised_responder(response, issuer, now=now, trusted_roots=trusted_roots)
     _verify_response_signature(response, responder)
     window = None if responder is issuer else (responder.not_valid_before_utc, responder.not_valid_after_utc)
-    return _Authenticated(response=response, single=single, responder=responder, window=window)
+    return _Authenticated(
+        response=response,
+        single=single,
+        responder=responder,
+        window=window,
+        this_update=single.this_update_utc,
+        next_update=single.next_update_utc,
+        produced_at=response.produced_at_utc,
+        responder_name=responder.subject.rfc4514_string(),
+    )
 
 
+@functools.lru_cache(maxsize=4096)
 def describe_certificate(cert: x509.Certificate) -> str:
-    """A short human name for a certificate: its subject CN (or full subject) and serial."""
+    """A short human name for a certificate: its subject CN (or full subject) and serial.
+
+    Remembered per certificate: every OCSP check names its subject for its error messages.
+    """
     cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
     name = str(cns[0].value) if cns else cert.subject.rfc4514_string()
     return f"{name!r} (serial {cert.serial_number:x})"
@@ -233,11 +252,10 @@ def check_ocsp(
             and (hit.window is None or _issued_by(hit.responder, issuer))
         ):
             cache.put(key, hit)
-    response, single, responder = hit.response, hit.single, hit.responder
+    response, single = hit.response, hit.single
 
     # (5) validity window of the response
-    this_update = single.this_update_utc
-    next_update = single.next_update_utc
+    this_update, next_update = hit.this_update, hit.next_update
     if this_update > now + clock_skew:
         raise CollateralError(
             f"OCSP response for {subject} is not yet valid",
@@ -301,9 +319,9 @@ def check_ocsp(
         revocation_time=revoked_at,
         this_update=this_update,
         next_update=next_update,
-        produced_at=response.produced_at_utc,
+        produced_at=hit.produced_at,
         nonce_checked=nonce_checked,
-        responder=responder.subject.rfc4514_string(),
+        responder=hit.responder_name,
         serial_number=cert.serial_number,
     )
 
