@@ -107,7 +107,7 @@ from ccai.cli.bench import app
 typer.main.get_group(app)(["serve", "--url", "$GW", "--ehbp", "--allow-simulated",
     "--baseline-url", "$ENGINE_URL", "--model", "$MODEL",
     "--concurrency", "$CONC", "--io", "$IO", "--repeats", "2", "--prompts-per-concurrency", "1",
-    "--warmup-requests", "4", "--check-prompts", "2", "--timeout", "120", "--max-duration", "$BUDGET",
+    "--check-prompts", "2", "--timeout", "120", "--max-duration", "$BUDGET",
     "--no-plots", "-o", "$dir"])
 PY
 echo "sweep $IO exit ${PIPESTATUS[0]} after ${SECONDS}s" | tee -a "$OUT/env.txt"
