@@ -53,8 +53,9 @@ def test_boot_document_and_forwarding(
         models = httpx.get(gw.url + "/v1/models").json()["data"][0]
         assert models["files"] == ["config.json", "tokenizer.json", "weights.bin"]
         upstream_pid = models["pid"]
-        shm = [p for p in Path("/dev/shm").glob("ccai-gateway-*") if (p / "model").is_dir()]
-        assert shm
+        # This gateway's RAM-backed directory (other gateways may run on the machine at the same time).
+        shm = [Path(models["dir"]).parent]
+        assert shm[0].name.startswith("ccai-gateway-") and shm[0].parent == Path("/dev/shm")
 
         # The attestation document verifies with the library and with `ccai verify`, bound to the nonce.
         nonce = os.urandom(32)
@@ -162,8 +163,8 @@ def test_engine_and_plaintext_removed_on_sigterm(
 ) -> None:
     sealed, kek_file, _ = tiny_sealed
     with running_gateway(ccai_home, *_args(sealed, kek_file, "--allow-plaintext")) as gw:
-        pid = httpx.get(gw.url + "/v1/models").json()["data"][0]["pid"]
-        before = set(Path("/dev/shm").glob("ccai-gateway-*"))
+        models = httpx.get(gw.url + "/v1/models").json()["data"][0]
+        pid, before = models["pid"], {Path(models["dir"]).parent}
         gw.process.send_signal(signal.SIGTERM)
         gw.process.wait(timeout=60)
     with pytest.raises(ProcessLookupError):

@@ -53,7 +53,7 @@ async def app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
     elif path == "/v1/models":
         files = sorted(p.name for p in MODEL_DIR.iterdir())
         await _json(
-            send, 200, {"object": "list", "data": [{"id": "upstream", "files": files, "pid": os.getpid()}]}
+            send, 200, {"object": "list", "data": [{"id": "upstream", "files": files, "pid": os.getpid(), "dir": str(MODEL_DIR)}]}
         )
     elif path == "/v1/chat/completions":
         request = json.loads(await _body(receive) or b"{}")
