@@ -52,9 +52,8 @@ async def app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
         await _json(send, 200, {"status": "ok"})
     elif path == "/v1/models":
         files = sorted(p.name for p in MODEL_DIR.iterdir())
-        await _json(
-            send, 200, {"object": "list", "data": [{"id": "upstream", "files": files, "pid": os.getpid(), "dir": str(MODEL_DIR)}]}
-        )
+        entry = {"id": "upstream", "files": files, "pid": os.getpid(), "dir": str(MODEL_DIR)}
+        await _json(send, 200, {"object": "list", "data": [entry]})
     elif path == "/v1/chat/completions":
         request = json.loads(await _body(receive) or b"{}")
         if request.get("echo_headers"):
