@@ -21,7 +21,8 @@ Three variants, each a ``--body-kb`` chat request (default 8 KiB of prompt):
 
 Rounds are interleaved (every round runs every arm, in a rotating order, on warm keep-alive
 connections) so machine noise hits the arms alike. Printed: each round's medians, then the median
-over all requests per arm and the milliseconds the gateway adds (arm − direct). Asserts nothing.
+over all requests per arm and the milliseconds the gateway adds (arm − direct), and the gateway
+event loop's CPU milliseconds per request (``/proc/PID/schedstat``, over all rounds). Asserts nothing.
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_gateway_hop.py [--rounds 5] [--requests 30]
 
@@ -35,6 +36,7 @@ import argparse
 import asyncio
 import os
 import platform
+import signal
 import socket
 import statistics
 import subprocess
@@ -192,7 +194,16 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 240
         time.sleep(0.1)
 
 
-async def _measure(urls: dict[str, str], hpke_key: bytes, args: argparse.Namespace) -> None:
+def _cpu_seconds(pid: int) -> float:
+    """CPU seconds the main thread of process ``pid`` (the gateway's event loop) ran so far, from
+    the scheduler's nanosecond count (Linux ``/proc/PID/schedstat``; 0 elsewhere)."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+async def _measure(urls: dict[str, str], hpke_key: bytes, args: argparse.Namespace, gateway_pid: int) -> None:
     from ccai.ehbp import AsyncEhbpTransport
 
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
@@ -211,6 +222,7 @@ async def _measure(urls: dict[str, str], hpke_key: bytes, args: argparse.Namespa
         f"c{args.concurrency}": _variant_concurrent,
     }
     pooled: dict[tuple[str, str, str], list[float]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}  # (variant, arm) -> [gateway CPU s, requests]
     try:
         # Warm every connection pool and the gateway's path to the engine.
         for arm in ARMS:
@@ -222,7 +234,11 @@ async def _measure(urls: dict[str, str], hpke_key: bytes, args: argparse.Namespa
             for name, run in variants.items():
                 medians: dict[str, str] = {}
                 for arm in order:
+                    cpu_before = _cpu_seconds(gateway_pid)
                     samples = await run(clients[arm], urls[arm], args)
+                    spent = cpu.setdefault((name, arm), [0.0, 0.0])
+                    spent[0] += _cpu_seconds(gateway_pid) - cpu_before
+                    spent[1] += len(next(iter(samples.values())))
                     for metric, values in samples.items():
                         pooled.setdefault((name, metric, arm), []).extend(values)
                     first_metric = next(iter(samples))
@@ -243,6 +259,11 @@ async def _measure(urls: dict[str, str], hpke_key: bytes, args: argparse.Namespa
                 f"{med['plain'] - med['direct']:+8.2f} {med['ehbp'] - med['direct']:+8.2f}"
             )
     print("(median ms over all requests of all rounds; +plain/+ehbp: what the gateway adds to direct)")
+    line = "  ".join(
+        f"{name} " + "/".join(f"{1000 * cpu[(name, arm)][0] / cpu[(name, arm)][1]:.2f}" for arm in ARMS[1:])
+        for name in variants
+    )
+    print(f"gateway CPU ms per request, plain/ehbp: {line}")
 
 
 def main() -> None:
@@ -305,9 +326,10 @@ def main() -> None:
                 gateway, anchors=virtual_trust_anchors(home, gpu=True, tdx=True), allow_simulated=True
             )
             urls = {"direct": f"http://127.0.0.1:{port_file.read_text()}", "plain": gateway, "ehbp": gateway}
-            asyncio.run(_measure(urls, attestation.hpke_public_key, args))
+            asyncio.run(_measure(urls, attestation.hpke_public_key, args, process.pid))
         finally:
-            process.terminate()
+            # SIGINT under cProfile: its dump runs on KeyboardInterrupt, not on a re-raised SIGTERM.
+            process.send_signal(signal.SIGINT if args.profile else signal.SIGTERM)
             try:
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
