@@ -44,6 +44,8 @@ _HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
+#: How many distinct request targets keep their parsed engine URL (httpx URLs are immutable).
+_URL_CACHE_SIZE = 64
 #: The largest request body forwarded (OpenAI requests are small; long prompts fit easily).
 MAX_REQUEST_BODY = 32 * 1024 * 1024
 
@@ -203,6 +205,7 @@ class UpstreamProxy:
         self._transport: Any = None
         self._url: Any = None
         self._extensions: dict[str, Any] = {}
+        self._urls: dict[bytes, Any] = {}
 
     def _http(self) -> Any:
         import httpx
@@ -230,11 +233,17 @@ class UpstreamProxy:
         path = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string", b"")
         target = path + b"?" + query if query else path
+        url = self._urls.get(target)
+        if url is not None:
+            return url
         try:
-            return self._url.copy_with(raw_path=target)
+            url = self._url.copy_with(raw_path=target)
         except (httpx.InvalidURL, UnicodeError):
             # Bytes a URL does not carry as they are (non-ASCII, a fragment): parse, escaping them.
-            return httpx.URL(self.base_url + target.decode("latin-1"))
+            url = httpx.URL(self.base_url + target.decode("latin-1"))
+        if len(self._urls) < _URL_CACHE_SIZE:  # the few inference routes, parsed once
+            self._urls[target] = url
+        return url
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         import httpx
