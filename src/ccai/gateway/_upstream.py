@@ -239,8 +239,10 @@ class UpstreamProxy:
         try:
             url = self._url.copy_with(raw_path=target)
         except (httpx.InvalidURL, UnicodeError):
-            # Bytes a URL does not carry as they are (non-ASCII, a fragment): parse, escaping them.
-            url = httpx.URL(self.base_url + target.decode("latin-1"))
+            # Bytes a request target does not carry as they are (non-ASCII, "#", controls): each
+            # percent-escaped, as RFC 3986 escapes octets.
+            escaped = "".join(chr(b) if 0x20 < b < 0x7F and b != 0x23 else f"%{b:02X}" for b in target)
+            url = self._url.copy_with(raw_path=escaped.encode())
         if len(self._urls) < _URL_CACHE_SIZE:  # the few inference routes, parsed once
             self._urls[target] = url
         return url
