@@ -177,12 +177,10 @@ class _ResponseDecoder:
 
 
 def _may_be_key_config_problem(response: httpx.Response) -> bool:
+    if response.status_code != 422:  # the common case, decided without a header lookup
+        return False
     media = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    return (
-        response.status_code == 422
-        and RESPONSE_NONCE_HEADER not in response.headers
-        and media == PROBLEM_MEDIA_TYPE
-    )
+    return RESPONSE_NONCE_HEADER not in response.headers and media == PROBLEM_MEDIA_TYPE
 
 
 def _key_config_problem_title(document: bytes) -> str | None:

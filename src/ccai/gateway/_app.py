@@ -85,6 +85,7 @@ class GatewayApp:
         self.metrics = _Metrics()
         self._protected: Any = None
         self._protected_for: Any = None
+        self._counters: dict[tuple[str, int], Any] = {}  # (route kind, status) -> its counter child
 
     def _inference(self) -> Any:
         """``EhbpMiddleware`` around the engine app, built once the engine exists."""
@@ -140,7 +141,10 @@ class GatewayApp:
             else:
                 await self._inference()(scope, receive, counted)
         finally:
-            self.metrics.requests.labels(kind, str(status)).inc()
+            counter = self._counters.get((kind, status))
+            if counter is None:
+                counter = self._counters[(kind, status)] = self.metrics.requests.labels(kind, str(status))
+            counter.inc()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -293,7 +297,13 @@ def run_gateway(
     app = GatewayApp(boot, on_shutdown=shutdown)
     server = uvicorn.Server(
         uvicorn.Config(
-            app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5, **tls
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+            proxy_headers=False,  # nothing reads the client's address: no X-Forwarded-* pass per request
+            **tls,
         )
     )
     sock = listen_socket(config.host, config.port)
