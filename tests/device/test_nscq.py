@@ -242,7 +242,7 @@ def test_cli_attest_switches_goes_through_nscq(
     an unlocked switch or an NSCQ error stops it at the switches, naming them."""
     out = tmp_path / "b.json"
     error = _attest_switches(monkeypatch, capsys, out)
-    assert "NSCQ" not in error["message"] and "NVSwitch" not in error["message"]
+    assert "NSCQ" not in error["message"] and "NVML" in error["message"]  # past the switches
     assert "+-" in hgx.sessions()
     hgx.set("1/tnvl", "1")
     error = _attest_switches(monkeypatch, capsys, out)
@@ -251,3 +251,29 @@ def test_cli_attest_switches_goes_through_nscq(
     error = _attest_switches(monkeypatch, capsys, out)
     assert error["class"] == "DeviceError" and "NSCQ_RC_ERROR_DRV (-7)" in error["message"]
     assert not out.exists()
+
+
+def _attest_ppcie(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> dict:
+    monkeypatch.setattr(sys, "argv", ["ccai", "attest", "ppcie", "--json"])
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 4
+    return json.loads(capsys.readouterr().out)["error"]
+
+
+def test_cli_attest_ppcie_checks_the_switches_first(
+    hgx: _Hgx,
+    ccai_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``ccai attest ppcie`` on real hardware: the switches through NSCQ and NVIDIA's pre-checks
+    first; ready switches get it as far as NVML (absent here: exit 4 with that reason)."""
+    error = _attest_ppcie(monkeypatch, capsys)
+    assert "NSCQ" not in error["message"] and "NVML" in error["message"]  # past the switches
+    hgx.set("0/tnvl", "2")  # locked, but not in TNVL mode
+    error = _attest_ppcie(monkeypatch, capsys)
+    assert error["class"] == "DeviceNotSupported" and "not in TNVL mode" in error["message"]
+    hgx.set("3/rc-pcie_mode", "-7")
+    error = _attest_ppcie(monkeypatch, capsys)
+    assert error["class"] == "DeviceError" and "NSCQ_RC_ERROR_DRV (-7)" in error["message"]
