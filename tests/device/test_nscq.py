@@ -221,9 +221,9 @@ def test_a_missing_library_keeps_the_reason(monkeypatch: pytest.MonkeyPatch, tmp
             nscq_switches(libc)
 
 
-def _attest_switches(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], out: Path) -> dict:
-    argv = ["ccai", "attest", "--switches", "--nonce", "5a" * 32, "-o", str(out), "--json"]
-    monkeypatch.setattr(sys, "argv", argv)
+def _exit_4(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> dict:
+    """Run ``ccai ARGS --json``: it must exit 4; its JSON error."""
+    monkeypatch.setattr(sys, "argv", ["ccai", *args, "--json"])
     with pytest.raises(SystemExit) as info:
         main()
     assert info.value.code == 4
@@ -241,24 +241,17 @@ def test_cli_attest_switches_goes_through_nscq(
     command stops at the next missing device (this machine has no TEE / NVML), with that reason;
     an unlocked switch or an NSCQ error stops it at the switches, naming them."""
     out = tmp_path / "b.json"
-    error = _attest_switches(monkeypatch, capsys, out)
+    switches = ("attest", "--switches", "--nonce", "5a" * 32, "-o", str(out))
+    error = _exit_4(monkeypatch, capsys, *switches)
     assert "NSCQ" not in error["message"] and "NVML" in error["message"]  # past the switches
     assert "+-" in hgx.sessions()
     hgx.set("1/tnvl", "1")
-    error = _attest_switches(monkeypatch, capsys, out)
+    error = _exit_4(monkeypatch, capsys, *switches)
     assert error["class"] == "DeviceNotSupported" and "not locked" in error["message"]
     hgx.set("session_rc", "-7")
-    error = _attest_switches(monkeypatch, capsys, out)
+    error = _exit_4(monkeypatch, capsys, *switches)
     assert error["class"] == "DeviceError" and "NSCQ_RC_ERROR_DRV (-7)" in error["message"]
     assert not out.exists()
-
-
-def _attest_ppcie(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> dict:
-    monkeypatch.setattr(sys, "argv", ["ccai", "attest", "ppcie", "--json"])
-    with pytest.raises(SystemExit) as info:
-        main()
-    assert info.value.code == 4
-    return json.loads(capsys.readouterr().out)["error"]
 
 
 def test_cli_attest_ppcie_checks_the_switches_first(
@@ -269,11 +262,11 @@ def test_cli_attest_ppcie_checks_the_switches_first(
 ) -> None:
     """``ccai attest ppcie`` on real hardware: the switches through NSCQ and NVIDIA's pre-checks
     first; ready switches get it as far as NVML (absent here: exit 4 with that reason)."""
-    error = _attest_ppcie(monkeypatch, capsys)
+    error = _exit_4(monkeypatch, capsys, "attest", "ppcie")
     assert "NSCQ" not in error["message"] and "NVML" in error["message"]  # past the switches
     hgx.set("0/tnvl", "2")  # locked, but not in TNVL mode
-    error = _attest_ppcie(monkeypatch, capsys)
+    error = _exit_4(monkeypatch, capsys, "attest", "ppcie")
     assert error["class"] == "DeviceNotSupported" and "not in TNVL mode" in error["message"]
     hgx.set("3/rc-pcie_mode", "-7")
-    error = _attest_ppcie(monkeypatch, capsys)
+    error = _exit_4(monkeypatch, capsys, "attest", "ppcie")
     assert error["class"] == "DeviceError" and "NSCQ_RC_ERROR_DRV (-7)" in error["message"]

@@ -119,12 +119,7 @@ def load_nscq_library(path: str | None = None) -> ctypes.CDLL:
     """
     explicit = path or os.environ.get(NSCQ_LIBRARY_ENV)
     if explicit:
-        try:
-            return ctypes.CDLL(explicit)
-        except OSError as exc:
-            raise DriverNotFound(
-                f"the NSCQ library {explicit} could not be loaded: {exc}", hint=_MISSING_HINT
-            ) from None
+        return _load(explicit)
     for name in _SONAMES:
         try:
             return ctypes.CDLL(name)
@@ -132,13 +127,16 @@ def load_nscq_library(path: str | None = None) -> ctypes.CDLL:
             continue
     found = ctypes.util.find_library("nvidia-nscq")
     if found is not None:
-        try:
-            return ctypes.CDLL(found)
-        except OSError as exc:
-            raise DriverNotFound(
-                f"NVIDIA's NSCQ library ({found}) could not be loaded: {exc}", hint=_MISSING_HINT
-            ) from None
+        return _load(found)
     raise DriverNotFound(_MISSING_MESSAGE, hint=_MISSING_HINT)
+
+
+def _load(name: str) -> ctypes.CDLL:
+    try:
+        return ctypes.CDLL(name)
+    except OSError as exc:
+        message = f"the NSCQ library {name} could not be loaded: {exc}"
+        raise DriverNotFound(message, hint=_MISSING_HINT) from None
 
 
 def _bind(lib: ctypes.CDLL) -> dict[str, Any]:
