@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -65,6 +66,8 @@ _NONCE_SIZE = 0x20
 _REPORT_SIZE = 0x2000
 _CHAIN_SIZE = 0x1400
 _PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
+# One NSCQ session at a time in this process: NSCQ's thread safety is not documented.
+_SESSION_LOCK = threading.Lock()
 
 _MISSING_MESSAGE = (
     "NVIDIA's NSCQ library (libnvidia-nscq) is not installed: this machine has no NVSwitch "
@@ -230,11 +233,10 @@ class NscqSwitches:
 
     def __init__(self, library: ctypes.CDLL) -> None:
         self._fn = _bind(library)
-        self._answers: list[Any] = []
         uuids: list[bytes] = []
 
-        def on_uuid(_device: Any, rc: int, uuid: Any, _user: Any) -> None:
-            self._answers.append((rc, bytes(uuid.contents.bytes) if rc >= 0 and uuid else b""))
+        def on_uuid(_device: Any, rc: int, uuid: Any) -> tuple[int, bytes]:
+            return rc, bytes(uuid.contents.bytes) if rc >= 0 else b""  # NULL: recorded, raised
 
         with self._session() as session:
             for rc, uuid in self._observe(session, b"/drv/nvswitch/{device}/uuid", _UUID_CALLBACK, on_uuid):
@@ -275,10 +277,10 @@ class NscqSwitches:
             rc = self._fn["nscq_session_set_input"](session, 0, ctypes.byref(buffer), _NONCE_SIZE)
             self._check(rc, f"setting the attestation nonce for switch {label}")
 
-            def on_report(device: Any, rc: int, report: Any, _user: Any) -> None:
+            def on_report(device: Any, rc: int, report: Any) -> tuple[str, int, int, bytes]:
                 size = int(report.report_size)
                 value = bytes(report.report)[: min(size, _REPORT_SIZE)] if rc >= 0 else b""
-                self._answers.append((self._owner(device), rc, size, value))
+                return self._owner(device), rc, size, value
 
             path = f"/{label}/config/attestation_report".encode()
             return self._one(
@@ -293,10 +295,10 @@ class NscqSwitches:
         """
         label = self.labels[index]
 
-        def on_cert(device: Any, rc: int, cert: Any, _user: Any) -> None:
+        def on_cert(device: Any, rc: int, cert: Any) -> tuple[str, int, int, bytes]:
             size = int(cert.cert_chain_size)
             value = bytes(cert.cert_chain)[: min(size, _CHAIN_SIZE)] if rc >= 0 else b""
-            self._answers.append((self._owner(device), rc, size, value))
+            return self._owner(device), rc, size, value
 
         with self._session() as session:
             path = f"/{label}/config/certificate".encode()
@@ -338,27 +340,42 @@ class NscqSwitches:
 
     @contextmanager
     def _session(self) -> Iterator[int]:
-        result = self._fn["nscq_session_create"](_SESSION_CREATE_MOUNT_DEVICES)
-        self._check(int(result.rc), "creating a session")
-        try:
-            yield result.session
-        finally:
-            self._fn["nscq_session_destroy"](result.session)
+        with _SESSION_LOCK:
+            result = self._fn["nscq_session_create"](_SESSION_CREATE_MOUNT_DEVICES)
+            self._check(int(result.rc), "creating a session")
+            try:
+                yield result.session
+            finally:
+                self._fn["nscq_session_destroy"](result.session)
 
-    def _observe(self, session: int, path: bytes, kind: Any, handler: Any) -> list[Any]:
-        """Observe ``path``: what ``handler`` recorded, one entry per callback."""
-        self._answers = []
+    def _observe(self, session: int, path: bytes, kind: Any, convert: Any) -> list[Any]:
+        """Observe ``path``: ``convert(device, rc, value)`` of each callback, in callback order.
+
+        Raises:
+            DeviceError: NSCQ's return code is an error, or a callback's value could not be read
+                (an exception cannot cross the C library, so it is recorded and raised here).
+        """
+        answers: list[Any] = []
+        failures: list[str] = []
+
+        def handler(device: Any, rc: int, value: Any, _user: Any) -> None:
+            try:
+                answers.append(convert(device, rc, value))
+            except Exception as exc:  # re-raised below as a DeviceError
+                failures.append(f"{type(exc).__name__}: {exc}")
+
         callback = kind(handler)  # kept alive until the call returns
         rc = self._fn["nscq_session_path_observe"](
             session, path, ctypes.cast(callback, ctypes.c_void_p), None, 0
         )
-        answers, self._answers = self._answers, []
         self._check(rc, f"observing {path.decode()}")
+        if failures:
+            raise DeviceError(f"NSCQ's answer to {path.decode()} could not be read: {failures[0]}")
         return answers
 
     def _per_switch(self, session: int, path: bytes, what: str) -> list[tuple[str, int]]:
-        def on_value(device: Any, rc: int, value: int, _user: Any) -> None:
-            self._answers.append((self._owner(device), rc, value))
+        def on_value(device: Any, rc: int, value: int) -> tuple[str, int, int]:
+            return self._owner(device), rc, value
 
         out = []
         for owner, rc, value in self._observe(session, path, _INT8_CALLBACK, on_value):
