@@ -114,6 +114,8 @@ PINNED = {
         "parse_snp_certificate_table",
     },
     "ccai.attest": {
+        "NSCQ_LIBRARY_ENV",
+        "NscqSwitches",
         "SwitchSource",
         "TrusteeAttester",
         "collect_composite",

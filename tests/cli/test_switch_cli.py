@@ -147,11 +147,13 @@ def test_attest_switches_on_real_hardware_needs_nscq(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Without ``--simulate`` the switches come through NSCQ: exit 4 with the reason (absent, or
-    present but not driven by ccai), before NVML or the TEE is touched."""
+    """Without ``--simulate`` the switches come through NSCQ: exit 4 with the reason (not installed,
+    or found but not loadable), before NVML or the TEE is touched. Collection through a loadable
+    NSCQ library: tests/device/test_nscq.py."""
     import ctypes.util
 
     real = ctypes.util.find_library
+    monkeypatch.delenv("CCAI_NSCQ_LIBRARY", raising=False)
     monkeypatch.setattr(
         ctypes.util, "find_library", lambda name: nscq if name == "nvidia-nscq" else real(name)
     )
@@ -163,5 +165,6 @@ def test_attest_switches_on_real_hardware_needs_nscq(
     assert info.value.code == 4
     error = json.loads(capsys.readouterr().out)["error"]
     assert "NSCQ" in error["message"]
-    assert error["class"] == ("DriverNotFound" if nscq is None else "DeviceNotSupported")
+    assert error["class"] == "DriverNotFound"
+    assert ("could not be loaded" in error["message"]) == (nscq is not None)
     assert not out.exists()

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 from ccai.attest._collect import collect_composite, gather_composite_collateral, keys_from_pem
 from ccai.attest._gpu import collect_gpu_evidence
+from ccai.attest._nscq import NSCQ_LIBRARY_ENV, NscqSwitches
 from ccai.attest._ppcie import SwitchSource, collect_switch_evidence, nscq_switches
 from ccai.attest._trustee import TrusteeAttester
 
 __all__ = [
+    "NSCQ_LIBRARY_ENV",
+    "NscqSwitches",
     "SwitchSource",
     "TrusteeAttester",
     "collect_composite",

@@ -1,22 +1,21 @@
 """Collect the NVSwitch evidence of a protected-PCIe (HGX) system for a verifier nonce.
 
 On real hardware NVIDIA exposes switch attestation through NSCQ (``libnvidia-nscq``, shipped with
-the NVSwitch driver and Fabric Manager). ccai looks for it and says plainly what is missing; the
+the NVSwitch driver and Fabric Manager); ccai drives it with ctypes (:mod:`ccai.attest._nscq`) and
+says plainly what is missing where it is absent; the
 virtual HGX system (``ccai gpu init --simulate --gpus 8 --switches 4 --ppcie``) produces the same
 evidence in the real LS10 format.
 """
 
 from __future__ import annotations
 
-import ctypes.util
 from typing import Protocol
 
-from ccai.errors import DeviceNotSupported, DriverNotFound
+from ccai.attest._nscq import NscqSwitches, load_nscq_library
+from ccai.errors import DeviceNotSupported
 from ccai.evidence import GpuEvidence
 
 __all__ = ["SwitchSource", "collect_switch_evidence", "nscq_switches"]
-
-_NSCQ_LIBRARY = "nvidia-nscq"
 
 
 class SwitchSource(Protocol):
@@ -62,23 +61,21 @@ def collect_switch_evidence(source: SwitchSource, nonce: bytes) -> list[GpuEvide
     ]
 
 
-def nscq_switches() -> SwitchSource:
-    """The NVSwitches of this machine through NVIDIA's NSCQ library.
+def nscq_switches(library: str | None = None) -> NscqSwitches:
+    """The NVSwitches of this machine through NVIDIA's NSCQ library, checked ready for PPCIe.
+
+    Loads ``libnvidia-nscq`` (or ``library`` / ``$CCAI_NSCQ_LIBRARY``), enumerates the switches and
+    runs NVIDIA's ppcie-verifier switch pre-checks (every switch an LS10 in TNVL mode and locked).
+
+    Args:
+        library: An NSCQ library file to load instead of the system's.
 
     Raises:
-        DriverNotFound: ``libnvidia-nscq`` is not installed (no NVSwitch driver / Fabric Manager).
-        DeviceNotSupported: NSCQ is present, but ccai does not drive it: collect the switch
-            evidence with NVIDIA's tools (``nvattest collect-evidence --device nvswitch``) and
-            verify it with ``ccai verify switch``.
+        DriverNotFound: ``libnvidia-nscq`` is not installed (no NVSwitch driver / Fabric Manager),
+            or cannot be loaded.
+        DeviceError: an NSCQ call failed (the error names NSCQ's return code).
+        DeviceNotSupported: no switch, or a switch not ready for protected PCIe.
     """
-    found = ctypes.util.find_library(_NSCQ_LIBRARY)
-    if found is None:
-        raise DriverNotFound(
-            "NVIDIA's NSCQ library (libnvidia-nscq) is not installed: this machine has no NVSwitch "
-            "driver, so its switches cannot be attested",
-            hint="install the NVSwitch driver and Fabric Manager of an HGX system, or use --simulate",
-        )
-    raise DeviceNotSupported(
-        f"NSCQ is present ({found}), but ccai does not collect switch evidence through it",
-        hint="collect it with NVIDIA's nvattest and run `ccai verify switch EVIDENCE.json`",
-    )
+    source = NscqSwitches(load_nscq_library(library))
+    source.check_ready()
+    return source

@@ -165,8 +165,12 @@ def ppcie_command(  # noqa: PLR0917 - Typer maps each parameter to a command-lin
     from ccai.virtual import VirtualGpuBackend
 
     title = "Protected-PCIe system" + (" (SIMULATED)" if simulate else "")
+    # Real hardware: the switches (NSCQ, and NVIDIA's pre-checks: TNVL mode, locked) before NVML.
+    switches_first: SwitchSource | None = None if simulate else nscq_switches()
     with open_gpu(simulate=simulate) as backend:
-        source: SwitchSource = backend if isinstance(backend, VirtualGpuBackend) else nscq_switches()
+        source: SwitchSource = (
+            backend if isinstance(backend, VirtualGpuBackend) else switches_first or nscq_switches()
+        )
         if simulate and rim_service_url is None and ocsp_url is None:
             offline = True  # the virtual system's own RIMs, as `ccai attest gpu --simulate` does
         nonce = secrets.token_bytes(32)
