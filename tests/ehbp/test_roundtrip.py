@@ -59,8 +59,10 @@ def test_wire_is_encrypted_both_ways(served: Served) -> None:
             wire["request"] = b"".join(request.stream)  # type: ignore[union-attr]
             assert "content-length" not in request.headers
             assert request.headers["transfer-encoding"] == "chunked"
+            # Re-sent chunked as it came (bytes content would add a Content-Length beside
+            # Transfer-Encoding, which a strict HTTP parser refuses).
             sent = httpx.Request(
-                request.method, request.url, headers=request.headers, content=wire["request"]
+                request.method, request.url, headers=request.headers, content=iter([wire["request"]])
             )
             response = self.inner.handle_request(sent)
             wire["response"] = response.read()
