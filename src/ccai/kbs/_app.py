@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ccai._files import atomic_write
 from ccai._home import ccai_home
+from ccai._json import load_json
 from ccai.collateral import (
     DEFAULT_OCSP_URL,
     DEFAULT_RIM_SERVICE_URL,
@@ -245,9 +246,11 @@ def create_kbs_app(
         if len(raw) > _MAX_BODY:
             raise BrokerRefusal(413, "too_large", "request body too large")
         try:
-            body = json.loads(raw or b"{}")
-        except ValueError:
-            raise BrokerRefusal(400, "bad_request", "the body is not JSON") from None
+            # Strict and depth-limited; decoded once: the attest route hands the evidence bundle
+            # inside on as a decoded object (no second encode and parse).
+            body = load_json(raw or b"{}", what="the body")
+        except Error as exc:
+            raise BrokerRefusal(400, "bad_request", exc.message) from None
         if not isinstance(body, dict):
             raise BrokerRefusal(400, "bad_request", "the body must be a JSON object")
         return body

@@ -51,7 +51,7 @@ from ccai.errors import (
     UsageError,
     VerificationError,
 )
-from ccai.evidence import load_evidence_bundle
+from ccai.evidence import evidence_bundle_from_json, load_evidence_bundle
 from ccai.kbs._jose import (
     PublicTeeKey,
     canonical_json,
@@ -362,8 +362,13 @@ class Broker:
                 evidence = parse_trustee_evidence(raw, tee=tee or "", runtime=runtime)
                 verified = await asyncio.to_thread(self._verify_trustee, evidence, runtime, now)
             else:
-                data = raw.encode() if isinstance(raw, str) else json.dumps(raw).encode()
-                bundle = load_evidence_bundle(data)
+                # A bundle as a JSON string, or (the usual case) the object already decoded
+                # strictly with the request body: checked as load_evidence_bundle checks it.
+                bundle = (
+                    load_evidence_bundle(raw.encode())
+                    if isinstance(raw, str)
+                    else evidence_bundle_from_json(raw)
+                )
                 # (3) the bundle's bound key commits to exactly this runtime-data.
                 committed = runtime_data_hash(runtime)
                 if bundle.hpke_public_key is None or not secrets.compare_digest(
