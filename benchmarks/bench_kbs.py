@@ -80,9 +80,9 @@ def _level(url: str, clients: int, n: int, make: Any) -> tuple[list[float], list
         _k, jwk = private_jwk_pair()
         runtime = {"nonce": nonce, "tee-pubkey": jwk}
         evidence = json.loads(make(base64.b64decode(nonce), runtime_data_hash(runtime)))
-        prepared.append(
-            (r.cookies.get("kbs-session-id"), {"runtime-data": runtime, "tee-evidence": evidence})
-        )
+        # Encoded before the clock too: the timings are the broker's, not the client's JSON encoder.
+        body = json.dumps({"runtime-data": runtime, "tee-evidence": evidence}).encode()
+        prepared.append((r.cookies.get("kbs-session-id"), body))
     attest_t: list[float] = []
     resource_t: list[float] = []
     tokens: list[str] = []
@@ -96,7 +96,12 @@ def _level(url: str, clients: int, n: int, make: Any) -> tuple[list[float], list
                 while queue:
                     sid, body = queue.pop()
                     t = time.perf_counter()
-                    r = await client.post("/kbs/v0/attest", json=body, cookies={"kbs-session-id": sid})
+                    r = await client.post(
+                        "/kbs/v0/attest",
+                        content=body,
+                        headers={"content-type": "application/json"},
+                        cookies={"kbs-session-id": sid},
+                    )
                     attest_t.append(time.perf_counter() - t)
                     r.raise_for_status()
                     tokens.append(r.json()["token"])

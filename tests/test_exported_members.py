@@ -187,6 +187,7 @@ EVIDENCE_BUNDLE_NAMES = {
     "dump_evidence_bundle",
     "gpu_evidence_digest",
     "switch_evidence_digest",
+    "evidence_bundle_from_json",
     "load_evidence_bundle",
 }
 

@@ -32,6 +32,7 @@ from ccai.evidence._bundle import (
     EvidenceBundle,
     bundle_from_nonce_only_pair,
     dump_evidence_bundle,
+    evidence_bundle_from_json,
     load_evidence_bundle,
 )
 from ccai.evidence._certs import (
@@ -124,6 +125,7 @@ __all__ = [
     "driver_rim_id",
     "dump_evidence_bundle",
     "dump_evidence_json",
+    "evidence_bundle_from_json",
     "gpu_evidence_digest",
     "load_certificate",
     "load_crl",

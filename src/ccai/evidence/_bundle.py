@@ -33,7 +33,12 @@ from typing import Any
 from ccai._json import load_json
 from ccai.errors import MalformedEvidence, UnsupportedEvidence, UsageError
 from ccai.evidence._binding import BINDING_NONCE_ONLY
-from ccai.evidence._nvidia_json import GpuEvidence, dump_evidence_json, parse_evidence_json
+from ccai.evidence._nvidia_json import (
+    GpuEvidence,
+    dump_evidence_json,
+    evidence_from_json,
+    parse_evidence_json,
+)
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -186,6 +191,20 @@ def load_evidence_bundle(data: bytes) -> EvidenceBundle:
         doc = load_json(data, what="evidence bundle")
     except MalformedEvidence as exc:
         raise MalformedEvidence(exc.message, step="parse") from None
+    return evidence_bundle_from_json(doc)
+
+
+def evidence_bundle_from_json(doc: Any) -> EvidenceBundle:
+    """:func:`load_evidence_bundle` of an already decoded document.
+
+    For a caller that read a larger JSON document holding the bundle (a key broker's attest
+    request) with :func:`ccai._json.load_json`: the bundle is checked exactly as
+    :func:`load_evidence_bundle` checks it, without encoding and decoding it again.
+
+    Raises:
+        MalformedEvidence: unknown or missing fields, bad hex/base64, bad GPU items.
+        UnsupportedEvidence: another format or version.
+    """
     if not isinstance(doc, dict):
         raise MalformedEvidence("evidence bundle must be a JSON object", step="parse")
     if doc.get("format") != BUNDLE_FORMAT:
@@ -210,13 +229,13 @@ def load_evidence_bundle(data: bytes) -> EvidenceBundle:
     gpus_raw = doc.get("gpus")
     if not isinstance(gpus_raw, list):
         raise MalformedEvidence("evidence bundle: gpus must be a list", step="parse")
-    gpus = parse_evidence_json(json.dumps(gpus_raw).encode()) if gpus_raw else ()
+    gpus = evidence_from_json(gpus_raw) if gpus_raw else ()
     switches_raw = doc.get("switches")
     if "switches" in doc and (not isinstance(switches_raw, list) or not switches_raw):
         raise MalformedEvidence(
             "evidence bundle: switches must be a non-empty list (absent when there are none)", step="parse"
         )
-    switches = parse_evidence_json(json.dumps(switches_raw).encode()) if switches_raw else ()
+    switches = evidence_from_json(switches_raw) if switches_raw else ()
     cpu_raw = doc.get("cpu")
     cpu: CpuEvidence | None = None
     if cpu_raw is not None:

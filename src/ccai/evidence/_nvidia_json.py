@@ -175,6 +175,15 @@ def parse_evidence_json(data: bytes) -> tuple[GpuEvidence, ...]:
         doc: Any = load_json(data, what="document")
     except MalformedEvidence as exc:
         raise MalformedEvidence(f"evidence JSON: not valid JSON: {exc.message}", step="parse") from None
+    return evidence_from_json(doc)
+
+
+def evidence_from_json(doc: Any) -> tuple[GpuEvidence, ...]:
+    """:func:`parse_evidence_json` of an already decoded document (read with ``load_json``).
+
+    Raises:
+        MalformedEvidence: as :func:`parse_evidence_json`, for the shape and values.
+    """
     if not isinstance(doc, list) or not doc:
         raise MalformedEvidence("evidence JSON: expected a non-empty list of device objects", step="parse")
     return tuple(_item(obj, i) for i, obj in enumerate(doc))

@@ -12,6 +12,7 @@ Routes (Trustee's RCAR, ``/kbs/v0``):
 from __future__ import annotations
 
 import contextlib
+import gc
 import hmac
 import json
 import logging
@@ -31,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ccai._files import atomic_write
 from ccai._home import ccai_home
+from ccai._json import load_json
 from ccai.collateral import (
     DEFAULT_OCSP_URL,
     DEFAULT_RIM_SERVICE_URL,
@@ -173,6 +175,24 @@ def _verifier(
     )
 
 
+_FROZEN = False
+
+
+def _freeze_startup_heap() -> None:
+    """Move what start-up allocated (modules, trust anchors, the verifier, the engine) out of the
+    cyclic garbage collector's view, once per process.
+
+    A full collection otherwise walks that whole heap every few dozen requests (tens of ms on one
+    request); after the freeze it walks only what requests allocate. Garbage is collected first,
+    so nothing unreachable is frozen.
+    """
+    global _FROZEN  # noqa: PLW0603 - once per process
+    if not _FROZEN:
+        _FROZEN = True
+        gc.collect()
+        gc.freeze()
+
+
 def _log(event: str, **fields: Any) -> None:
     # One JSON line per event; callers pass no secrets (no keys, tokens, values or nonces).
     _LOG.info(json.dumps({"event": event, **fields}, default=str))
@@ -223,6 +243,7 @@ def create_kbs_app(
             await broker.start()
             app.state.broker = broker
             app.state.admin = _ensure_admin_credential(admin_credential_path(settings))
+            _freeze_startup_heap()
             _log(
                 "kbs started",
                 database=engine.dialect.name,
@@ -245,9 +266,11 @@ def create_kbs_app(
         if len(raw) > _MAX_BODY:
             raise BrokerRefusal(413, "too_large", "request body too large")
         try:
-            body = json.loads(raw or b"{}")
-        except ValueError:
-            raise BrokerRefusal(400, "bad_request", "the body is not JSON") from None
+            # Strict and depth-limited; decoded once: the attest route hands the evidence bundle
+            # inside on as a decoded object (no second encode and parse).
+            body = load_json(raw or b"{}", what="the body")
+        except Error as exc:
+            raise BrokerRefusal(400, "bad_request", exc.message) from None
         if not isinstance(body, dict):
             raise BrokerRefusal(400, "bad_request", "the body must be a JSON object")
         return body

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Table, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -18,6 +18,9 @@ from ccai.kbs._models import AuditRow, Binding, PolicyRow, ResourceRow, Session,
 __all__ = ["Repository"]
 
 _RETRIES = 50
+# The mapped tables, for Core statements on the hot path (no ORM unit of work per call).
+_SESSIONS = cast(Table, Session.__table__)
+_AUDIT = cast(Table, AuditRow.__table__)
 _RELEASE_LOOKUP = text(
     """
     SELECT r.version, r.format, r.master_key_id, r.wrapped_key, r.ciphertext,
@@ -62,19 +65,31 @@ class Repository:
 
     async def consume_challenge(self, sid: str, *, now: datetime) -> tuple[str, str | None, str | None]:
         """Mark the session's challenge used: ``("ok", nonce, tee)``, or
-        ``("unknown"|"used"|"expired", None, None)``."""
+        ``("unknown"|"used"|"expired", None, None)``.
+
+        One ``UPDATE … RETURNING`` on the hot path (SQLite ≥ 3.35 and PostgreSQL): the row is
+        consumed only while unconsumed and unexpired, so of two racing requests exactly one gets
+        it back. Only a refused session is read again, to name why.
+        """
         async with self._sessions.begin() as s:
-            result = await s.execute(
-                update(Session)
-                .where(Session.id == sid, Session.consumed_at.is_(None), Session.expires_at > now)
-                .values(consumed_at=now)
-            )
-            row = await s.get(Session, sid)
+            got = (
+                await s.execute(
+                    update(_SESSIONS)
+                    .where(
+                        _SESSIONS.c.id == sid,
+                        _SESSIONS.c.consumed_at.is_(None),
+                        _SESSIONS.c.expires_at > now,
+                    )
+                    .values(consumed_at=now)
+                    .returning(_SESSIONS.c.nonce, _SESSIONS.c.tee)
+                )
+            ).first()
+            if got is not None:
+                return "ok", got.nonce, got.tee
+            row = (await s.execute(select(_SESSIONS.c.consumed_at).where(_SESSIONS.c.id == sid))).first()
             if row is None:
                 return "unknown", None, None
-            if getattr(result, "rowcount", 0) != 1:
-                return ("used" if row.consumed_at is not None else "expired"), None, None
-            return "ok", row.nonce, row.tee
+            return ("used" if row.consumed_at is not None else "expired"), None, None
 
     async def set_token(self, sid: str, token: str) -> None:
         """Attach the issued token to the session (the cookie path)."""
@@ -256,11 +271,11 @@ class Repository:
                         seq, prev = tail[0] + 1, tail[1]
                         full = {"seq": seq, **fields}
                         digest = record_hash(prev, full)
-                        s.add(AuditRow(**full, prev_hash=prev, hash=digest))
+                        await s.execute(insert(_AUDIT).values(**full, prev_hash=prev, hash=digest))
                         if session_token is not None:
                             await s.execute(
-                                update(Session)
-                                .where(Session.id == session_token[0])
+                                update(_SESSIONS)
+                                .where(_SESSIONS.c.id == session_token[0])
                                 .values(token=session_token[1])
                             )
                     self._tail = (seq, digest)
