@@ -41,6 +41,7 @@ FOUNDATION = frozenset(
         "ccai._json",
         "ccai._files",
         "ccai._net",
+        "ccai._logs",
         "ccai._database",
         "ccai._embedded_model",
     }

@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import secrets
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ccai._files import atomic_write
 from ccai._home import ccai_home
 from ccai._json import load_json
+from ccai._logs import configure_json_logging
 from ccai.collateral import (
     DEFAULT_OCSP_URL,
     DEFAULT_RIM_SERVICE_URL,
@@ -194,8 +194,8 @@ def _freeze_startup_heap() -> None:
 
 
 def _log(event: str, **fields: Any) -> None:
-    # One JSON line per event; callers pass no secrets (no keys, tokens, values or nonces).
-    _LOG.info(json.dumps({"event": event, **fields}, default=str))
+    # One JSON line per event (ccai._logs); callers pass no secrets (no keys, tokens, values or nonces).
+    _LOG.info(event, extra=fields)
 
 
 def _refusal(exc: BrokerRefusal) -> JSONResponse:
@@ -217,12 +217,7 @@ def create_kbs_app(
     """
     bundle = read_bundle(settings.collateral) if settings.collateral is not None else None
     verifier = _verifier(settings, anchors, bundle)
-    if not _LOG.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        _LOG.addHandler(handler)
-        _LOG.setLevel(logging.INFO)
-        _LOG.propagate = False
+    configure_json_logging(_LOG.name, text_key="event")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
